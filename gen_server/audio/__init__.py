@@ -1,0 +1,9 @@
+"""Torch-free audio code shared by the API and the workers.
+
+The API decodes uploads, transcodes downloads and detects watermarks, and ``gen_server`` may not
+import ``workers`` or torch, so the pure numpy DSP lives here and the workers import it.
+"""
+
+from gen_server.audio.types import Audio
+
+__all__ = ["Audio"]

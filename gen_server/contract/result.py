@@ -1,0 +1,56 @@
+"""What a finished job returns and what the API shows about a job."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gen_server.contract.spec import AudioFormat, JobSpec
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobResult(BaseModel):
+    """Small dict stored in the result backend once a job's artifact is written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    artifact: str = Field(description="Storage key of the audio file")
+    manifest: str = Field(description="Storage key of the sidecar JSON manifest")
+    format: AudioFormat
+    sample_rate: int
+    channels: int
+    duration_s: float
+    seed: int
+    model: str
+    sha256: str
+    watermark_payload: str | None = None
+    generation_s: float = 0.0
+    cached: bool = Field(False, description="True when a redelivered job found its artifact already written")
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class JobView(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    state: JobState
+    kind: str
+    model: str
+    progress: float = Field(0.0, ge=0.0, le=1.0)
+    created_at: float
+    finished_at: float | None = None
+    spec: JobSpec
+    result: JobResult | None = None
+    error: JobError | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

@@ -1,0 +1,218 @@
+"""Job requests (input), job specs (what travels on the queue) and their validation."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gen_server.contract.catalog import Catalog, Kind, ModelEntry
+from gen_server.errors import InvalidInput
+
+SPEC_VERSION = 1
+AudioFormat = Literal["wav", "flac", "mp3", "ogg"]
+WavSubtype = Literal["pcm16", "pcm24", "float32"]
+MAX_SEED = 2**31 - 1
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Sampling(BaseModel):
+    """Token sampling controls for MusicGen/AudioGen (set on every call)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(250, ge=0, le=4096, description="Sample from the k most likely tokens (0: off)")
+    top_p: FiniteFloat = Field(0.0, ge=0.0, le=1.0, description="Nucleus sampling mass (0: off, uses top_k)")
+    temperature: FiniteFloat = Field(1.0, gt=0.0, le=5.0, description="Softmax temperature")
+    cfg_coef: FiniteFloat = Field(3.0, ge=0.0, le=20.0, description="Classifier-free guidance strength")
+
+
+class PostProcess(BaseModel):
+    """Post-processing options; ``None`` means the default for the job's kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trim_silence: bool | None = Field(None, description="Trim leading/trailing silence")
+    fade_in_s: FiniteFloat | None = Field(None, ge=0.0, le=30.0)
+    fade_out_s: FiniteFloat | None = Field(None, ge=0.0, le=30.0)
+    target_lufs: FiniteFloat | None = Field(
+        None, ge=-70.0, le=-5.0, description="Integrated loudness target (ITU-R BS.1770)"
+    )
+    peak_normalize: bool | None = Field(None, description="Normalise to the peak ceiling instead of LUFS")
+    true_peak_dbtp: FiniteFloat = Field(-1.0, ge=-20.0, le=0.0, description="True-peak ceiling in dBTP")
+    sample_rate: int | None = Field(None, ge=8000, le=192000, description="Output rate in Hz")
+    channels: Literal[1, 2] | None = Field(None, description="Output channels (mono/stereo)")
+
+
+class JobRequest(BaseModel):
+    """What a client submits to ``POST /v1/jobs``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"kind": "speech", "text": "Welcome to Soundry.", "seed": 1},
+                {"kind": "music", "prompt": "lofi hip hop with warm piano", "duration_s": 8},
+                {"kind": "sfx", "prompt": "a door creaks open", "duration_s": 3},
+            ]
+        },
+    )
+
+    kind: Kind
+    model: str | None = Field(None, description="Catalog id; the kind's default when omitted")
+    prompt: str | None = Field(None, description="Text description (music, sfx)")
+    text: str | None = Field(None, description="Text to speak (speech)")
+    duration_s: FiniteFloat | None = Field(None, gt=0.0, description="Clip length in seconds (music, sfx)")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Random seed; drawn when omitted")
+    sampling: Sampling = Field(default_factory=Sampling)
+    voice: str | None = Field(None, description="Speaker name (multi-speaker models)")
+    language: str | None = Field(None, description="Language code (multilingual models)")
+    speed: FiniteFloat = Field(1.0, ge=0.25, le=4.0, description="Speaking rate multiplier")
+    melody_upload: str | None = Field(None, description="Upload id of a melody reference (melody models)")
+    continuation_upload: str | None = Field(None, description="Upload id of audio to continue")
+    reference_uploads: list[str] = Field(default_factory=list, max_length=3, description="Voice refs")
+    post: PostProcess = Field(default_factory=PostProcess)
+    format: AudioFormat = "wav"
+    wav_subtype: WavSubtype = "pcm16"
+
+    @field_validator("prompt", "text")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None else None
+
+
+class JobSpec(BaseModel):
+    """A validated, fully resolved job: small versioned JSON on the queue (no audio inside)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = SPEC_VERSION
+    job_id: str
+    kind: Kind
+    model: str
+    prompt: str
+    duration_s: float | None
+    seed: int
+    sampling: Sampling
+    voice: str | None = None
+    language: str | None = None
+    speed: float = 1.0
+    melody_upload: str | None = None
+    continuation_upload: str | None = None
+    reference_uploads: tuple[str, ...] = ()
+    post: PostProcess
+    format: AudioFormat = "wav"
+    wav_subtype: WavSubtype = "pcm16"
+    owner: str | None = None
+
+    @property
+    def queue(self) -> Kind:
+        return self.kind
+
+
+def _fail(message: str, field: str) -> InvalidInput:
+    return InvalidInput(message, field=field)
+
+
+def build_spec(
+    req: JobRequest,
+    catalog: Catalog,
+    *,
+    job_id: str,
+    owner: str | None = None,
+    max_prompt_chars: int = 2000,
+    max_text_chars: int = 5000,
+) -> JobSpec:
+    """Check ``req`` against the catalog and resolve defaults (model, seed).
+
+    Raises:
+        InvalidInput: naming the offending field.
+    """
+    entry: ModelEntry = catalog.get(req.model) if req.model else catalog.default_for(req.kind)
+    if entry.kind != req.kind:
+        raise _fail(f"model '{entry.id}' makes {entry.kind}, not {req.kind}", "model")
+
+    if req.kind == "speech":
+        text = req.text if req.text is not None else req.prompt
+        if not text:
+            raise _fail("speech needs non-empty 'text'", "text")
+        if len(text) > max_text_chars:
+            raise _fail(f"text is {len(text)} characters; the limit is {max_text_chars}", "text")
+        if req.duration_s is not None:
+            raise _fail("speech length follows the text; omit duration_s", "duration_s")
+        prompt, duration = text, None
+    else:
+        if not req.prompt:
+            raise _fail(f"{req.kind} needs a non-empty 'prompt'", "prompt")
+        if len(req.prompt) > max_prompt_chars:
+            raise _fail(f"prompt is {len(req.prompt)} characters; the limit is {max_prompt_chars}", "prompt")
+        if req.text is not None:
+            raise _fail(f"'text' is for speech; {req.kind} takes 'prompt'", "text")
+        duration = req.duration_s if req.duration_s is not None else min(8.0, entry.max_duration_s)
+        if not (entry.min_duration_s <= duration <= entry.max_duration_s) or not math.isfinite(duration):
+            raise _fail(
+                f"duration_s must be between {entry.min_duration_s} and {entry.max_duration_s} s for "
+                f"'{entry.id}'",
+                "duration_s",
+            )
+        prompt = req.prompt
+    _check_text(prompt, "text" if req.kind == "speech" else "prompt")
+
+    if entry.codebook_size is not None and req.sampling.top_k > entry.codebook_size:
+        raise _fail(
+            f"top_k must be at most the codebook size ({entry.codebook_size}) of '{entry.id}'", "sampling.top_k"
+        )
+    if req.melody_upload and not entry.melody:
+        melody_models = "musicgen-melody" + (", dev-musicgen-melody-tiny" if "dev-musicgen-melody-tiny" in catalog else "")
+        raise _fail(f"model '{entry.id}' takes no melody; use {melody_models}", "melody_upload")
+    if req.continuation_upload and not entry.continuation:
+        raise _fail(f"model '{entry.id}' cannot continue audio", "continuation_upload")
+    if req.reference_uploads and not entry.voice_cloning:
+        raise _fail(f"model '{entry.id}' does not clone voices", "reference_uploads")
+    if entry.voice_cloning and not req.reference_uploads:
+        raise _fail(f"model '{entry.id}' needs 1-3 reference_uploads (voice to clone)", "reference_uploads")
+    if req.voice is not None and req.voice not in entry.speakers:
+        known = ", ".join(entry.speakers) or "none (single-speaker model)"
+        raise _fail(f"unknown voice '{req.voice}' for '{entry.id}'; speakers: {known}", "voice")
+    if req.language is not None and entry.languages and req.language not in entry.languages:
+        raise _fail(
+            f"language '{req.language}' not offered by '{entry.id}'; languages: {', '.join(entry.languages)}",
+            "language",
+        )
+    if req.kind == "speech" and (req.sampling != Sampling()):
+        raise _fail("sampling controls apply to music and sfx only", "sampling")
+    if req.post.target_lufs is not None and req.post.peak_normalize:
+        raise _fail("choose target_lufs or peak_normalize, not both", "post.peak_normalize")
+
+    language = req.language
+    if language is None and entry.voice_cloning:
+        language = "en"
+    voice = req.voice if req.voice is not None else (entry.speakers[0] if entry.speakers else None)
+    return JobSpec(
+        job_id=job_id,
+        kind=req.kind,
+        model=entry.id,
+        prompt=prompt,
+        duration_s=duration,
+        seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED),
+        sampling=req.sampling,
+        voice=voice,
+        language=language,
+        speed=req.speed,
+        melody_upload=req.melody_upload,
+        continuation_upload=req.continuation_upload,
+        reference_uploads=tuple(req.reference_uploads),
+        post=req.post,
+        format=req.format,
+        wav_subtype=req.wav_subtype,
+        owner=owner,
+    )
+
+
+def _check_text(text: str, field: str) -> None:
+    bad = [c for c in text if (ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127]
+    if bad:
+        raise _fail(f"{field} contains control characters (e.g. U+{ord(bad[0]):04X})", field)

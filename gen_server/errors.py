@@ -1,0 +1,72 @@
+"""Soundry's error hierarchy, shared by the API and the workers (torch-free).
+
+Permanent errors fail a job with a code and a message; retryable ones are retried with backoff.
+The API maps every :class:`SoundryError` to ``{"error": {"code", "message", "field"}}``.
+"""
+
+from __future__ import annotations
+
+
+class SoundryError(Exception):
+    """Base error: ``code`` is machine-readable, ``field`` names the offending input if any."""
+
+    code = "error"
+    http_status = 400
+    retryable = False
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"code": self.code, "message": self.message, "field": self.field}
+
+
+class InvalidInput(SoundryError):
+    code = "invalid_input"
+    http_status = 422
+
+
+class UnknownModel(InvalidInput):
+    code = "unknown_model"
+
+
+class NotFound(SoundryError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(SoundryError):
+    code = "conflict"
+    http_status = 409
+
+
+class ModelUnavailable(SoundryError):
+    """Named real model whose weights are not in the local cache and cannot be downloaded."""
+
+    code = "model_unavailable"
+    http_status = 503
+
+
+class GenerationFailed(SoundryError):
+    code = "generation_failed"
+    http_status = 500
+
+
+class StorageError(SoundryError):
+    code = "storage_error"
+    http_status = 500
+
+
+class TransientError(SoundryError):
+    """A failure worth retrying (lost connection, busy device)."""
+
+    code = "transient"
+    http_status = 503
+    retryable = True
+
+
+class JobCancelled(SoundryError):
+    code = "cancelled"
+    http_status = 409

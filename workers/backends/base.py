@@ -1,0 +1,56 @@
+"""The Backend interface every model adapter implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gen_server.audio import Audio
+from gen_server.contract.catalog import ModelEntry
+
+ProgressFn = Callable[[float], None]
+"""Called with the fraction done in [0, 1]; may raise ``JobCancelled`` to stop generation."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenRequest:
+    """Everything one generation needs; every field is applied on every call.
+
+    Attributes:
+        prompt: Description (music, sfx) or text to speak (speech).
+        duration_s: Requested length in seconds (music, sfx); ``None`` for speech.
+        seed: Random seed; the same seed and parameters repeat the output on one device.
+        melody: Melody reference (melody models), ``[channels, frames]`` at any rate.
+        continuation: Audio to continue (music, sfx).
+        references: Voice references for cloning (1-3 clips).
+    """
+
+    prompt: str
+    seed: int
+    duration_s: float | None = None
+    top_k: int = 250
+    top_p: float = 0.0
+    temperature: float = 1.0
+    cfg_coef: float = 3.0
+    voice: str | None = None
+    language: str | None = None
+    speed: float = 1.0
+    melody: Audio | None = None
+    continuation: Audio | None = None
+    references: tuple[Audio, ...] = field(default_factory=tuple)
+
+
+class Backend(Protocol):
+    """A loaded-on-demand generation model."""
+
+    entry: ModelEntry
+
+    def load(self) -> None:
+        """Load weights (idempotent); heavy imports happen here, not at module import."""
+
+    def generate(self, request: GenRequest, *, progress: ProgressFn | None = None) -> Audio:
+        """Generate one clip at the model's native rate."""
+
+    def unload(self) -> None:
+        """Drop weights and free device memory."""
