@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     device: str = "cpu"
     queues: str = "speech,sfx,music"
     worker_concurrency: int = 1
+    visibility_timeout_s: int = Field(
+        default=3600, description="Redis redelivery timeout; must exceed the longest job"
+    )
+
+    # provenance
+    watermark_key: str = Field(
+        default="soundry-default-watermark-key", description="Secret key of the keyed watermark (change it)"
+    )
 
     # limits
     max_prompt_chars: int = 2000
@@ -51,3 +59,12 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The cached process settings."""
     return Settings()
+
+
+def child_env(overrides: dict[str, str]) -> dict[str, str]:
+    """The environment for a child process (worker, embedded services) with ``overrides`` applied."""
+    import os
+
+    env = dict(os.environ)
+    env.update(overrides)
+    return env

@@ -163,10 +163,13 @@ def build_spec(
 
     if entry.codebook_size is not None and req.sampling.top_k > entry.codebook_size:
         raise _fail(
-            f"top_k must be at most the codebook size ({entry.codebook_size}) of '{entry.id}'", "sampling.top_k"
+            f"top_k must be at most the codebook size ({entry.codebook_size}) of '{entry.id}'",
+            "sampling.top_k",
         )
     if req.melody_upload and not entry.melody:
-        melody_models = "musicgen-melody" + (", dev-musicgen-melody-tiny" if "dev-musicgen-melody-tiny" in catalog else "")
+        melody_models = "musicgen-melody" + (
+            ", dev-musicgen-melody-tiny" if "dev-musicgen-melody-tiny" in catalog else ""
+        )
         raise _fail(f"model '{entry.id}' takes no melody; use {melody_models}", "melody_upload")
     if req.continuation_upload and not entry.continuation:
         raise _fail(f"model '{entry.id}' cannot continue audio", "continuation_upload")

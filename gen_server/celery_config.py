@@ -1,0 +1,43 @@
+"""Celery configuration shared by the API (client only) and the workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gen_server.settings import Settings
+
+TASK_GENERATE = "soundry.generate"
+QUEUES = ("speech", "sfx", "music")
+
+
+def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
+    """Celery settings: JSON only, late acks, prefetch 1, durable redelivery.
+
+    A whole-worker crash is recovered by kombu's unacked index after ``visibility_timeout``;
+    the restore interval/throttle make that check frequent (shared/notes/FINDINGS.md).
+    """
+    return {
+        "broker_url": redis_url,
+        "result_backend": redis_url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "task_default_queue": "speech",
+        "result_expires": settings.job_retention_s,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+            "queue_order_strategy": "priority",
+            "priority_steps": [0, 3, 6, 9],
+        },
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+    }

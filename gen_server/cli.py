@@ -1,0 +1,117 @@
+"""The ``soundry`` command: serve, worker, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+
+from gen_server.settings import Settings, child_env, get_settings
+
+logger = logging.getLogger("soundry")
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """API + UI + (embedded Redis and one worker unless told otherwise), stopped together by Ctrl-C."""
+    import uvicorn
+
+    from gen_server.main import create_app
+    from gen_server.redis_server import EmbeddedRedis
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedRedis | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    url = settings.redis_url
+    try:
+        if url is None:
+            embedded = EmbeddedRedis(settings.data_dir / "redis").start()
+            url = embedded.url
+        if not args.no_worker:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "workers", "--queues", settings.queues],
+                env=child_env({"SOUNDRY_REDIS_URL": url}),
+            )
+        app = create_app(settings, redis_url=url, ui=not args.no_ui)
+        logger.info("Soundry on http://%s:%d (UI at /ui, API docs at /docs)", settings.host, settings.port)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """One worker process (a separate interpreter: the API side never imports the workers)."""
+    argv = [sys.executable, "-m", "workers"]
+    if args.queues:
+        argv += ["--queues", args.queues]
+    if args.device:
+        argv += ["--device", args.device]
+    return subprocess.call(argv, env=child_env({}))
+
+
+def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    from gen_server.contract.catalog import build_catalog
+
+    entries = list(build_catalog(settings))
+    if args.json:
+        print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return 0
+    print(f"{'id':28} {'kind':7} {'rate':>6} {'max s':>6}  licence")
+    for e in entries:
+        flag = "" if e.commercial_use else "  [non-commercial]"
+        print(f"{e.id:28} {e.kind:7} {e.sample_rate:>6} {e.max_duration_s:>6.0f}  {e.licence}{flag}")
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace, settings: Settings) -> int:
+    """Download a catalog model into the local cache (needs internet) and verify it loads."""
+    return subprocess.call([sys.executable, "-m", "workers.pull", args.model_id], env=child_env({}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soundry", description="Soundry generative audio server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API, UI, embedded Redis and a worker")
+    serve.add_argument("--no-worker", action="store_true", help="start no worker (run them elsewhere)")
+    serve.add_argument("--no-ui", action="store_true", help="API only")
+    serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run one worker process against SOUNDRY_REDIS_URL")
+    worker.add_argument("--queues", help="comma-separated: speech,sfx,music")
+    worker.add_argument("--device", help="cpu or cuda:N")
+    worker.set_defaults(func=cmd_worker)
+    models = sub.add_parser("models", help="the model catalog").add_subparsers(
+        dest="models_cmd", required=True
+    )
+    mlist = models.add_parser("list", help="list models with licences")
+    mlist.add_argument("--json", action="store_true")
+    mlist.set_defaults(func=cmd_models_list)
+    pull = models.add_parser("pull", help="download a model's weights into the local cache")
+    pull.add_argument("model_id")
+    pull.set_defaults(func=cmd_models_pull)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args, get_settings())
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""create_app: the FastAPI application (API + mounted Gradio UI)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gen_server.contract.catalog import build_catalog
+from gen_server.errors import SoundryError
+from gen_server.jobs import JobService
+from gen_server.queue import JobQueue
+from gen_server.routes import health, jobs, models, uploads
+from gen_server.settings import Settings, get_settings
+from gen_server.storage import open_store
+
+logger = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status)
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One error shape everywhere: ``{"error": {"code", "message", "field"}}``."""
+
+    @app.exception_handler(SoundryError)
+    async def soundry_error(_: Request, exc: SoundryError) -> JSONResponse:
+        return _error(exc.http_status, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
+        field = _field_of(first.get("loc", ("body",)))
+        message = f"{field}: {first.get('msg', 'invalid value')}"
+        return _error(422, "invalid_input", message, field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return _error(500, "internal_error", "internal server error")
+
+
+def create_app(settings: Settings | None = None, *, redis_url: str | None = None, ui: bool = True) -> FastAPI:
+    """Build the app against ``redis_url`` (defaults to ``settings.redis_url``)."""
+    settings = settings or get_settings()
+    url = redis_url or settings.redis_url
+    if url is None:
+        raise ValueError("create_app needs a Redis URL (the serve command starts an embedded one)")
+    app = FastAPI(
+        title="Soundry",
+        version="0.1.0",
+        description="Self-hosted generative audio: speech, sound effects and music on one queue.",
+    )
+    app.state.settings = settings
+    app.state.jobs = JobService(
+        settings,
+        build_catalog(settings),
+        redis.Redis.from_url(url),
+        JobQueue(settings, url),
+        open_store(settings.data_dir),
+    )
+    install_error_handlers(app)
+    for module in (jobs, models, uploads, health):
+        app.include_router(module.router)
+    if ui:
+        import gradio as gr
+
+        from gen_server.client import SoundryClient
+        from ui.app import build_ui
+
+        base = settings.public_url or f"http://127.0.0.1:{settings.port}"
+        app = gr.mount_gradio_app(app, build_ui(SoundryClient(base)), path="/ui")
+    return app

@@ -1,0 +1,48 @@
+"""The Celery client: the API queues tasks by name and never imports the workers."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from gen_server.celery_config import TASK_GENERATE, celery_config
+from gen_server.contract.spec import JobSpec
+from gen_server.settings import Settings
+
+
+class JobQueue:
+    """Sends job specs to ``soundry.generate`` on the queue of their kind."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self._settings = settings
+        self._redis_url = redis_url
+
+    @cached_property
+    def app(self) -> Celery:
+        app = Celery("soundry-client", set_as_current=False)
+        app.conf.update(celery_config(self._settings, self._redis_url))
+        return app
+
+    def send(self, spec: JobSpec, *, priority: int = 5) -> None:
+        """Queue ``spec``; the Celery task id is the job id (idempotent redelivery relies on it)."""
+        self.app.send_task(
+            TASK_GENERATE,
+            kwargs={"spec": spec.model_dump(mode="json")},
+            task_id=spec.job_id,
+            queue=spec.queue,
+            priority=priority,
+        )
+
+    def result(self, job_id: str) -> AsyncResult:  # type: ignore[type-arg]
+        return AsyncResult(job_id, app=self.app)
+
+    def revoke(self, job_id: str) -> None:
+        self.app.control.revoke(job_id)
+
+    def inspect_workers(self, timeout: float = 1.0) -> dict[str, Any]:
+        """Active workers and the queues they consume (empty when none answer in ``timeout``)."""
+        replies = self.app.control.inspect(timeout=timeout).active_queues() or {}
+        return {name: [q["name"] for q in queues] for name, queues in replies.items()}

@@ -1,0 +1,1 @@
+"""HTTP routers: validate, call a service, shape the response."""

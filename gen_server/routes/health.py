@@ -1,0 +1,21 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from gen_server.deps import job_service
+from gen_server.jobs import JobService
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness and Redis reachability")
+def health(service: Annotated[JobService, Depends(job_service)]) -> dict[str, Any]:
+    try:
+        redis_ok = bool(service.redis.ping())
+    except Exception:  # any connection failure means not ready
+        redis_ok = False
+    return {"status": "ok" if redis_ok else "degraded", "redis": redis_ok}

@@ -1,0 +1,66 @@
+"""/v1/jobs: submit, get, list, cancel, download."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response
+
+from gen_server.contract.result import JobState, JobView
+from gen_server.contract.spec import AudioFormat, JobRequest
+from gen_server.deps import caller, job_service
+from gen_server.jobs import Caller, JobService
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+Service = Annotated[JobService, Depends(job_service)]
+Who = Annotated[Caller, Depends(caller)]
+
+
+@router.post("", status_code=202, response_model=JobView, summary="Queue a generation job")
+def submit_job(
+    req: JobRequest,
+    service: Service,
+    who: Who,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobView:
+    """Validate and queue a job; returns at once with its id (poll it or stream its events)."""
+    return service.submit(req, who, idempotency_key=idempotency_key)
+
+
+@router.get("", response_model=list[JobView], summary="List jobs, newest first")
+def list_jobs(
+    service: Service,
+    who: Who,
+    state: JobState | None = None,
+    kind: Annotated[str | None, Query(pattern="^(speech|sfx|music)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> list[JobView]:
+    return service.list(who, state=state, kind=kind, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobView, summary="A job's state, progress, result or error")
+def get_job(job_id: str, service: Service, who: Who) -> JobView:
+    return service.get(job_id, who)
+
+
+@router.delete("/{job_id}", response_model=JobView, summary="Cancel a queued or running job")
+def cancel_job(job_id: str, service: Service, who: Who) -> JobView:
+    return service.cancel(job_id, who)
+
+
+@router.get(
+    "/{job_id}/audio",
+    summary="Download the job's audio",
+    responses={200: {"content": {"audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}, "audio/ogg": {}}}},
+)
+def job_audio(job_id: str, service: Service, who: Who, format: AudioFormat | None = None) -> Response:
+    """The audio file, transcoded when ``format`` differs from the job's own."""
+    data, media_type, fmt = service.audio(job_id, who, format)
+    return Response(
+        data,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{job_id}.{fmt}"'},
+    )

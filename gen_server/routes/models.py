@@ -1,0 +1,26 @@
+"""/v1/models: the catalog."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from gen_server.contract.catalog import Catalog, ModelEntry
+from gen_server.deps import catalog
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("", summary="Every model this server offers, with licence and capabilities")
+def list_models(cat: Annotated[Catalog, Depends(catalog)]) -> dict[str, Any]:
+    """OpenAI-style list (``object: list``) whose items carry Soundry's catalog fields."""
+    return {
+        "object": "list",
+        "data": [{"object": "model", "owned_by": e.family, **e.model_dump(mode="json")} for e in cat],
+    }
+
+
+@router.get("/{model_id}", response_model=ModelEntry, summary="One catalog entry")
+def get_model(model_id: str, cat: Annotated[Catalog, Depends(catalog)]) -> ModelEntry:
+    return cat.get(model_id, field="model_id")

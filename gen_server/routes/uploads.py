@@ -1,0 +1,46 @@
+"""/v1/uploads: reference audio for melody, continuation and voice cloning."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, UploadFile
+from pydantic import BaseModel
+
+from gen_server.audio.encode import decode, encode
+from gen_server.deps import job_service
+from gen_server.errors import InvalidInput
+from gen_server.jobs import JobService
+from gen_server.storage import upload_key
+
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_UPLOAD_S = 300.0
+
+
+class UploadView(BaseModel):
+    id: str
+    duration_s: float
+    sample_rate: int
+    channels: int
+
+
+@router.post("", status_code=201, response_model=UploadView, summary="Upload reference audio")
+async def upload_audio(file: UploadFile, service: Annotated[JobService, Depends(job_service)]) -> UploadView:
+    """Decode the file (any common format) and keep it as WAV; refer to it by ``id`` in a job."""
+    data = await file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidInput(f"upload exceeds {MAX_UPLOAD_BYTES // 2**20} MiB", field="file")
+    if not data:
+        raise InvalidInput("upload is empty", field="file")
+    audio = decode(data, max_duration_s=MAX_UPLOAD_S)
+    upload_id = uuid.uuid4().hex
+    service.store.put(upload_key(upload_id), encode(audio, "wav", wav_subtype="float32", tags={}))
+    return UploadView(
+        id=upload_id,
+        duration_s=round(audio.duration_s, 3),
+        sample_rate=audio.sample_rate,
+        channels=audio.channels,
+    )

@@ -1,0 +1,77 @@
+"""One job of each kind through the real queue: serve -> Redis -> Celery worker -> file."""
+
+from __future__ import annotations
+
+import pytest
+
+from gen_server.client import ApiError, SoundryClient
+from tests.helpers import assert_sound, read_wav, transcribe, words
+
+pytestmark = pytest.mark.e2e
+
+SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
+
+
+def test_speech_bundled_voice_is_intelligible(client: SoundryClient) -> None:
+    job, data = client.generate({"kind": "speech", "text": SENTENCE, "seed": 3}, timeout_s=180)
+    assert job["model"] == "piper-en_US-joe-medium"
+    samples, rate = read_wav(data)
+    assert_sound(samples, rate, expect_rate=22050, expect_s=None)
+    assert 2.0 < samples.shape[0] / rate < 10.0
+    heard = set(words(transcribe(samples, rate)))
+    said = words(SENTENCE)
+    hits = [w for w in said if w in heard]
+    assert len(hits) >= len(said) // 2, f"recognizer heard {sorted(heard)}; matched {hits} of {said}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "rate", "seconds"),
+    [("music", "dev-musicgen-tiny", 32000, 3.0), ("sfx", "dev-audiogen-tiny", 16000, 2.0)],
+)
+def test_music_and_sfx_on_tiny_checkpoints(
+    client: SoundryClient, kind: str, model: str, rate: int, seconds: float
+) -> None:
+    job, data = client.generate(
+        {"kind": kind, "model": model, "prompt": "warm synth pad", "duration_s": seconds, "seed": 7},
+        timeout_s=240,
+    )
+    assert job["result"]["seed"] == 7
+    samples, got_rate = read_wav(data)
+    assert_sound(samples, got_rate, expect_rate=rate, expect_s=seconds)
+
+
+def test_coqui_tiny_vits(client: SoundryClient) -> None:
+    _, data = client.generate(
+        {"kind": "speech", "model": "dev-vits-tiny", "text": "Hello there.", "voice": "bob", "seed": 1},
+        timeout_s=240,
+    )
+    samples, rate = read_wav(data)
+    assert_sound(samples, rate, expect_rate=22050, expect_s=None)
+
+
+def test_missing_weights_fail_fast_with_pull_hint(client: SoundryClient) -> None:
+    job = client.submit({"kind": "music", "model": "musicgen-small", "prompt": "jazz", "duration_s": 2})
+    done = client.wait(job["id"], timeout_s=120)
+    assert done["state"] == "failed"
+    assert done["error"]["code"] == "model_unavailable"
+    assert "musicgen-small" in done["error"]["message"]
+    assert "soundry models pull musicgen-small" in done["error"]["message"]
+    assert "Traceback" not in done["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("request_body", "field"),
+    [
+        ({"kind": "music", "prompt": "x", "duration_s": -1}, "duration_s"),
+        ({"kind": "music", "prompt": "x", "duration_s": 10_000}, "duration_s"),
+        ({"kind": "banjo", "prompt": "x"}, "kind"),
+        ({"kind": "speech", "text": ""}, "text"),
+        ({"kind": "music", "model": "nope", "prompt": "x"}, "model"),
+        ({"kind": "music", "prompt": "x", "sampling": {"top_k": 100000}}, "sampling.top_k"),
+    ],
+)
+def test_invalid_requests_name_the_field(client: SoundryClient, request_body: dict, field: str) -> None:
+    with pytest.raises(ApiError) as info:
+        client.submit(request_body)
+    assert info.value.status == 422
+    assert info.value.field == field, info.value.message

@@ -1,0 +1,121 @@
+"""API routes against a real Redis (no worker: jobs stay queued)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from gen_server.main import create_app
+from gen_server.redis_server import EmbeddedRedis
+from gen_server.settings import Settings
+
+
+@pytest.fixture
+def api(redis_server: EmbeddedRedis, data_dir: Path) -> Iterator[TestClient]:
+    redis.Redis.from_url(redis_server.url).flushall()
+    settings = Settings(data_dir=data_dir, dev_models=True)
+    with TestClient(create_app(settings, redis_url=redis_server.url, ui=False)) as client:
+        yield client
+
+
+def test_api_never_imports_torch_or_model_libraries() -> None:
+    code = (
+        "import sys, gen_server.main, gen_server.cli, gen_server.client, ui.app\n"
+        "heavy = ('torch', 'audiocraft', 'TTS', 'piper', 'workers', 'transformers')\n"
+        "bad = [m for m in heavy if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_submit_returns_202_and_job_is_queued(api: TestClient) -> None:
+    r = api.post("/v1/jobs", json={"kind": "music", "prompt": "calm piano", "duration_s": 2, "seed": 5})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["state"] == "queued"
+    assert job["model"] == "dev-musicgen-tiny"
+    assert job["spec"]["seed"] == 5
+    got = api.get(f"/v1/jobs/{job['id']}").json()
+    assert got["id"] == job["id"] and got["state"] == "queued"
+    assert [j["id"] for j in api.get("/v1/jobs", params={"kind": "music"}).json()] == [job["id"]]
+    assert api.get("/v1/jobs", params={"kind": "speech"}).json() == []
+
+
+def test_seed_is_drawn_when_omitted(api: TestClient) -> None:
+    job = api.post("/v1/jobs", json={"kind": "speech", "text": "hi"}).json()
+    assert isinstance(job["spec"]["seed"], int)
+
+
+def test_cancel_queued_job(api: TestClient) -> None:
+    job = api.post("/v1/jobs", json={"kind": "sfx", "prompt": "rain", "duration_s": 1}).json()
+    r = api.delete(f"/v1/jobs/{job['id']}")
+    assert r.status_code == 200
+    assert r.json()["state"] == "cancelled"
+
+
+def test_idempotency_key_returns_same_job(api: TestClient) -> None:
+    body = {"kind": "speech", "text": "once only"}
+    a = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "abc"}).json()
+    b = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "abc"}).json()
+    assert a["id"] == b["id"]
+
+
+def test_unknown_job_is_404_in_error_shape(api: TestClient) -> None:
+    r = api.get("/v1/jobs/doesnotexist")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+
+
+def test_audio_of_unfinished_job_is_409(api: TestClient) -> None:
+    job = api.post("/v1/jobs", json={"kind": "speech", "text": "wait"}).json()
+    r = api.get(f"/v1/jobs/{job['id']}/audio")
+    assert r.status_code == 409
+    assert r.json()["error"]["field"] == "job_id"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "music", "prompt": "x", "duration_s": "long"}, "duration_s"),
+        ({"kind": "music", "prompt": "x", "duration_s": 0}, "duration_s"),
+        ({"kind": "music", "prompt": "x", "duration_s": 301}, "duration_s"),
+        ({"kind": "music", "prompt": "", "duration_s": 2}, "prompt"),
+        ({"kind": "music", "prompt": "x" * 5000}, "prompt"),
+        ({"kind": "speech", "text": "a\x00b"}, "text"),
+        ({"kind": "speech", "text": "hi", "duration_s": 3}, "duration_s"),
+        ({"kind": "speech", "text": "hi", "voice": "nobody"}, "voice"),
+        ({"kind": "speech", "model": "dev-vits-tiny", "text": "hi", "voice": "carol"}, "voice"),
+        ({"kind": "music", "model": "dev-audiogen-tiny", "prompt": "x"}, "model"),
+        ({"kind": "music", "prompt": "x", "melody_upload": "abc"}, "melody_upload"),
+        ({"kind": "music", "prompt": "x", "sampling": {"temperature": -1}}, "sampling.temperature"),
+        ({"kind": "music", "prompt": "x", "seed": -4}, "seed"),
+        ({"kind": "music", "prompt": "x", "format": "aiff"}, "format"),
+        ({"kind": "music", "prompt": "x", "post": {"target_lufs": 10}}, "post.target_lufs"),
+        ({"kind": "music", "prompt": "x", "colour": "blue"}, "colour"),
+        ({"prompt": "x"}, "kind"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(api: TestClient, body: dict, field: str) -> None:
+    r = api.post("/v1/jobs", json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == field, err
+    assert err["message"]
+
+
+def test_models_list_shows_licences(api: TestClient) -> None:
+    data = api.get("/v1/models").json()["data"]
+    by_id = {m["id"]: m for m in data}
+    assert by_id["musicgen-small"]["licence"] == "CC-BY-NC-4.0"
+    assert by_id["musicgen-small"]["commercial_use"] is False
+    assert "CPML" in by_id["xtts-v2"]["licence"]
+    assert "GPL-3.0" in by_id["piper-en_US-joe-medium"]["licence"]
+    assert "dev-musicgen-tiny" in by_id
+    r = api.get("/v1/models/nope")
+    assert r.status_code == 422 and "musicgen-small" in r.json()["error"]["message"]

@@ -1,0 +1,116 @@
+"""Test helpers shared by the suites: a real server process, audio checks, an offline recognizer."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import soundfile as sf
+
+from gen_server.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def server_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDRY_")}
+    env.update(
+        {
+            "SOUNDRY_DATA_DIR": str(data_dir),
+            "SOUNDRY_PORT": str(port),
+            "SOUNDRY_HOST": "127.0.0.1",
+            "SOUNDRY_DEV_MODELS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
+    return env
+
+
+@contextmanager
+def running_server(data_dir: Path, *args: str, timeout_s: float = 120.0, **env: str) -> Iterator[str]:
+    """``soundry serve`` as a real subprocess (embedded Redis + worker + API); yields its base URL."""
+    port = free_port()
+    log = (data_dir / "serve.log").open("wb")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gen_server.cli", "serve", *args],
+        env=server_env(data_dir, port, **env),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/healthz", proc, timeout_s, data_dir / "serve.log")
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"server not up after {timeout_s} s:\n{log.read_text()[-4000:]}")
+
+
+def read_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode WAV bytes to ``[frames, channels]`` float32 and the rate."""
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return samples, rate
+
+
+def assert_sound(samples: np.ndarray, rate: int, *, expect_rate: int, expect_s: float | None) -> None:
+    assert rate == expect_rate, f"rate {rate} != {expect_rate}"
+    assert np.isfinite(samples).all(), "non-finite samples"
+    rms = float(np.sqrt(np.mean(samples**2)))
+    assert rms > 1e-3, f"silent output (rms {rms})"
+    if expect_s is not None:
+        got = samples.shape[0] / rate
+        assert abs(got - expect_s) <= 0.05 * expect_s, f"duration {got:.3f} s, asked {expect_s} s"
+
+
+def transcribe(samples: np.ndarray, rate: int) -> str:
+    """Offline English transcription with pocketsphinx's bundled model (lower-case words)."""
+    import soxr
+    from pocketsphinx import Decoder
+
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    pcm = (np.clip(soxr.resample(mono, rate, 16000), -1, 1) * 32767).astype(np.int16)
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    decoder.start_utt()
+    decoder.process_raw(pcm.tobytes(), full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    return hyp.hypstr.lower() if hyp else ""
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())

@@ -1,0 +1,145 @@
+"""run_job: generate -> post-process -> watermark -> encode -> store (atomic), idempotent by job id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from importlib import metadata
+from typing import Any
+
+from gen_server.audio.encode import decode, encode
+from gen_server.audio.postprocess import apply_chain
+from gen_server.audio.watermark import Watermarker, payload_for_job
+
+from gen_server.audio import Audio
+from gen_server.contract.result import JobResult
+from gen_server.contract.spec import JobSpec
+from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key
+from workers.backends.base import Backend, GenRequest, ProgressFn
+
+logger = logging.getLogger(__name__)
+
+GENERATOR = "Soundry 0.1.0"
+_VERSIONED = ("soundry", "torch", "audiocraft", "coqui-tts", "piper-tts", "numpy")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def cached_result(spec: JobSpec, store: ArtifactStore) -> JobResult | None:
+    """The result of an earlier run of this job when its manifest (written last) exists."""
+    key = manifest_key(spec.job_id)
+    if not store.exists(key):
+        return None
+    manifest = json.loads(store.get(key))
+    result = JobResult.model_validate(manifest["result"])
+    if not store.exists(result.artifact):
+        return None
+    return result.model_copy(update={"cached": True})
+
+
+def _upload(store: ArtifactStore, upload_id: str | None) -> Audio | None:
+    return decode(store.get(upload_key(upload_id))) if upload_id else None
+
+
+def gen_request(spec: JobSpec, store: ArtifactStore) -> GenRequest:
+    """The backend request for ``spec``, with uploads decoded from storage."""
+    return GenRequest(
+        prompt=spec.prompt,
+        seed=spec.seed,
+        duration_s=spec.duration_s,
+        top_k=spec.sampling.top_k,
+        top_p=spec.sampling.top_p,
+        temperature=spec.sampling.temperature,
+        cfg_coef=spec.sampling.cfg_coef,
+        voice=spec.voice,
+        language=spec.language,
+        speed=spec.speed,
+        melody=_upload(store, spec.melody_upload),
+        continuation=_upload(store, spec.continuation_upload),
+        references=tuple(a for a in (_upload(store, u) for u in spec.reference_uploads) if a is not None),
+    )
+
+
+def finish(
+    spec: JobSpec,
+    audio: Audio,
+    *,
+    watermarker: Watermarker,
+    watermark_key: bytes,
+    store: ArtifactStore,
+    generation_s: float,
+) -> JobResult:
+    """Post-process, watermark, encode and store one generated clip; the manifest is written last."""
+    audio = apply_chain(audio, spec.post, spec.kind)
+    payload = payload_for_job(spec.job_id, watermark_key)
+    audio = watermarker.embed(audio, payload)
+    tags = {
+        "generator": GENERATOR,
+        "model": spec.model,
+        "seed": str(spec.seed),
+        "job_id": spec.job_id,
+        "prompt": spec.prompt[:500],
+    }
+    data = encode(audio, spec.format, wav_subtype=spec.wav_subtype, tags=tags)
+    result = JobResult(
+        job_id=spec.job_id,
+        artifact=audio_key(spec.job_id, spec.format),
+        manifest=manifest_key(spec.job_id),
+        format=spec.format,
+        sample_rate=audio.sample_rate,
+        channels=audio.channels,
+        duration_s=round(audio.duration_s, 4),
+        seed=spec.seed,
+        model=spec.model,
+        sha256=hashlib.sha256(data).hexdigest(),
+        watermark_payload=f"{payload:08x}",
+        generation_s=round(generation_s, 3),
+    )
+    manifest: dict[str, Any] = {
+        "generator": GENERATOR,
+        "spec": spec.model_dump(mode="json"),
+        "result": result.model_dump(mode="json"),
+        "versions": library_versions(),
+        "created_at": time.time(),
+    }
+    store.put(result.artifact, data)
+    store.put(result.manifest, json.dumps(manifest, indent=2).encode())
+    return result
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    backend: Backend,
+    watermarker: Watermarker,
+    watermark_key: bytes,
+    store: ArtifactStore,
+    progress: ProgressFn | None = None,
+) -> JobResult:
+    """Run one job end to end; a redelivered job whose artifact exists returns at once."""
+    done = cached_result(spec, store)
+    if done is not None:
+        logger.info("job %s already has its artifact; not regenerating", spec.job_id)
+        return done
+    request = gen_request(spec, store)
+    started = time.perf_counter()
+    audio = backend.generate(request, progress=progress)
+    return finish(
+        spec,
+        audio,
+        watermarker=watermarker,
+        watermark_key=watermark_key,
+        store=store,
+        generation_s=time.perf_counter() - started,
+    )
