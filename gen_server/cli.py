@@ -20,9 +20,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """API + UI + (embedded Redis and one worker unless told otherwise), stopped together by Ctrl-C."""
     import uvicorn
 
+    from gen_server.auth import KeyStore, keys_path
     from gen_server.main import create_app
     from gen_server.redis_server import EmbeddedRedis
 
+    if (
+        settings.host not in ("127.0.0.1", "localhost", "::1")
+        and not KeyStore(keys_path(settings.data_dir)).enabled
+    ):
+        print(
+            f"soundry: refusing to listen on {settings.host} without API keys; create one with "
+            "`soundry keys create --name NAME` (or keep SOUNDRY_HOST=127.0.0.1)",
+            file=sys.stderr,
+        )
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedRedis | None = None
     worker: subprocess.Popen[bytes] | None = None
@@ -80,6 +91,30 @@ def cmd_models_pull(args: argparse.Namespace, settings: Settings) -> int:
     return subprocess.call([sys.executable, "-m", "workers.pull", args.model_id], env=child_env({}))
 
 
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """Create, list or revoke API keys (stored hashed in the data folder)."""
+    from gen_server.auth import KeyStore, keys_path
+
+    store = KeyStore(keys_path(settings.data_dir))
+    if args.keys_cmd == "create":
+        secret, record = store.create(
+            args.name, admin=args.admin, rate_per_min=args.rate, max_concurrent_jobs=args.max_jobs
+        )
+        print(f"created key {record.id} ({record.name}{', admin' if record.admin else ''}); shown once:")
+        print(secret)
+    elif args.keys_cmd == "list":
+        for k in store.all():
+            print(
+                f"{k.id}  {k.name:20} admin={k.admin} rate={k.rate_per_min}/min jobs={k.max_concurrent_jobs}"
+            )
+    elif args.keys_cmd == "revoke":
+        if not store.revoke(args.key_id):
+            print(f"soundry: no key with id {args.key_id}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.key_id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundry", description="Soundry generative audio server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     pull = models.add_parser("pull", help="download a model's weights into the local cache")
     pull.add_argument("model_id")
     pull.set_defaults(func=cmd_models_pull)
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
+    create = keys.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--admin", action="store_true", help="may see every job")
+    create.add_argument("--rate", type=int, default=120, help="requests per minute")
+    create.add_argument("--max-jobs", type=int, default=20, help="queued or running jobs at once")
+    keys.add_parser("list", help="list keys (ids and names; secrets are not stored)")
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    for p in keys.choices.values():
+        p.set_defaults(func=cmd_keys)
     return parser
 
 

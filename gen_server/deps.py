@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import Request
 
+from gen_server.auth import KeyStore, RateLimited, Unauthorized
 from gen_server.contract.catalog import Catalog
 from gen_server.jobs import Caller, JobService
+
+LOCAL = Caller(owner=None, admin=True)
 
 
 def job_service(request: Request) -> JobService:
@@ -18,7 +23,35 @@ def catalog(request: Request) -> Catalog:
     return cat
 
 
+def authenticate(request: Request) -> None:
+    """Resolve the caller from ``Authorization: Bearer``; enforce the key's rate limit (429).
+
+    With no keys configured every caller is the local user (the server then binds to loopback only).
+    """
+    keys: KeyStore = request.app.state.keys
+    if not keys.enabled:
+        request.state.caller = LOCAL
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", field="authorization")
+    key = keys.verify(token.strip())
+    service = job_service(request)
+    window = int(time.time() // 60)
+    counter = f"soundry:rate:{key.id}:{window}"
+    pipe = service.redis.pipeline()
+    pipe.incr(counter)
+    pipe.expire(counter, 120)
+    count = int(pipe.execute()[0])
+    if count > key.rate_per_min:
+        retry = 60 - int(time.time() % 60)
+        raise RateLimited(
+            f"rate limit of {key.rate_per_min} requests per minute reached", retry_after_s=retry
+        )
+    request.state.caller = Caller(owner=key.id, admin=key.admin, max_concurrent_jobs=key.max_concurrent_jobs)
+
+
 def caller(request: Request) -> Caller:
-    """The caller; a keyless local server treats everyone as the local owner."""
     found: Caller | None = getattr(request.state, "caller", None)
-    return found or Caller(owner=None, admin=True)
+    return found or LOCAL

@@ -39,6 +39,7 @@ class Caller:
 
     owner: str | None = None
     admin: bool = False
+    max_concurrent_jobs: int | None = None
 
 
 class JobService:
@@ -63,6 +64,8 @@ class JobService:
             existing = self.redis.get(keys.idempotency(owner, idempotency_key))
             if existing:
                 return self.get(existing.decode(), caller)
+        if caller.max_concurrent_jobs is not None:
+            self._check_quota(owner, caller)
         job_id = uuid.uuid4().hex
         spec = build_spec(
             req,
@@ -88,9 +91,26 @@ class JobService:
         pipe.expire(keys.job(job_id), self.settings.job_retention_s)
         pipe.zadd(keys.ALL_JOBS, {job_id: now})
         pipe.zadd(keys.owner_jobs(owner), {job_id: now})
+        pipe.sadd(keys.active_jobs(owner), job_id)
         pipe.execute()
         self.queue.send(spec)
         return self.get(job_id, caller)
+
+    def _check_quota(self, owner: str, caller: Caller) -> None:
+        """429 when the caller already has ``max_concurrent_jobs`` queued or running jobs."""
+        active_key = keys.active_jobs(owner)
+        for raw in self.redis.smembers(active_key):
+            job_id = raw.decode()
+            try:
+                if self.get(job_id, caller).state in TERMINAL:
+                    self.redis.srem(active_key, job_id)
+            except NotFound:
+                self.redis.srem(active_key, job_id)
+        limit = caller.max_concurrent_jobs or 0
+        if self.redis.scard(active_key) >= limit:
+            from gen_server.auth import RateLimited
+
+            raise RateLimited(f"{limit} jobs already queued or running for this key", retry_after_s=5)
 
     def _record(self, job_id: str, caller: Caller) -> dict[str, str]:
         raw = self.redis.hgetall(keys.job(job_id))

@@ -6,16 +6,19 @@ import logging
 from typing import Any
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gen_server.auth import KeyStore, RateLimited, Unauthorized, keys_path
 from gen_server.contract.catalog import build_catalog
+from gen_server.deps import authenticate
 from gen_server.errors import SoundryError
 from gen_server.jobs import JobService
 from gen_server.queue import JobQueue
-from gen_server.routes import health, jobs, models, uploads
+from gen_server.routes import health, jobs, models, openai_compat, uploads
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import open_store
 
@@ -36,7 +39,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SoundryError)
     async def soundry_error(_: Request, exc: SoundryError) -> JSONResponse:
-        return _error(exc.http_status, exc.code, exc.message, exc.field)
+        response = _error(exc.http_status, exc.code, exc.message, exc.field)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -58,6 +66,47 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "internal server error")
 
 
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, whether or not they declare a length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit_mib = self.max_bytes / 2**20
+        response = _error(413, "too_large", f"request body exceeds {limit_mib:.0f} MiB", "body")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def create_app(settings: Settings | None = None, *, redis_url: str | None = None, ui: bool = True) -> FastAPI:
     """Build the app against ``redis_url`` (defaults to ``settings.redis_url``)."""
     settings = settings or get_settings()
@@ -77,9 +126,17 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         JobQueue(settings, url),
         open_store(settings.data_dir),
     )
+    app.state.keys = KeyStore(keys_path(settings.data_dir))
     install_error_handlers(app)
-    for module in (jobs, models, uploads, health):
-        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for module in (jobs, models, uploads, openai_compat):
+        app.include_router(module.router, dependencies=[Depends(authenticate)])
+    app.include_router(health.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/" if ui else "/docs")
+
     if ui:
         import gradio as gr
 

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     )
 
     # limits
+    max_body_bytes: int = 64 * 1024 * 1024
     max_prompt_chars: int = 2000
     max_text_chars: int = 5000
     job_retention_s: int = 7 * 24 * 3600

@@ -58,7 +58,7 @@ def gen_request(spec: JobSpec, store: ArtifactStore) -> GenRequest:
         prompt=spec.prompt,
         seed=spec.seed,
         duration_s=spec.duration_s,
-        top_k=spec.sampling.top_k,
+        top_k=spec.sampling.top_k if spec.sampling.top_k is not None else 250,
         top_p=spec.sampling.top_p,
         temperature=spec.sampling.temperature,
         cfg_coef=spec.sampling.cfg_coef,

@@ -24,5 +24,10 @@ def owner_jobs(owner: str) -> str:
     return f"{PREFIX}:jobs:owner:{owner}"
 
 
+def active_jobs(owner: str) -> str:
+    """Set of an owner's job ids that may still be queued or running (pruned on read)."""
+    return f"{PREFIX}:active:{owner}"
+
+
 def idempotency(owner: str, key: str) -> str:
     return f"{PREFIX}:idem:{owner}:{key}"

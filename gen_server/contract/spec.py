@@ -15,6 +15,7 @@ SPEC_VERSION = 1
 AudioFormat = Literal["wav", "flac", "mp3", "ogg"]
 WavSubtype = Literal["pcm16", "pcm24", "float32"]
 MAX_SEED = 2**31 - 1
+DEFAULT_TOP_K = 250
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -24,7 +25,9 @@ class Sampling(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    top_k: int = Field(250, ge=0, le=4096, description="Sample from the k most likely tokens (0: off)")
+    top_k: int | None = Field(
+        None, ge=0, le=4096, description="Sample from the k most likely tokens (default 250, capped by the codebook)"
+    )
     top_p: FiniteFloat = Field(0.0, ge=0.0, le=1.0, description="Nucleus sampling mass (0: off, uses top_k)")
     temperature: FiniteFloat = Field(1.0, gt=0.0, le=5.0, description="Softmax temperature")
     cfg_coef: FiniteFloat = Field(3.0, ge=0.0, le=20.0, description="Classifier-free guidance strength")
@@ -161,11 +164,15 @@ def build_spec(
         prompt = req.prompt
     _check_text(prompt, "text" if req.kind == "speech" else "prompt")
 
-    if entry.codebook_size is not None and req.sampling.top_k > entry.codebook_size:
-        raise _fail(
-            f"top_k must be at most the codebook size ({entry.codebook_size}) of '{entry.id}'",
-            "sampling.top_k",
-        )
+    sampling = req.sampling
+    if entry.codebook_size is not None:
+        if sampling.top_k is not None and sampling.top_k > entry.codebook_size:
+            raise _fail(
+                f"top_k must be at most the codebook size ({entry.codebook_size}) of '{entry.id}'",
+                "sampling.top_k",
+            )
+        if sampling.top_k is None:
+            sampling = sampling.model_copy(update={"top_k": min(DEFAULT_TOP_K, entry.codebook_size)})
     if req.melody_upload and not entry.melody:
         melody_models = "musicgen-melody" + (
             ", dev-musicgen-melody-tiny" if "dev-musicgen-melody-tiny" in catalog else ""
@@ -201,7 +208,7 @@ def build_spec(
         prompt=prompt,
         duration_s=duration,
         seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED),
-        sampling=req.sampling,
+        sampling=sampling,
         voice=voice,
         language=language,
         speed=req.speed,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
 
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import AudioFormat, JobRequest
 from gen_server.deps import caller, job_service
-from gen_server.jobs import Caller, JobService
+from gen_server.jobs import TERMINAL, Caller, JobService
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -64,3 +67,31 @@ def job_audio(job_id: str, service: Service, who: Who, format: AudioFormat | Non
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{job_id}.{fmt}"'},
     )
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Server-sent events: the job's state and progress until it ends",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def job_events(
+    job_id: str, service: Service, who: Who, poll_s: Annotated[float, Query(ge=0.05, le=5)] = 0.25
+) -> StreamingResponse:
+    """``event: progress`` on every change of state or progress, then ``event: end`` with the final job."""
+    first = service.get(job_id, who)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        view, last = first, None
+        while True:
+            current = (view.state, round(view.progress, 3))
+            if current != last:
+                last = current
+                event = "end" if view.state in TERMINAL else "progress"
+                yield f"event: {event}\ndata: {view.model_dump_json()}\n\n"
+            if view.state in TERMINAL:
+                return
+            await asyncio.sleep(poll_s)
+            view = await run_in_threadpool(service.get, job_id, who)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
