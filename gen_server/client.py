@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from typing import Any
 
@@ -44,28 +45,28 @@ class SoundryClient:
 
     def submit(self, request: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._check(self._http.post("/v1/jobs", json=request, headers=headers)).json()  # type: ignore[no-any-return]
+        return self._check(self._http.post("/v1/jobs", json=request, headers=headers)).json()
 
     def get(self, job_id: str) -> dict[str, Any]:
-        return self._check(self._http.get(f"/v1/jobs/{job_id}")).json()  # type: ignore[no-any-return]
+        return self._check(self._http.get(f"/v1/jobs/{job_id}")).json()
 
-    def list(self, **filters: Any) -> list[dict[str, Any]]:
+    def list(self, **filters: Any) -> builtins.list[dict[str, Any]]:
         params = {k: v for k, v in filters.items() if v is not None}
-        return self._check(self._http.get("/v1/jobs", params=params)).json()  # type: ignore[no-any-return]
+        return self._check(self._http.get("/v1/jobs", params=params)).json()
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._check(self._http.delete(f"/v1/jobs/{job_id}")).json()  # type: ignore[no-any-return]
+        return self._check(self._http.delete(f"/v1/jobs/{job_id}")).json()
 
     def audio(self, job_id: str, fmt: str | None = None) -> bytes:
         params = {"format": fmt} if fmt else {}
         return self._check(self._http.get(f"/v1/jobs/{job_id}/audio", params=params)).content
 
-    def models(self) -> list[dict[str, Any]]:
-        return self._check(self._http.get("/v1/models")).json()["data"]  # type: ignore[no-any-return]
+    def models(self) -> builtins.list[dict[str, Any]]:
+        return self._check(self._http.get("/v1/models")).json()["data"]
 
     def upload(self, data: bytes, filename: str = "reference.wav") -> dict[str, Any]:
         files = {"file": (filename, data, "application/octet-stream")}
-        return self._check(self._http.post("/v1/uploads", files=files)).json()  # type: ignore[no-any-return]
+        return self._check(self._http.post("/v1/uploads", files=files)).json()
 
     def wait(self, job_id: str, timeout_s: float = 300.0, poll_s: float = 0.25) -> dict[str, Any]:
         """Poll until the job ends (or ``timeout_s`` passes); returns its last view."""

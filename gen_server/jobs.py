@@ -63,7 +63,7 @@ class JobService:
         if idempotency_key:
             existing = self.redis.get(keys.idempotency(owner, idempotency_key))
             if existing:
-                return self.get(existing.decode(), caller)
+                return self.get(str(existing), caller)
         if caller.max_concurrent_jobs is not None:
             self._check_quota(owner, caller)
         job_id = uuid.uuid4().hex
@@ -82,7 +82,7 @@ class JobService:
             keys.idempotency(owner, idempotency_key), job_id, nx=True, ex=24 * 3600
         ):
             first = self.redis.get(keys.idempotency(owner, idempotency_key))
-            return self.get(first.decode() if first else job_id, caller)
+            return self.get(str(first or job_id), caller)
         now = time.time()
         pipe = self.redis.pipeline()
         pipe.hset(
@@ -100,7 +100,7 @@ class JobService:
         """429 when the caller already has ``max_concurrent_jobs`` queued or running jobs."""
         active_key = keys.active_jobs(owner)
         for raw in self.redis.smembers(active_key):
-            job_id = raw.decode()
+            job_id = str(raw)
             try:
                 if self.get(job_id, caller).state in TERMINAL:
                     self.redis.srem(active_key, job_id)
@@ -113,8 +113,7 @@ class JobService:
             raise RateLimited(f"{limit} jobs already queued or running for this key", retry_after_s=5)
 
     def _record(self, job_id: str, caller: Caller) -> dict[str, str]:
-        raw = self.redis.hgetall(keys.job(job_id))
-        record = {k.decode(): v.decode() for k, v in raw.items()}
+        record: dict[str, str] = self.redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
         if not record or (not caller.admin and caller.owner and record.get("owner") != caller.owner):
             raise NotFound(f"no job '{job_id}'", field="job_id")
         return record
@@ -173,13 +172,13 @@ class JobService:
         skipped = 0
         cursor = 0
         while len(views) < limit:
-            ids = self.redis.zrevrange(index, cursor, cursor + 99)
+            ids: list[str] = self.redis.zrevrange(index, cursor, cursor + 99)  # type: ignore[assignment]
             if not ids:
                 break
             cursor += len(ids)
             for raw in ids:
                 try:
-                    view = self.get(raw.decode(), caller)
+                    view = self.get(str(raw), caller)
                 except NotFound:
                     self.redis.zrem(index, raw)
                     continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -29,7 +30,7 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
     return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status)
 
 
-def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+def _field_of(loc: Sequence[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
@@ -122,7 +123,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     app.state.jobs = JobService(
         settings,
         build_catalog(settings),
-        redis.Redis.from_url(url),
+        redis.Redis.from_url(url, decode_responses=True),
         JobQueue(settings, url),
         open_store(settings.data_dir),
     )

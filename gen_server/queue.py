@@ -36,7 +36,7 @@ class JobQueue:
             priority=priority,
         )
 
-    def result(self, job_id: str) -> AsyncResult:  # type: ignore[type-arg]
+    def result(self, job_id: str) -> AsyncResult:
         return AsyncResult(job_id, app=self.app)
 
     def revoke(self, job_id: str) -> None:

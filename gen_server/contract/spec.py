@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gen_server.contract.catalog import Catalog, Kind, ModelEntry
 from gen_server.errors import InvalidInput
 
-SPEC_VERSION = 1
 AudioFormat = Literal["wav", "flac", "mp3", "ogg"]
 WavSubtype = Literal["pcm16", "pcm24", "float32"]
 MAX_SEED = 2**31 - 1
@@ -92,7 +91,7 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[1] = SPEC_VERSION
+    version: Literal[1] = 1
     job_id: str
     kind: Kind
     model: str

@@ -82,8 +82,8 @@ def _job_request(body: SpeechRequest, service: JobService, text: str, fmt: str) 
         text=text,
         voice=voice,
         speed=body.speed,
-        format=fmt,  # type: ignore[arg-type]
-        post={"sample_rate": PCM_RATE, "channels": 1},  # type: ignore[arg-type]
+        format=fmt,
+        post={"sample_rate": PCM_RATE, "channels": 1},
     )
 
 
@@ -155,7 +155,7 @@ async def speech(body: SpeechRequest, service: Service, who: Who) -> StreamingRe
     if fmt not in _STREAMED:
         req = _job_request(body, service, body.input, "wav")
         wav = await run_in_threadpool(_run, service, who, req)
-        data = await run_in_threadpool(lambda: encode(decode(wav), _OUR_FORMAT[fmt], tags={}))  # type: ignore[arg-type]
+        data = await run_in_threadpool(lambda: encode(decode(wav), _OUR_FORMAT[fmt], tags={}))
         return StreamingResponse(iter([data]), media_type=media_type)
     chunks = _chunks(body.input)
     requests = [_job_request(body, service, c, "mp3" if fmt == "mp3" else "wav") for c in chunks]
