@@ -281,14 +281,16 @@ class Catalog:
             raise UnknownModel(f"unknown model '{model_id}'; known models: {known}", field=field) from None
 
     def default_for(self, kind: Kind) -> ModelEntry:
-        """The model a request of ``kind`` gets when it names none (dev models first when enabled)."""
-        candidates = [e for e in self if e.kind == kind]
-        dev = [e for e in candidates if e.dev and not e.melody]
-        if dev:
-            return dev[0]
+        """The model a request of ``kind`` gets when it names none.
+
+        Speech: the bundled voice (real speech offline). Music and sfx: the dev model when the dev
+        preset is on, else the first real one.
+        """
         if kind == "speech" and BUNDLED_VOICE_ID in self._entries:
             return self._entries[BUNDLED_VOICE_ID]
-        return candidates[0]
+        candidates = [e for e in self if e.kind == kind]
+        dev = [e for e in candidates if e.dev and not e.melody]
+        return dev[0] if dev else candidates[0]
 
 
 def build_catalog(settings: Settings) -> Catalog:
