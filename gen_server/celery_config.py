@@ -32,7 +32,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout_s,
-            "unacked_restore_interval": 5,
+            "unacked_restore_interval": 2,
             "unacked_restore_throttle": 1,
             "queue_order_strategy": "priority",
             "priority_steps": [0, 3, 6, 9],

@@ -23,6 +23,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gen_server.auth import KeyStore, keys_path
     from gen_server.main import create_app
     from gen_server.redis_server import EmbeddedRedis
+    from gen_server.supervisor import Supervisor
 
     if (
         settings.host not in ("127.0.0.1", "localhost", "::1")
@@ -36,27 +37,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedRedis | None = None
-    worker: subprocess.Popen[bytes] | None = None
+    worker: Supervisor | None = None
     url = settings.redis_url
     try:
         if url is None:
             embedded = EmbeddedRedis(settings.data_dir / "redis").start()
             url = embedded.url
         if not args.no_worker:
-            worker = subprocess.Popen(
+            worker = Supervisor(
                 [sys.executable, "-m", "workers", "--queues", settings.queues],
                 env=child_env({"SOUNDRY_REDIS_URL": url}),
-            )
+            ).start()
         app = create_app(settings, redis_url=url, ui=not args.no_ui)
         logger.info("Soundry on http://%s:%d (UI at /ui, API docs at /docs)", settings.host, settings.port)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            worker.stop()
         if embedded is not None:
             embedded.stop()
     return 0
@@ -115,6 +112,24 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
+    """Generate every item of a batch file (YAML, JSONL, CSV) into a folder with a manifest."""
+    from pathlib import Path
+
+    from gen_server.batch_runner import run_batch
+
+    return run_batch(
+        Path(args.file),
+        settings=settings,
+        server=args.server,
+        out_dir=Path(args.out) if args.out else None,
+        concurrency=args.concurrency,
+        api_key=args.api_key,
+        validate_only=args.validate_only,
+        job_timeout_s=args.job_timeout,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundry", description="Soundry generative audio server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     for p in keys.choices.values():
         p.set_defaults(func=cmd_keys)
+    batch = sub.add_parser(
+        "batch",
+        help="generate a batch file (YAML, JSONL or CSV) into a folder with a manifest",
+        description="Validate the whole file (nothing is queued when it has errors), then run its jobs "
+        "through the server; re-running skips files already done. Exit codes: 0 done, 1 some jobs "
+        "failed, 2 invalid file, 130 interrupted.",
+    )
+    batch.add_argument("file", help="batch file: .yaml/.yml, .jsonl or .csv (see prompts/)")
+    batch.add_argument("--server", help="API base URL (default: http://SOUNDRY_HOST:SOUNDRY_PORT)")
+    batch.add_argument("--out", help="output folder (default: ./<file stem>-batch)")
+    batch.add_argument("--concurrency", type=int, default=4, help="jobs in flight at once (default 4)")
+    batch.add_argument("--api-key", help="API key, when the server requires one")
+    batch.add_argument("--validate-only", action="store_true", help="check the file, submit nothing")
+    batch.add_argument(
+        "--job-timeout", type=float, default=1800.0, help="seconds to wait for one job (default 1800)"
+    )
+    batch.set_defaults(func=cmd_batch)
     return parser
 
 

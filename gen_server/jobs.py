@@ -151,6 +151,8 @@ class JobService:
             progress=min(max(progress, 0.0), 1.0),
             created_at=float(record["created_at"]),
             finished_at=float(finished) if finished else None,
+            worker=record.get("worker"),
+            attempts=int(self.redis.get(keys.attempts(job_id)) or 0),
             spec=spec,
             result=result,
             error=error,

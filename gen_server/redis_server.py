@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from gen_server.settings import die_with_parent
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,7 +67,9 @@ class EmbeddedRedis:
             "--logfile",
             str((self.data_dir / "redis.log").resolve()),
         ]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
+        )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while True:

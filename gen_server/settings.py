@@ -33,8 +33,11 @@ class Settings(BaseSettings):
     queues: str = "speech,sfx,music"
     worker_concurrency: int = 1
     visibility_timeout_s: int = Field(
-        default=3600, description="Redis redelivery timeout; must exceed the longest job"
+        default=20,
+        description="Seconds after a worker dies before its jobs are handed out again; live workers renew "
+        "their lease every quarter of it (workers/heartbeat.py), so jobs may run longer",
     )
+    max_attempts: int = Field(default=3, ge=1, description="Starts per job before it fails as worker_lost")
 
     # provenance
     watermark_key: str = Field(
@@ -60,6 +63,18 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The cached process settings."""
     return Settings()
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for child processes: SIGTERM the child when its parent dies (Linux)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:  # not Linux: the parent's finally block still stops its children
+        pass
 
 
 def child_env(overrides: dict[str, str]) -> dict[str, str]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from functools import cache
 
 import redis
-from gen_server.audio.watermark import KeyedWatermarker
 
+from gen_server.audio.watermark import KeyedWatermarker
 from gen_server.contract import keys
 from gen_server.contract.catalog import Catalog, build_catalog
 from gen_server.contract.result import JobResult
@@ -22,6 +24,8 @@ from workers.backends.registry import ModelManager
 from workers.pipeline import run_job
 
 logger = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass
@@ -62,7 +66,7 @@ class WorkerRuntime:
         """Run ``spec`` (cancel checked first); raises SoundryError subclasses on failure."""
         progress = Progress(spec.job_id, self.redis, report)
         progress.check_cancel()
-        self.redis.hset(keys.job(spec.job_id), "started_at", time.time())
+        self.redis.hset(keys.job(spec.job_id), mapping={"started_at": time.time(), "worker": WORKER_ID})
         backend = self.models.get(self.catalog.get(spec.model))
         result = run_job(
             spec,
@@ -75,6 +79,14 @@ class WorkerRuntime:
         self.redis.hset(keys.job(spec.job_id), "finished_at", time.time())
         self.models.evict_idle(time.monotonic())
         return result
+
+    def count_attempt(self, job_id: str) -> int:
+        """Count one more start of ``job_id`` (redeliveries included) and return the count."""
+        key = keys.attempts(job_id)
+        pipe = self.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, self.settings.job_retention_s)
+        return int(pipe.execute()[0])
 
     def record_error(self, job_id: str, code: str, message: str, field: str | None = None) -> None:
         import json

@@ -7,14 +7,47 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore
+from celery.signals import task_postrun, task_received, worker_ready, worker_shutdown
 
 from gen_server.celery_config import TASK_GENERATE
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled, SoundryError, TransientError
+from gen_server.settings import get_settings
 from workers.celery_app import app
+from workers.heartbeat import Heartbeat, delivery_tag
 from workers.runtime import runtime
 
 logger = logging.getLogger(__name__)
+
+_heartbeat: Heartbeat | None = None
+
+
+@worker_ready.connect
+def _start_heartbeat(**_: Any) -> None:
+    global _heartbeat
+    settings = get_settings()
+    if settings.redis_url:
+        _heartbeat = Heartbeat(settings.redis_url, settings.visibility_timeout_s).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
+@task_received.connect
+def _hold(request: Any = None, **_: Any) -> None:
+    tag = delivery_tag(request)
+    if _heartbeat is not None and tag:
+        _heartbeat.hold(tag)
+
+
+@task_postrun.connect
+def _release(task: Task | None = None, **_: Any) -> None:
+    tag = delivery_tag(task.request) if task is not None else None
+    if _heartbeat is not None and tag:
+        _heartbeat.release(tag)
 
 
 @app.task(
@@ -25,15 +58,21 @@ logger = logging.getLogger(__name__)
     retry_backoff_max=60,
     max_retries=3,
 )
-def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any]:
+def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
     """Generate one job's audio; the task id is the job id."""
     job = JobSpec.model_validate(spec)
     rt = runtime()
+    attempt = rt.count_attempt(job.job_id)
+    if attempt > rt.settings.max_attempts:
+        message = f"job stopped after {attempt - 1} attempts: it crashed or lost its worker each time"
+        rt.record_error(job.job_id, "worker_lost", message)
+        logger.error("job %s: %s", job.job_id, message)
+        raise Ignore()
 
     def report(fraction: float) -> None:
         self.update_state(state="PROGRESS", meta={"progress": round(fraction, 4)})
 
-    logger.info("job %s: %s on %s", job.job_id, job.kind, job.model)
+    logger.info("job %s (attempt %d): %s on %s", job.job_id, attempt, job.kind, job.model)
     try:
         result = rt.execute(job, report)
     except JobCancelled as e:
@@ -50,5 +89,5 @@ def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any]:
         rt.record_error(job.job_id, "generation_failed", f"{type(e).__name__}: {e}")
         logger.exception("job %s crashed", job.job_id)
         raise
-    logger.info("job %s done in %.2f s", job.job_id, result.generation_s)
+    logger.info("job %s done in %.2f s (cached: %s)", job.job_id, result.generation_s, result.cached)
     return result.model_dump(mode="json")

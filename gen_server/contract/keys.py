@@ -31,3 +31,18 @@ def active_jobs(owner: str) -> str:
 
 def idempotency(owner: str, key: str) -> str:
     return f"{PREFIX}:idem:{owner}:{key}"
+
+
+def batch(batch_id: str) -> str:
+    """Hash: owner, created_at, source, name, jobs (JSON list of planned jobs with their job ids)."""
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def owner_batches(owner: str) -> str:
+    """Sorted set of an owner's batch ids by creation time."""
+    return f"{PREFIX}:batches:owner:{owner}"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """Hash: item id -> job id of a batch's submitted items (one field each, so writers never clash)."""
+    return f"{PREFIX}:batch:{batch_id}:jobs"

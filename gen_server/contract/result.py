@@ -47,6 +47,8 @@ class JobView(BaseModel):
     progress: float = Field(0.0, ge=0.0, le=1.0)
     created_at: float
     finished_at: float | None = None
+    worker: str | None = Field(None, description="Worker process that ran (or runs) the job")
+    attempts: int = Field(0, description="Times a worker started the job (redeliveries included)")
     spec: JobSpec
     result: JobResult | None = None
     error: JobError | None = None

@@ -1,0 +1,95 @@
+"""A small real deployment for fault tests: Redis, N worker processes, the API in-process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from gen_server.main import create_app
+from gen_server.redis_server import EmbeddedRedis
+from gen_server.settings import Settings
+from tests.helpers import ROOT, server_env
+
+
+class Cluster:
+    """Everything a user's single-host deployment runs, each part killable on its own."""
+
+    def __init__(self, root: Path, visibility_timeout_s: int = 6) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.redis = EmbeddedRedis(root / "redis").start()
+        self.visibility_timeout_s = visibility_timeout_s
+        self.env = server_env(
+            self.data_dir,
+            0,
+            SOUNDRY_REDIS_URL=self.redis.url,
+            SOUNDRY_VISIBILITY_TIMEOUT_S=str(visibility_timeout_s),
+        )
+        settings = Settings(
+            data_dir=self.data_dir,
+            dev_models=True,
+            redis_url=self.redis.url,
+            visibility_timeout_s=visibility_timeout_s,
+        )
+        self.api = TestClient(create_app(settings, redis_url=self.redis.url, ui=False))
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start_worker(self, name: str, queues: str = "speech,sfx,music") -> subprocess.Popen[bytes]:
+        log = (self.root / f"worker-{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers", "--queues", queues, "--name", f"{name}@test"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers[name] = proc
+        return proc
+
+    def kill_worker(self, name: str) -> None:
+        proc = self.workers.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def submit(self, body: dict[str, Any]) -> str:
+        r = self.api.post("/v1/jobs", json=body)
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.api.get(f"/v1/jobs/{job_id}").json())
+
+    def wait_for(
+        self, job_id: str, done: Callable[[dict[str, Any]], bool], timeout_s: float
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if done(job):
+                return job
+            if time.monotonic() > deadline:
+                logs = "\n".join(p.read_text()[-3000:] for p in self.root.glob("worker-*.log"))
+                raise AssertionError(f"job {job_id} stuck in {job['state']} after {timeout_s} s\n{logs}")
+            time.sleep(0.1)
+
+    def wait_ended(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        return self.wait_for(job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), timeout_s)
+
+    def artifacts(self, job_id: str) -> list[str]:
+        folder = self.data_dir / "artifacts" / "jobs" / job_id
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+    def close(self) -> None:
+        for name in list(self.workers):
+            self.kill_worker(name)
+        self.api.close()
+        self.redis.stop()

@@ -1,0 +1,87 @@
+"""The queue under faults, with real Redis and real worker processes (issue: no job lost, none twice)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import Cluster
+
+pytestmark = pytest.mark.e2e
+
+LONG_MUSIC = {"kind": "music", "model": "dev-musicgen-tiny", "prompt": "long ambient drone", "seed": 11}
+SPEECH = {"kind": "speech", "text": "Queue test."}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, visibility_timeout_s=6)
+    yield c
+    c.close()
+
+
+def running_with_progress(job: dict) -> bool:
+    return job["state"] == "running" and job["progress"] > 0.05
+
+
+def test_killed_worker_job_is_redelivered_and_completes_once(cluster: Cluster) -> None:
+    cluster.start_worker("a")
+    job_id = cluster.submit({**LONG_MUSIC, "duration_s": 90})
+    cluster.wait_for(job_id, running_with_progress, timeout_s=180)
+    cluster.kill_worker("a")
+    killed_at = time.monotonic()
+    cluster.start_worker("b")
+    done = cluster.wait_ended(job_id, timeout_s=240)
+    recovered_s = time.monotonic() - killed_at
+    print(
+        f"\nworker SIGKILL mid-job: completed {recovered_s:.1f} s after the kill, attempts {done['attempts']}"
+    )
+    assert done["state"] == "succeeded", done
+    assert done["attempts"] == 2
+    assert cluster.artifacts(job_id) == ["audio.wav", "manifest.json"]  # no partial or temp file
+
+
+def test_job_longer_than_visibility_timeout_runs_once(cluster: Cluster) -> None:
+    cluster.start_worker("a")
+    cluster.start_worker("b")
+    job_id = cluster.submit({**LONG_MUSIC, "duration_s": 60})
+    done = cluster.wait_ended(job_id, timeout_s=240)
+    started = done["finished_at"] - done["created_at"]
+    assert started > 2 * cluster.visibility_timeout_s, f"job took only {started:.1f} s; make it longer"
+    assert done["state"] == "succeeded"
+    assert done["attempts"] == 1, "a live worker's job was handed out a second time"
+
+
+def test_redis_restart_loses_no_queued_job(cluster: Cluster) -> None:
+    ids = [cluster.submit({**SPEECH, "seed": i}) for i in range(5)]
+    time.sleep(1.5)  # appendfsync everysec
+    cluster.redis.stop(kill=True)
+    cluster.redis.start()
+    cluster.start_worker("a")
+    states = [cluster.wait_ended(i, timeout_s=180)["state"] for i in ids]
+    assert states == ["succeeded"] * 5
+
+
+def test_two_workers_share_the_queue_and_cancel_works(cluster: Cluster) -> None:
+    cluster.start_worker("a")
+    cluster.start_worker("b")
+    long_id = cluster.submit({**LONG_MUSIC, "duration_s": 120})
+    cluster.wait_for(long_id, running_with_progress, timeout_s=180)
+    ids = [cluster.submit({**SPEECH, "seed": i}) for i in range(4)]
+    queued_id = cluster.submit({**SPEECH, "seed": 99})
+    r = cluster.api.delete(f"/v1/jobs/{queued_id}")
+    assert r.status_code == 200
+    r = cluster.api.delete(f"/v1/jobs/{long_id}")
+    assert r.status_code == 200
+    cancelled = cluster.wait_ended(long_id, timeout_s=60)
+    assert cancelled["state"] == "cancelled"
+    assert cancelled["result"] is None
+    done = [cluster.wait_ended(i, timeout_s=180) for i in ids]
+    assert all(j["state"] == "succeeded" for j in done)
+    workers = {j["worker"] for j in [*done, cancelled]}
+    assert len(workers) == 2, f"all jobs ran on {workers}"
+    assert cluster.job(queued_id)["state"] == "cancelled"
+    assert cluster.artifacts(queued_id) == []
