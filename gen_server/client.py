@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -68,6 +70,48 @@ class SoundryClient:
         files = {"file": (filename, data, "application/octet-stream")}
         return self._check(self._http.post("/v1/uploads", files=files)).json()
 
+    def events(
+        self, job_id: str, *, poll_s: float = 0.25, read_timeout_s: float | None = 60.0
+    ) -> Iterator[dict[str, Any]]:
+        """Follow ``GET /v1/jobs/{id}/events`` (server-sent events): yield the job's view on every change.
+
+        The stream ends after the view whose state is terminal. A job that stays queued longer than
+        ``read_timeout_s`` without any change raises ``httpx.ReadTimeout``; call again to resume (the
+        first event of a new stream is always the current view).
+
+        Args:
+            job_id: The job to follow.
+            poll_s: How often the server checks the job (0.05 to 5 s).
+            read_timeout_s: Longest silence to accept between events, in seconds (``None``: forever).
+
+        Raises:
+            ApiError: The job is unknown (404), the key is refused (401) or rate limited (429).
+        """
+        timeout = httpx.Timeout(self._http.timeout.connect or 30.0, read=read_timeout_s)
+        with self._http.stream(
+            "GET", f"/v1/jobs/{job_id}/events", params={"poll_s": poll_s}, timeout=timeout
+        ) as response:
+            if not response.is_success:
+                response.read()
+                self._check(response)
+            event, data = "message", []
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line and data:
+                    view: dict[str, Any] = json.loads("\n".join(data))
+                    yield view
+                    if event == "end" or view.get("state") in TERMINAL_STATES:
+                        return
+                    event, data = "message", []
+
+    def progress(self, job_id: str, **kwargs: Any) -> Iterator[tuple[str, float]]:
+        """``(state, progress 0..1)`` pairs from :meth:`events` until the job ends."""
+        for view in self.events(job_id, **kwargs):
+            yield view["state"], float(view.get("progress", 0.0))
+
     def wait(self, job_id: str, timeout_s: float = 300.0, poll_s: float = 0.25) -> dict[str, Any]:
         """Poll until the job ends (or ``timeout_s`` passes); returns its last view."""
         deadline = time.monotonic() + timeout_s
@@ -87,3 +131,66 @@ class SoundryClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def submit_batch(self, data: bytes, filename: str, *, fmt: str | None = None) -> dict[str, Any]:
+        """``POST /v1/batches``: validate a batch file (YAML, JSONL, CSV) and queue its jobs.
+
+        Args:
+            data: The file's bytes.
+            filename: Its name; the suffix (``.yaml``, ``.jsonl``, ``.csv``) picks the format unless ``fmt``.
+            fmt: ``yaml``, ``jsonl`` or ``csv`` to override the suffix.
+
+        Raises:
+            BatchRejected: the file has errors (422); ``errors`` lists each with file, line and column.
+        """
+        files = {"file": (filename, data, "application/octet-stream")}
+        params = {"format": fmt} if fmt else {}
+        response = self._http.post("/v1/batches", files=files, params=params)
+        if response.status_code == 422:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("errors"), builtins.list):
+                err = body.get("error") or {}
+                raise BatchRejected(
+                    422,
+                    err.get("code", "invalid_batch"),
+                    err.get("message", "invalid batch file"),
+                    err.get("field"),
+                    errors=body["errors"],
+                )
+        return self._check(response).json()
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """``GET /v1/batches/{id}``: state, counts per state and every item with its job id."""
+        return self._check(self._http.get(f"/v1/batches/{batch_id}")).json()
+
+    def batches(self, limit: int = 50, offset: int = 0) -> builtins.list[dict[str, Any]]:
+        """``GET /v1/batches``: the caller's batches, newest first."""
+        params = {"limit": limit, "offset": offset}
+        return self._check(self._http.get("/v1/batches", params=params)).json()
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """``DELETE /v1/batches/{id}``: cancel the batch's unfinished jobs."""
+        return self._check(self._http.delete(f"/v1/batches/{batch_id}")).json()
+
+    def batch_archive(self, batch_id: str) -> bytes:
+        """``GET /v1/batches/{id}/archive``: a zip of the finished files, manifest.jsonl and summary.json."""
+        return self._check(self._http.get(f"/v1/batches/{batch_id}/archive")).content
+
+
+class BatchRejected(ApiError):
+    """A batch file the server refused (422); ``errors`` holds ``{file, line, column, field, message}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        errors: builtins.list[dict[str, Any]],
+    ) -> None:
+        super().__init__(status, code, message, field)
+        self.errors = errors
