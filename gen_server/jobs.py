@@ -19,6 +19,7 @@ from gen_server.errors import Conflict, NotFound
 from gen_server.queue import JobQueue
 from gen_server.settings import Settings
 from gen_server.storage import LocalStore, audio_key
+from gen_server.webhooks import check_url
 
 _CELERY_STATES: dict[str, JobState] = {
     "PENDING": "queued",
@@ -75,6 +76,8 @@ class JobService:
             max_prompt_chars=self.settings.max_prompt_chars,
             max_text_chars=self.settings.max_text_chars,
         )
+        if spec.callback_url:
+            check_url(spec.callback_url, allow_private=self.settings.allow_private_webhooks)
         for upload in (spec.melody_upload, spec.continuation_upload, *spec.reference_uploads):
             if upload is not None and not self.store.exists(f"uploads/{upload}"):
                 raise NotFound(f"no upload '{upload}'")
@@ -153,6 +156,9 @@ class JobService:
             finished_at=float(finished) if finished else None,
             worker=record.get("worker"),
             attempts=int(self.redis.get(keys.attempts(job_id)) or 0),
+            webhook_attempts=[json.loads(a) for a in self.redis.lrange(keys.webhook_attempts(job_id), 0, 50)]
+            if spec.callback_url
+            else [],
             spec=spec,
             result=result,
             error=error,

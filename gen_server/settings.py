@@ -44,6 +44,14 @@ class Settings(BaseSettings):
         default="soundry-default-watermark-key", description="Secret key of the keyed watermark (change it)"
     )
 
+    webhook_secret: str = Field(
+        default="soundry-default-webhook-secret", description="HMAC-SHA256 key signing webhook bodies"
+    )
+    allow_private_webhooks: bool = Field(
+        default=False, description="Allow callback URLs on private/loopback addresses"
+    )
+    webhook_max_attempts: int = 5
+
     # limits
     max_body_bytes: int = 64 * 1024 * 1024
     max_prompt_chars: int = 2000

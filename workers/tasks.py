@@ -16,6 +16,7 @@ from gen_server.settings import get_settings
 from workers.celery_app import app
 from workers.heartbeat import Heartbeat, delivery_tag
 from workers.runtime import runtime
+from workers.webhook_tasks import notify
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +78,24 @@ def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
         result = rt.execute(job, report)
     except JobCancelled as e:
         rt.record_error(job.job_id, e.code, e.message)
+        notify(job, "cancelled", None, e.to_dict())
         logger.info("job %s cancelled", job.job_id)
         raise Ignore() from e
     except TransientError:
         raise
     except SoundryError as e:
         rt.record_error(job.job_id, e.code, e.message, e.field)
+        notify(job, "failed", None, e.to_dict())
         logger.warning("job %s failed: %s", job.job_id, e.message)
         raise
     except Exception as e:
-        rt.record_error(job.job_id, "generation_failed", f"{type(e).__name__}: {e}")
+        error = {"code": "generation_failed", "message": f"{type(e).__name__}: {e}", "field": None}
+        rt.record_error(job.job_id, error["code"], error["message"])
+        notify(job, "failed", None, error)
         logger.exception("job %s crashed", job.job_id)
         raise
     logger.info("job %s done in %.2f s (cached: %s)", job.job_id, result.generation_s, result.cached)
-    return result.model_dump(mode="json")
+    payload = result.model_dump(mode="json")
+    if not result.cached:
+        notify(job, "succeeded", payload, None)
+    return payload

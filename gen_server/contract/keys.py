@@ -46,3 +46,8 @@ def owner_batches(owner: str) -> str:
 def batch_jobs(batch_id: str) -> str:
     """Hash: item id -> job id of a batch's submitted items (one field each, so writers never clash)."""
     return f"{PREFIX}:batch:{batch_id}:jobs"
+
+
+def webhook_attempts(job_id: str) -> str:
+    """List of JSON delivery attempts of a job's webhook."""
+    return f"{PREFIX}:webhook:{job_id}"

@@ -52,6 +52,9 @@ class JobView(BaseModel):
     spec: JobSpec
     result: JobResult | None = None
     error: JobError | None = None
+    webhook_attempts: list[dict[str, Any]] = Field(
+        default_factory=list, description="Webhook deliveries: time, HTTP status or error"
+    )
     links: dict[str, str] = Field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:

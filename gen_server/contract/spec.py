@@ -25,7 +25,7 @@ class Sampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     top_k: int | None = Field(
-        None, ge=0, le=4096, description="Sample from the k most likely tokens (default 250, capped by the codebook)"
+        None, ge=0, le=4096, description="Keep the k most likely tokens (default 250, at most the codebook)"
     )
     top_p: FiniteFloat = Field(0.0, ge=0.0, le=1.0, description="Nucleus sampling mass (0: off, uses top_k)")
     temperature: FiniteFloat = Field(1.0, gt=0.0, le=5.0, description="Softmax temperature")
@@ -79,6 +79,9 @@ class JobRequest(BaseModel):
     post: PostProcess = Field(default_factory=PostProcess)
     format: AudioFormat = "wav"
     wav_subtype: WavSubtype = "pcm16"
+    callback_url: str | None = Field(
+        None, description="Webhook: POSTed the final job JSON, signed with HMAC-SHA256 (X-Soundry-Signature)"
+    )
 
     @field_validator("prompt", "text")
     @classmethod
@@ -108,6 +111,7 @@ class JobSpec(BaseModel):
     post: PostProcess
     format: AudioFormat = "wav"
     wav_subtype: WavSubtype = "pcm16"
+    callback_url: str | None = None
     owner: str | None = None
 
     @property
@@ -217,6 +221,7 @@ def build_spec(
         post=req.post,
         format=req.format,
         wav_subtype=req.wav_subtype,
+        callback_url=req.callback_url,
         owner=owner,
     )
 

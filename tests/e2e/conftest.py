@@ -17,7 +17,7 @@ def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server_url(server_dir: Path) -> Iterator[str]:
     """One real ``soundry serve`` (embedded Redis, one worker process, API + UI) for the e2e session."""
-    with running_server(server_dir) as url:
+    with running_server(server_dir, SOUNDRY_ALLOW_PRIVATE_WEBHOOKS="1") as url:
         yield url
 
 

@@ -119,3 +119,21 @@ def test_models_list_shows_licences(api: TestClient) -> None:
     assert "dev-musicgen-tiny" in by_id
     r = api.get("/v1/models/nope")
     assert r.status_code == 422 and "musicgen-small" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9000/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/x",
+        "http://192.168.0.5/x",
+        "ftp://example.com/x",
+        "http://[::1]/x",
+        "not a url",
+    ],
+)
+def test_private_or_bad_webhook_urls_are_refused(api: TestClient, url: str) -> None:
+    r = api.post("/v1/jobs", json={"kind": "speech", "text": "hi", "callback_url": url})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "callback_url"
