@@ -61,12 +61,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """One worker process (a separate interpreter: the API side never imports the workers)."""
+    from gen_server.redis_server import embedded_url
+
+    url = settings.redis_url or embedded_url(settings.data_dir / "redis")
+    if url is None:
+        print(
+            "soundry: set SOUNDRY_REDIS_URL (no embedded Redis is running on this data folder)",
+            file=sys.stderr,
+        )
+        return 2
     argv = [sys.executable, "-m", "workers"]
     if args.queues:
         argv += ["--queues", args.queues]
     if args.device:
         argv += ["--device", args.device]
-    return subprocess.call(argv, env=child_env({}))
+    return subprocess.call(argv, env=child_env({"SOUNDRY_REDIS_URL": url}))
 
 
 def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -130,6 +139,39 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Queue depths, live workers (memory, loaded models) and job totals from the shared Redis."""
+    import time
+
+    import redis
+
+    from gen_server.contract import keys
+    from gen_server.metrics import live_workers, queue_depths
+    from gen_server.redis_server import embedded_url
+
+    url = args.redis_url or settings.redis_url or embedded_url(settings.data_dir / "redis")
+    if url is None:
+        print("soundry: set SOUNDRY_REDIS_URL (or --redis-url) to the server's Redis", file=sys.stderr)
+        return 2
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        depths = queue_depths(client)
+        workers = live_workers(client)
+        totals = client.hgetall(keys.STATS_JOBS)
+    except redis.ConnectionError as e:
+        print(f"soundry: cannot reach Redis at {url}: {e}", file=sys.stderr)
+        return 1
+    print("queues:  " + "  ".join(f"{q}={n}" for q, n in depths.items()))
+    print(f"workers: {len(workers)}")
+    for name, info in sorted(workers.items()):
+        age = time.time() - float(info["seen_at"])  # type: ignore[arg-type]
+        rss_mb = int(info.get("rss_bytes", 0)) / 2**20  # type: ignore[call-overload]
+        models = ", ".join(info.get("models", [])) or "none"  # type: ignore[arg-type]
+        print(f"  {name}: queues {info['queues']}, {rss_mb:.0f} MiB, models: {models} (seen {age:.0f} s ago)")
+    print("jobs:    " + ("  ".join(f"{k}={v}" for k, v in sorted(totals.items())) or "none finished yet"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundry", description="Soundry generative audio server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     pull = models.add_parser("pull", help="download a model's weights into the local cache")
     pull.add_argument("model_id")
     pull.set_defaults(func=cmd_models_pull)
+    status = sub.add_parser("status", help="queues and workers of a running deployment")
+    status.add_argument("--redis-url", help="default: SOUNDRY_REDIS_URL")
+    status.set_defaults(func=cmd_status)
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
     create = keys.add_parser("create", help="create a key (printed once)")
     create.add_argument("--name", required=True)

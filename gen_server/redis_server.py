@@ -13,6 +13,16 @@ from gen_server.settings import die_with_parent
 logger = logging.getLogger(__name__)
 
 
+URL_FILE = "url"
+"""Written beside the data while the embedded Redis runs, so `soundry worker`/`status` can find it."""
+
+
+def embedded_url(redis_dir: Path) -> str | None:
+    """The URL of the embedded Redis of a running ``soundry serve`` on this data folder, if any."""
+    path = redis_dir / URL_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
 def free_port() -> int:
     """A TCP port on loopback that is free right now."""
     with socket.socket() as s:
@@ -83,6 +93,7 @@ class EmbeddedRedis:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"embedded redis did not start within {timeout_s} s") from None
                 time.sleep(0.05)
+        (self.data_dir / URL_FILE).write_text(self.url + "\n")
         logger.info("embedded redis on %s (data in %s)", self.url, self.data_dir)
         return self
 
@@ -94,6 +105,7 @@ class EmbeddedRedis:
         """Stop the server (SIGTERM lets it flush the append-only file; ``kill`` simulates a crash)."""
         if self._proc is None:
             return
+        (self.data_dir / URL_FILE).unlink(missing_ok=True)
         if kill:
             self._proc.kill()
         else:

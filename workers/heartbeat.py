@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -24,8 +25,11 @@ UNACKED_INDEX = "unacked_index"
 class Heartbeat:
     """Tracks held delivery tags and renews their lease from a daemon thread."""
 
-    def __init__(self, redis_url: str, visibility_timeout_s: float) -> None:
+    def __init__(
+        self, redis_url: str, visibility_timeout_s: float, on_beat: Callable[[], None] | None = None
+    ) -> None:
         self._redis = redis.Redis.from_url(redis_url)
+        self._on_beat = on_beat
         self.interval_s = max(visibility_timeout_s / 4.0, 0.5)
         self._tags: set[str] = set()
         self._lock = threading.Lock()
@@ -65,6 +69,11 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.beat()
+            if self._on_beat is not None:
+                try:
+                    self._on_beat()
+                except Exception:  # reporting must never stop lease renewal
+                    logger.exception("worker status report failed")
 
     def stop(self) -> None:
         self._stop.set()

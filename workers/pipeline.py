@@ -10,11 +10,10 @@ import time
 from importlib import metadata
 from typing import Any
 
+from gen_server.audio import Audio
 from gen_server.audio.encode import decode, encode
 from gen_server.audio.postprocess import apply_chain
 from gen_server.audio.watermark import Watermarker, payload_for_job
-
-from gen_server.audio import Audio
 from gen_server.contract.result import JobResult
 from gen_server.contract.spec import JobSpec
 from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -76,7 +77,13 @@ class WorkerRuntime:
             store=self.store,
             progress=progress,
         )
-        self.redis.hset(keys.job(spec.job_id), "finished_at", time.time())
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.job(spec.job_id), "finished_at", time.time())
+        if not result.cached:
+            pipe.hincrby(keys.STATS_JOBS, "succeeded", 1)
+            pipe.hincrbyfloat(keys.STATS_GEN_SECONDS, spec.model, result.generation_s)
+            pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, spec.model, result.duration_s)
+        pipe.execute()
         self.models.evict_idle(time.monotonic())
         return result
 
@@ -89,15 +96,39 @@ class WorkerRuntime:
         return int(pipe.execute()[0])
 
     def record_error(self, job_id: str, code: str, message: str, field: str | None = None) -> None:
-        import json
-
-        self.redis.hset(
+        pipe = self.redis.pipeline()
+        pipe.hset(
             keys.job(job_id),
             mapping={
                 "error": json.dumps({"code": code, "message": message, "field": field}),
                 "finished_at": time.time(),
             },
         )
+        pipe.hincrby(keys.STATS_JOBS, "cancelled" if code == "cancelled" else "failed", 1)
+        pipe.execute()
+
+    def report_status(self) -> None:
+        """Publish this worker's queues, memory and loaded models (read by /metrics and `soundry status`)."""
+        info = {
+            "queues": self.settings.queues,
+            "device": self.settings.device,
+            "rss_bytes": rss_bytes(),
+            "models": self.models.loaded_ids(),
+            "seen_at": time.time(),
+        }
+        self.redis.hset(keys.WORKERS, WORKER_ID, json.dumps(info))
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 @cache

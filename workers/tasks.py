@@ -28,7 +28,10 @@ def _start_heartbeat(**_: Any) -> None:
     global _heartbeat
     settings = get_settings()
     if settings.redis_url:
-        _heartbeat = Heartbeat(settings.redis_url, settings.visibility_timeout_s).start()
+        _heartbeat = Heartbeat(
+            settings.redis_url, settings.visibility_timeout_s, on_beat=runtime().report_status
+        ).start()
+        runtime().report_status()
 
 
 @worker_shutdown.connect

@@ -51,3 +51,13 @@ def batch_jobs(batch_id: str) -> str:
 def webhook_attempts(job_id: str) -> str:
     """List of JSON delivery attempts of a job's webhook."""
     return f"{PREFIX}:webhook:{job_id}"
+
+
+STATS_JOBS = f"{PREFIX}:stats:jobs"
+"""Hash: finished jobs by final state."""
+STATS_GEN_SECONDS = f"{PREFIX}:stats:generation_seconds"
+"""Hash: model id -> seconds spent generating."""
+STATS_AUDIO_SECONDS = f"{PREFIX}:stats:audio_seconds"
+"""Hash: model id -> seconds of audio produced."""
+WORKERS = f"{PREFIX}:workers"
+"""Hash: worker id -> JSON {queues, rss_bytes, models, seen_at}."""
