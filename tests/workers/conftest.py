@@ -1,0 +1,90 @@
+"""Worker-test fixtures: tiny random checkpoints written once per session, loaded through real loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gen_server.contract.catalog import DEV_MODELS, ModelEntry
+from gen_server.settings import Settings
+from workers.backends.audiogen import AudioGenBackend
+from workers.backends.coqui import CoquiBackend
+from workers.backends.musicgen import MusicGenBackend
+from workers.tiny import TINY_SOURCES, ensure_tiny
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads; on a busy shared 2-core machine extra threads only spin.
+
+    Measured under load (load average ~5): the long-form test took 28 s with torch's 2 threads and
+    5 s with one.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding every tiny checkpoint under ``dev/<name>`` (written once)."""
+    models = tmp_path_factory.mktemp("models")
+    for name in TINY_SOURCES:
+        ensure_tiny(f"tiny:{name}", models)
+    return models
+
+
+@pytest.fixture(scope="session")
+def worker_settings(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the tiny models; CPU, no downloads."""
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("data"),
+        models_dir=tiny_models_dir,
+        dev_models=True,
+        allow_downloads=False,
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="session")
+def dev_entries() -> dict[str, ModelEntry]:
+    return {e.id: e for e in DEV_MODELS}
+
+
+@pytest.fixture(scope="session")
+def musicgen(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Iterator[MusicGenBackend]:
+    backend = MusicGenBackend(dev_entries["dev-musicgen-tiny"], worker_settings)
+    backend.load()
+    yield backend
+    backend.unload()
+
+
+@pytest.fixture(scope="session")
+def musicgen_melody(
+    worker_settings: Settings, dev_entries: dict[str, ModelEntry]
+) -> Iterator[MusicGenBackend]:
+    backend = MusicGenBackend(dev_entries["dev-musicgen-melody-tiny"], worker_settings)
+    backend.load()
+    yield backend
+    backend.unload()
+
+
+@pytest.fixture(scope="session")
+def audiogen(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Iterator[AudioGenBackend]:
+    backend = AudioGenBackend(dev_entries["dev-audiogen-tiny"], worker_settings)
+    backend.load()
+    yield backend
+    backend.unload()
+
+
+@pytest.fixture(scope="session")
+def vits(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Iterator[CoquiBackend]:
+    backend = CoquiBackend(dev_entries["dev-vits-tiny"], worker_settings)
+    backend.load()
+    yield backend
+    backend.unload()

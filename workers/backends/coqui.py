@@ -1,0 +1,322 @@
+"""Coqui TTS backend (VITS, XTTS-v2, any coqui-tts model that loads from a folder).
+
+Where the weights come from (first match wins):
+
+1. ``tiny:vits``: the tiny random multi-speaker VITS from :func:`workers.tiny.ensure_tiny`.
+2. ``<models_dir>/<model id>/`` or a folder named by ``source``, holding ``config.json`` and a
+   checkpoint (``model.pth``, ``model_file.pth``, ``checkpoint.pth`` or one ``*.pth``).
+3. A coqui model name (``tts_models/en/vctk/vits``) found in coqui's own model folder
+   (``~/.local/share/tts`` or ``$TTS_HOME``), or for hub-hosted ones (XTTS-v2) in the Hugging Face
+   cache. Nothing is downloaded unless ``settings.allow_downloads``; otherwise
+   :class:`ModelUnavailable` at once.
+
+Text is normalised and split into sentences by :mod:`workers.text`; each sentence is synthesized
+on its own and the waves are joined with short pauses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from gen_server.audio import Audio
+from gen_server.contract.catalog import ModelEntry
+from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
+from gen_server.settings import Settings
+from workers.backends._audiocraft import module_bytes, release_memory, seed_everything, unavailable_message
+from workers.backends.base import GenRequest, ProgressFn
+from workers.text import join_segments, segment_text
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAMES = ("model.pth", "model_file.pth", "checkpoint.pth", "model.pth.tar", "model_file.pth.tar")
+
+
+@dataclass(frozen=True, slots=True)
+class CoquiSource:
+    """How to load one coqui model.
+
+    Attributes:
+        model_path: Checkpoint file, or the folder itself for models that load from a folder (XTTS).
+        config_path: Its ``config.json``; ``None`` with ``model_name``.
+        model_name: A coqui catalog name to load through coqui's own manager (already downloaded).
+    """
+
+    model_path: Path | None = None
+    config_path: Path | None = None
+    model_name: str | None = None
+
+
+def _folder_source(folder: Path) -> CoquiSource | None:
+    """A :class:`CoquiSource` for a checkpoint folder, or ``None`` if it holds no usable model."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        model_type = str(json.loads(config.read_text()).get("model", ""))
+    except (OSError, ValueError):
+        return None
+    if model_type == "xtts":
+        return CoquiSource(model_path=folder, config_path=config)
+    for name in CHECKPOINT_NAMES:
+        if (folder / name).is_file():
+            return CoquiSource(model_path=folder / name, config_path=config)
+    candidates = sorted(folder.glob("*.pth"))
+    if len(candidates) == 1:
+        return CoquiSource(model_path=candidates[0], config_path=config)
+    return None
+
+
+def _coqui_catalog_item(model_name: str) -> dict[str, Any] | None:
+    """coqui's own entry for ``model_name`` from its packaged ``.models.json`` (no import of TTS)."""
+    spec = find_spec("TTS")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    models_json = Path(next(iter(spec.submodule_search_locations))) / ".models.json"
+    try:
+        catalog = json.loads(models_json.read_text())
+        kind, lang, dataset, model = model_name.split("/")
+        item = catalog[kind][lang][dataset][model]
+    except (OSError, ValueError, KeyError):
+        return None
+    return dict(item)
+
+
+def coqui_data_dir() -> Path:
+    """coqui's model download folder (``get_user_data_dir('tts')``: ``$TTS_HOME``, XDG, ~/.local/share)."""
+    from trainer.io import get_user_data_dir
+
+    return Path(get_user_data_dir("tts"))
+
+
+def resolve_coqui_source(entry: ModelEntry, settings: Settings) -> CoquiSource:
+    """Where to load ``entry`` from (see the module docstring for the order).
+
+    Raises:
+        ModelUnavailable: Not local and downloads are off (fast, no network).
+    """
+    if entry.source.startswith("tiny:"):
+        from workers.tiny import ensure_tiny
+
+        folder = ensure_tiny(entry.source, settings.resolved_models_dir)
+        return CoquiSource(model_path=folder / "model.pth", config_path=folder / "config.json")
+    for folder in (settings.resolved_models_dir / entry.id, Path(entry.source)):
+        if folder.is_dir() and (found := _folder_source(folder)) is not None:
+            return found
+    item = _coqui_catalog_item(entry.source)
+    if item is not None and "repo_id" in item:
+        # hub-hosted (XTTS-v2): coqui would call snapshot_download every time; find the cached copy
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            path = snapshot_download(
+                item["repo_id"],
+                allow_patterns=item.get("allow"),
+                ignore_patterns=item.get("ignore"),
+                local_files_only=not settings.allow_downloads,
+            )
+        except LocalEntryNotFoundError as e:
+            raise ModelUnavailable(
+                unavailable_message(entry, settings, f"{item['repo_id']} is not in the Hugging Face cache")
+            ) from e
+        except OSError as e:
+            raise ModelUnavailable(unavailable_message(entry, settings, str(e))) from e
+        found = _folder_source(Path(path))
+        if found is None:
+            raise ModelUnavailable(unavailable_message(entry, settings, f"{path} holds no coqui checkpoint"))
+        return found
+    folder = coqui_data_dir() / entry.source.replace("/", "--")
+    if folder.is_dir() or settings.allow_downloads:
+        return CoquiSource(model_name=entry.source)
+    raise ModelUnavailable(unavailable_message(entry, settings, f"{entry.source} is not in {folder.parent}"))
+
+
+class CoquiBackend:
+    """coqui-tts ``TTS`` behind the :class:`~workers.backends.base.Backend` interface.
+
+    Request fields used: ``prompt`` (text), ``voice`` (speaker of multi-speaker models),
+    ``language`` (multilingual models), ``references`` (voice cloning; written to temporary WAV
+    files for coqui), ``speed`` (VITS: ``length_scale / speed``; XTTS: its ``speed``), ``seed``.
+    """
+
+    def __init__(self, entry: ModelEntry, settings: Settings) -> None:
+        self.entry = entry
+        self.settings = settings
+        self.device = settings.device
+        self._tts: Any = None
+        self._base_length_scale: float | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._tts is not None
+
+    def load(self) -> None:
+        """Load the model (idempotent).
+
+        Raises:
+            ModelUnavailable: Weights are neither local nor downloadable.
+        """
+        with self._lock:
+            if self._tts is not None:
+                return
+            source = resolve_coqui_source(self.entry, self.settings)
+            logger.info("loading %s from %s on %s", self.entry.id, source, self.device)
+            from TTS.api import TTS
+
+            try:
+                if source.model_name is not None:
+                    tts = TTS(source.model_name, progress_bar=False)
+                else:
+                    model_path, config_path = str(source.model_path), str(source.config_path)
+                    tts = TTS(model_path=model_path, config_path=config_path, progress_bar=False)
+            except OSError as e:
+                raise ModelUnavailable(unavailable_message(self.entry, self.settings, str(e))) from e
+            tts = tts.to(self.device)
+            model = tts.synthesizer.tts_model
+            self._base_length_scale = float(model.length_scale) if hasattr(model, "length_scale") else None
+            self._tts = tts
+
+    def unload(self) -> None:
+        """Drop the model and free device memory."""
+        with self._lock:
+            if self._tts is None:
+                return
+            self._tts = None
+            release_memory()
+            logger.info("unloaded %s", self.entry.id)
+
+    def memory_bytes(self) -> int:
+        """Parameter and buffer bytes of the loaded TTS model and vocoder."""
+        if self._tts is None:
+            return 0
+        synth = self._tts.synthesizer
+        return module_bytes(synth.tts_model, getattr(synth, "vocoder_model", None))
+
+    @property
+    def sample_rate(self) -> int:
+        if self._tts is None:
+            return self.entry.sample_rate
+        return int(self._tts.synthesizer.output_sample_rate)
+
+    def _speaker(self, tts: Any, request: GenRequest) -> str | None:
+        clones = bool(getattr(tts.synthesizer.tts_model.config, "supports_cloning", False))
+        if clones:
+            return None
+        speakers = list(tts.speakers or []) if tts.is_multi_speaker else []
+        if not speakers:
+            if request.voice is not None:
+                raise InvalidInput(f"'{self.entry.id}' has a single voice; omit 'voice'", field="voice")
+            return None
+        voice = request.voice or (self.entry.speakers[0] if self.entry.speakers else speakers[0])
+        if voice not in speakers:
+            shown = ", ".join(speakers[:20]) + (" ..." if len(speakers) > 20 else "")
+            message = f"unknown voice '{voice}' for '{self.entry.id}'; speakers: {shown}"
+            raise InvalidInput(message, field="voice")
+        return voice
+
+    def _language(self, tts: Any, request: GenRequest) -> str | None:
+        if not tts.is_multi_lingual:
+            return None
+        languages = list(tts.languages or [])
+        language = request.language or (self.entry.languages[0] if self.entry.languages else "en")
+        if languages and language not in languages:
+            raise InvalidInput(
+                f"language '{language}' not offered by '{self.entry.id}'; languages: {', '.join(languages)}",
+                field="language",
+            )
+        return language
+
+    def generate(self, request: GenRequest, *, progress: ProgressFn | None = None) -> Audio:
+        """Speak ``request.prompt``.
+
+        Args:
+            request: Text, voice/language/references, speed and seed.
+            progress: Fraction of sentences done, in [0, 1]; may raise to cancel.
+
+        Returns:
+            Mono audio at the model's output rate.
+        """
+        if not request.prompt.strip():
+            raise InvalidInput("nothing to speak: empty text", field="text")
+        if not request.speed > 0:
+            raise InvalidInput("speed must be positive", field="speed")
+        with self._lock:
+            if self._tts is None:
+                self.load()
+            tts = self._tts
+            model = tts.synthesizer.tts_model
+            speaker = self._speaker(tts, request)
+            language = self._language(tts, request)
+            clones = bool(getattr(model.config, "supports_cloning", False))
+            if clones and not request.references:
+                raise InvalidInput(f"'{self.entry.id}' needs 1-3 voice references", field="reference_uploads")
+            if request.references and not clones:
+                raise InvalidInput(f"'{self.entry.id}' does not clone voices", field="reference_uploads")
+            segments = segment_text(request.prompt, language=language or "en")
+            if not segments:
+                raise InvalidInput("nothing to speak: the text has no letters or digits", field="text")
+            kwargs: dict[str, Any] = {}
+            if self._base_length_scale is not None:
+                model.length_scale = self._base_length_scale / float(request.speed)  # stateful: every call
+            elif clones:
+                kwargs["speed"] = float(request.speed)
+            elif request.speed != 1.0:
+                logger.warning("%s cannot change speed; ignoring speed=%s", self.entry.id, request.speed)
+            with tempfile.TemporaryDirectory(prefix="soundry-refs-") as tmp:
+                refs = _write_references(request.references, Path(tmp))
+                waves: list[np.ndarray] = []
+                seed_everything(request.seed)
+                import torch
+
+                for i, segment in enumerate(segments):
+                    with torch.inference_mode():
+                        wav = tts.tts(
+                            segment.text,
+                            speaker=speaker,
+                            language=language,
+                            speaker_wav=refs or None,
+                            split_sentences=False,
+                            **kwargs,
+                        )
+                    waves.append(_trim_tail(np.asarray(wav, dtype=np.float32).reshape(-1), self.sample_rate))
+                    if progress is not None:
+                        progress((i + 1) / len(segments))
+            samples = join_segments(waves, [s.pause_after_s for s in segments], self.sample_rate)
+            if not np.isfinite(samples).all():
+                raise GenerationFailed("the model produced non-finite samples")
+            peak = float(np.abs(samples).max()) if samples.size else 0.0
+            if peak > 1.0:
+                samples = samples / peak
+            return Audio.mono(samples, self.sample_rate)
+
+
+def _write_references(references: tuple[Audio, ...], folder: Path) -> list[str]:
+    """Write voice references as 16-bit mono WAV files (what coqui's loaders expect); their paths."""
+    paths: list[str] = []
+    for i, ref in enumerate(references):
+        path = folder / f"ref{i}.wav"
+        mono = ref.samples.mean(axis=0) if ref.channels > 1 else ref.samples[0]
+        sf.write(path, np.clip(mono, -1.0, 1.0), ref.sample_rate, subtype="PCM_16")
+        paths.append(str(path))
+    return paths
+
+
+def _trim_tail(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Drop the silence coqui appends after each sentence (its own ``PAD_SILENCE_SAMPLES``)."""
+    from TTS.utils.synthesizer import PAD_SILENCE_SAMPLES
+
+    pad = int(PAD_SILENCE_SAMPLES)
+    if pad and wave.size > pad and not np.any(wave[-pad:]):
+        return wave[:-pad]
+    return wave
