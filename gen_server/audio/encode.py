@@ -1,0 +1,434 @@
+"""Encode :class:`Audio` to file bytes and decode uploads back (torch-free).
+
+Formats:
+
+* ``wav``: 16/24-bit PCM or 32-bit float (soundfile). Tags go in the RIFF ``LIST/INFO`` chunk (standard
+  fields) and, all of them, in an ``iXML`` chunk (``USER`` field, one ``key=value`` a line).
+* ``flac``: 16-bit PCM, or 24-bit for ``wav_subtype`` ``pcm24``/``float32`` (soundfile); tags as
+  Vorbis comments (mutagen).
+* ``mp3``: libmp3lame through PyAV, constant bitrate (192 kbit/s unless told); tags as ID3v2 frames.
+* ``ogg``: Opus in Ogg through PyAV at 48 kHz (Opus's native rate); tags as Vorbis comments.
+* ``pcm``: raw signed 16-bit little-endian interleaved samples, no header (OpenAI-style ``pcm``).
+
+:func:`decode` reads any container PyAV (FFmpeg) knows, refuses oversized or overlong inputs before
+decoding them fully, and raises :class:`~gen_server.errors.InvalidInput` for anything that is not
+intact audio.
+
+Truncation rule: when the container states its length in its header (WAV, FLAC, MP3 with a Xing/Info
+frame) and the decoded audio falls short of it by more than ``max(0.25 s, 2 %)``, the input counts as
+truncated and :func:`decode` raises. Containers whose length is inferred from the data itself (Ogg, raw
+MP3 streams) cannot tell a cut file from a short one: their intact prefix decodes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import struct
+from typing import Final, Literal
+from xml.etree import ElementTree
+
+import av
+import av.error
+import mutagen.flac
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+
+from gen_server.audio.types import Audio
+from gen_server.contract.spec import AudioFormat, WavSubtype
+from gen_server.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+EncodeFormat = AudioFormat | Literal["pcm"]
+
+MEDIA_TYPES: Final[dict[str, str]] = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "pcm": "audio/pcm",
+}
+"""Format name -> MIME type of the encoded bytes (``pcm``: raw s16le, rate given out of band)."""
+
+FILE_EXTENSIONS: Final[dict[str, str]] = {"wav": "wav", "flac": "flac", "mp3": "mp3", "ogg": "ogg", "pcm": "pcm"}
+
+DEFAULT_BITRATE_KBPS: Final[dict[str, int]] = {"mp3": 192, "ogg": 128}
+DEFAULT_MAX_BYTES: Final[int] = 100 * 1024 * 1024
+
+_WAV_SUBTYPES: Final[dict[str, str]] = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float32": "FLOAT"}
+_FLAC_SUBTYPES: Final[dict[str, str]] = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float32": "PCM_24"}
+# Fields libsndfile writes natively (RIFF INFO in WAV); everything else goes to the comment and iXML.
+_SF_FIELDS: Final[tuple[str, ...]] = ("title", "artist", "album", "comment", "date", "copyright", "genre")
+_MP3_RATES: Final[tuple[int, ...]] = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+_OPUS_RATE: Final[int] = 48000
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_MAX_TAG_VALUE = 4096
+_MAX_IXML_BYTES = 1 << 20
+
+
+# --------------------------------------------------------------------------------------------- encode
+
+
+def encode(
+    audio: Audio,
+    fmt: EncodeFormat,
+    *,
+    wav_subtype: WavSubtype = "pcm16",
+    tags: dict[str, str] | None = None,
+    bitrate_kbps: int | None = None,
+) -> bytes:
+    """Encode ``audio`` as a complete file in ``fmt``.
+
+    Samples outside [-1, 1] are clipped for integer formats (WAV/FLAC PCM, MP3, Opus, raw PCM); 32-bit
+    float WAV keeps them.
+
+    Args:
+        audio: ``[channels, frames]`` float audio at any rate.
+        fmt: ``wav``, ``flac``, ``mp3``, ``ogg`` (Opus) or ``pcm`` (raw s16le, no header, no tags).
+        wav_subtype: Sample format for WAV (``pcm16``, ``pcm24``, ``float32``); FLAC uses 16 bits for
+            ``pcm16`` and 24 bits otherwise; ignored by lossy formats.
+        tags: Provenance tags (e.g. ``title``, ``comment``, ``software``, ``job_id``, ``model``,
+            ``seed``). Keys: letters, digits, ``_.-``, at most 64 characters.
+        bitrate_kbps: Lossy bitrate in kbit/s (default 192 for MP3, 128 for Opus).
+
+    Returns:
+        The encoded file.
+
+    Raises:
+        InvalidInput: Unknown format, bad tag, bitrate out of range, or more than 2 channels for MP3/Opus.
+    """
+    clean_tags = _check_tags(tags or {})
+    if audio.frames == 0:
+        raise InvalidInput("cannot encode empty audio (0 frames)")
+    if fmt == "wav":
+        return _encode_wav(audio, wav_subtype, clean_tags)
+    if fmt == "flac":
+        return _encode_flac(audio, wav_subtype, clean_tags)
+    if fmt == "mp3":
+        return _encode_lossy(audio, "mp3", clean_tags, bitrate_kbps)
+    if fmt == "ogg":
+        return _encode_lossy(audio, "ogg", clean_tags, bitrate_kbps)
+    if fmt == "pcm":
+        pcm = np.round(np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype("<i2")
+        return pcm.T.tobytes()
+    raise InvalidInput(f"unknown audio format '{fmt}'; use one of {', '.join(MEDIA_TYPES)}", field="format")
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in tags.items():
+        if not _TAG_KEY.match(key):
+            raise InvalidInput(f"bad tag name {key!r}: use letters, digits, '_', '.', '-' (1-64 chars)")
+        text = str(value)
+        if len(text) > _MAX_TAG_VALUE or "\x00" in text:
+            raise InvalidInput(f"tag {key!r} is too long or contains NUL")
+        out[key.lower()] = text
+    return out
+
+
+def _clip(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def _comment_with_extras(tags: dict[str, str]) -> str | None:
+    """The ``comment`` tag, followed by ``key=value`` pairs of tags with no native field."""
+    extras = [f"{k}={v}" for k, v in tags.items() if k not in _SF_FIELDS and k != "software"]
+    parts = [tags["comment"]] if "comment" in tags else []
+    if extras:
+        parts.append("; ".join(extras))
+    return " | ".join(parts) if parts else None
+
+
+def _encode_wav(audio: Audio, wav_subtype: WavSubtype, tags: dict[str, str]) -> bytes:
+    if wav_subtype not in _WAV_SUBTYPES:
+        raise InvalidInput(f"unknown wav_subtype '{wav_subtype}'", field="wav_subtype")
+    samples = audio.samples if wav_subtype == "float32" else _clip(audio.samples)
+    bio = io.BytesIO()
+    with sf.SoundFile(
+        bio, "w", samplerate=audio.sample_rate, channels=audio.channels, format="WAV",
+        subtype=_WAV_SUBTYPES[wav_subtype],
+    ) as f:
+        f.write(samples.T)
+        for key in _SF_FIELDS:
+            if key in tags and key != "comment":
+                setattr(f, key, tags[key])
+        if "software" in tags:
+            f.software = tags["software"]
+        comment = _comment_with_extras(tags)
+        if comment:
+            f.comment = comment
+    data = bio.getvalue()
+    return _append_ixml(data, tags) if tags else data
+
+
+def _ixml(tags: dict[str, str]) -> bytes:
+    root = ElementTree.Element("BWFXML")
+    ElementTree.SubElement(root, "IXML_VERSION").text = "2.10"
+    if "title" in tags:
+        ElementTree.SubElement(root, "PROJECT").text = tags["title"]
+    if "comment" in tags:
+        ElementTree.SubElement(root, "NOTE").text = tags["comment"]
+    user = "\n".join(f"{k}={_escape_line(v)}" for k, v in tags.items())
+    ElementTree.SubElement(root, "USER").text = user
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="utf-8")
+
+
+def _escape_line(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _unescape_line(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), value)
+
+
+def _append_ixml(wav: bytes, tags: dict[str, str]) -> bytes:
+    """Append an ``iXML`` chunk to a RIFF/WAVE file and fix the RIFF size."""
+    if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":  # pragma: no cover - soundfile always writes RIFF here
+        return wav
+    body = _ixml(tags)
+    chunk = b"iXML" + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) % 2 else b"")
+    out = bytearray(wav)
+    if len(out) % 2:
+        out += b"\x00"
+    out += chunk
+    out[4:8] = struct.pack("<I", len(out) - 8)
+    return bytes(out)
+
+
+def _encode_flac(audio: Audio, wav_subtype: WavSubtype, tags: dict[str, str]) -> bytes:
+    if wav_subtype not in _FLAC_SUBTYPES:
+        raise InvalidInput(f"unknown wav_subtype '{wav_subtype}'", field="wav_subtype")
+    bio = io.BytesIO()
+    with sf.SoundFile(
+        bio, "w", samplerate=audio.sample_rate, channels=audio.channels, format="FLAC",
+        subtype=_FLAC_SUBTYPES[wav_subtype],
+    ) as f:
+        f.write(_clip(audio.samples).T)
+    if not tags:
+        return bio.getvalue()
+    bio.seek(0)
+    try:
+        flac = mutagen.flac.FLAC(bio)
+        if flac.tags is None:
+            flac.add_tags()
+        assert flac.tags is not None
+        for key, value in tags.items():
+            flac.tags[key] = value
+        bio.seek(0)
+        flac.save(bio, padding=lambda _info: 0)
+    except mutagen.MutagenError as e:  # pragma: no cover - our own fresh FLAC bytes
+        raise InvalidInput(f"could not write FLAC tags: {e}") from e
+    return bio.getvalue()
+
+
+def _encode_lossy(audio: Audio, fmt: Literal["mp3", "ogg"], tags: dict[str, str], kbps: int | None) -> bytes:
+    from gen_server.audio.postprocess import resample  # local: postprocess is a sibling, avoid cycles
+
+    if audio.channels > 2:
+        raise InvalidInput(f"{fmt} output takes 1 or 2 channels, got {audio.channels}", field="post.channels")
+    bitrate = kbps if kbps is not None else DEFAULT_BITRATE_KBPS[fmt]
+    if not 8 <= bitrate <= 510:
+        raise InvalidInput(f"bitrate must be 8-510 kbit/s, got {bitrate}", field="bitrate_kbps")
+    if fmt == "mp3":
+        codec, container_fmt = "libmp3lame", "mp3"
+        rate = audio.sample_rate if audio.sample_rate in _MP3_RATES else _nearest_mp3_rate(audio.sample_rate)
+    else:
+        codec, container_fmt, rate = "libopus", "ogg", _OPUS_RATE
+    if rate != audio.sample_rate:
+        audio = resample(audio, rate)
+    layout = "stereo" if audio.channels == 2 else "mono"
+    samples = np.ascontiguousarray(_clip(audio.samples))
+    bio = io.BytesIO()
+    try:
+        with av.open(bio, "w", format=container_fmt) as container:
+            for key, value in tags.items():
+                container.metadata[key] = value
+            stream = container.add_stream(codec, rate=rate, layout=layout)
+            stream.bit_rate = bitrate * 1000
+            if fmt == "ogg":
+                for key, value in tags.items():
+                    stream.metadata[key] = value
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=layout)
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+    except av.error.FFmpegError as e:
+        raise InvalidInput(f"{fmt} encoding failed: {e}") from e
+    return bio.getvalue()
+
+
+def _nearest_mp3_rate(rate: int) -> int:
+    higher = [r for r in _MP3_RATES if r >= rate]
+    return min(higher) if higher else _MP3_RATES[-1]
+
+
+# --------------------------------------------------------------------------------------------- decode
+
+
+def decode(data: bytes, *, max_duration_s: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Audio:
+    """Decode any audio file PyAV can read (wav, flac, mp3, ogg/opus/vorbis, m4a/aac, ...).
+
+    The first audio stream is decoded to float32 at its own rate and channel count.
+
+    Args:
+        data: The whole file.
+        max_duration_s: Refuse audio longer than this (seconds). The header's stated duration is
+            checked before decoding, and decoding stops as soon as the decoded length passes the limit,
+            so a file whose header lies cannot make the decoder run away.
+        max_bytes: Refuse inputs larger than this many bytes without parsing them.
+
+    Returns:
+        ``[channels, frames]`` float32 audio.
+
+    Raises:
+        InvalidInput: Empty, oversized, overlong, non-audio, truncated or corrupt input.
+    """
+    if not data:
+        raise InvalidInput("empty upload: no audio data")
+    if len(data) > max_bytes:
+        raise InvalidInput(f"audio file is {len(data)} bytes; the limit is {max_bytes}")
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidInput(f"not a readable audio file ({_short(e)})") from e
+    try:
+        return _decode_container(container, max_duration_s)
+    finally:
+        container.close()
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text[:200]
+
+
+def _stated_duration_s(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _decode_container(container: av.container.InputContainer, max_duration_s: float | None) -> Audio:
+    if not container.streams.audio:
+        raise InvalidInput("no audio stream found in the upload")
+    stream = container.streams.audio[0]
+    rate = stream.codec_context.sample_rate or stream.rate
+    if not rate or rate <= 0:
+        raise InvalidInput("audio stream has no sample rate")
+    stated = _stated_duration_s(container, stream)
+    if max_duration_s is not None and stated is not None and stated > max_duration_s + 0.05:
+        raise InvalidInput(f"audio is {stated:.1f} s long; the limit is {max_duration_s:g} s")
+    limit_frames = None if max_duration_s is None else int(max_duration_s * rate) + int(0.05 * rate)
+
+    chunks: list[npt.NDArray[np.float32]] = []
+    total = 0
+    channels: int | None = None
+    resampler: av.AudioResampler | None = None
+    try:
+        for frame in container.decode(stream):
+            if resampler is None:
+                channels = frame.layout.nb_channels
+                resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
+                if frame.sample_rate != rate:
+                    rate = frame.sample_rate
+                    limit_frames = None if max_duration_s is None else int((max_duration_s + 0.05) * rate)
+            if frame.layout.nb_channels != channels:
+                raise InvalidInput("channel count changes mid-stream; not supported")
+            for out in resampler.resample(frame):
+                arr = out.to_ndarray().astype(np.float32, copy=False)
+                chunks.append(arr.reshape(channels, -1))
+                total += arr.shape[-1]
+            if limit_frames is not None and total > limit_frames:
+                raise InvalidInput(f"audio is longer than the limit of {max_duration_s:g} s")
+        if resampler is not None:
+            for out in resampler.resample(None):
+                arr = out.to_ndarray().astype(np.float32, copy=False)
+                chunks.append(arr.reshape(channels, -1))
+                total += arr.shape[-1]
+    except av.error.FFmpegError as e:
+        raise InvalidInput(f"corrupt audio data after {total / rate:.2f} s ({_short(e)})") from e
+    if not chunks or total == 0 or channels is None:
+        raise InvalidInput("the upload contains no decodable audio")
+    samples = np.concatenate(chunks, axis=1)
+    if not np.all(np.isfinite(samples)):
+        raise InvalidInput("decoded audio contains NaN or infinite samples")
+    _check_truncation(container, stream, samples.shape[1] / rate)
+    return Audio(samples, int(rate))
+
+
+def _check_truncation(container: av.container.InputContainer, stream: av.AudioStream, decoded_s: float) -> None:
+    fmt = container.format.name
+    stated = _stated_duration_s(container, stream)
+    exact_header = fmt in ("wav", "flac") or (fmt == "mp3" and _has_xing(stream))
+    if stated is None or not exact_header:
+        return
+    if decoded_s < stated - max(0.25, 0.02 * stated):
+        raise InvalidInput(
+            f"truncated audio: the header says {stated:.2f} s but only {decoded_s:.2f} s could be decoded"
+        )
+
+
+def _has_xing(stream: av.AudioStream) -> bool:
+    # FFmpeg takes an MP3's duration from its Xing/Info/VBRI frame when present, and then flags the
+    # estimate as exact; the estimate from the bitrate is flagged otherwise. PyAV does not expose the
+    # flag, so use the frame count FFmpeg found in the header: frames != 0 when a header exists.
+    return bool(stream.frames)
+
+
+# --------------------------------------------------------------------------------------------- tags
+
+
+def read_tags(data: bytes, fmt: EncodeFormat | None = None) -> dict[str, str]:
+    """Read provenance tags from an encoded file.
+
+    Args:
+        data: The whole file.
+        fmt: The format, or ``None`` to let FFmpeg probe it. ``pcm`` has no tags.
+
+    Returns:
+        Lower-case tag name -> value. For WAV, the iXML ``USER`` pairs written by :func:`encode` win over
+        the RIFF INFO fields. FFmpeg's own ``encoder`` tag is left out.
+
+    Raises:
+        InvalidInput: The bytes are not a readable file.
+    """
+    if fmt == "pcm":
+        return {}
+    tags: dict[str, str] = {}
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            tags.update({k.lower(): v for k, v in container.metadata.items()})
+            for stream in container.streams.audio[:1]:
+                tags.update({k.lower(): v for k, v in stream.metadata.items()})
+    except av.error.FFmpegError as e:
+        raise InvalidInput(f"not a readable audio file ({_short(e)})") from e
+    tags.pop("encoder", None)
+    if fmt == "wav" or (fmt is None and data[:4] == b"RIFF"):
+        tags.update(_read_ixml_user(data))
+    return tags
+
+
+def _read_ixml_user(wav: bytes) -> dict[str, str]:
+    pos = 12
+    while pos + 8 <= len(wav):
+        cid, size = wav[pos : pos + 4], struct.unpack("<I", wav[pos + 4 : pos + 8])[0]
+        if cid == b"iXML":
+            if size > _MAX_IXML_BYTES:
+                return {}
+            try:
+                root = ElementTree.fromstring(wav[pos + 8 : pos + 8 + size].rstrip(b"\x00"))
+            except ElementTree.ParseError:
+                logger.warning("ignoring an unreadable iXML chunk")
+                return {}
+            user = root.findtext("USER") or ""
+            pairs = (line.split("=", 1) for line in user.splitlines() if "=" in line)
+            return {k.strip().lower(): _unescape_line(v) for k, v in pairs}
+        pos += 8 + size + (size % 2)
+    return {}
