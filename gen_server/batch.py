@@ -414,7 +414,11 @@ def _walk_yaml(node: yaml.Node, path: str, out: dict[str, Pos], col: _Collector)
 
 
 def _parse_yaml(text: str, batch: BatchFile, col: _Collector) -> None:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader checks for forbidden characters right here
+    except yaml.YAMLError as e:
+        col.add(None, None, f"YAML error: {e}")
+        return
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gen_server.auth import KeyStore, RateLimited, Unauthorized, keys_path
 from gen_server.contract.catalog import build_catalog
+from gen_server.contract.result import ERROR_RESPONSES
 from gen_server.deps import authenticate
 from gen_server.errors import SoundryError
 from gen_server.jobs import JobService
@@ -131,7 +132,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (jobs, models, uploads, openai_compat, batches):
-        app.include_router(module.router, dependencies=[Depends(authenticate)])
+        app.include_router(module.router, dependencies=[Depends(authenticate)], responses=ERROR_RESPONSES)
     app.include_router(health.router)
 
     @app.get("/", include_in_schema=False)

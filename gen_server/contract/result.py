@@ -59,3 +59,31 @@ class JobView(BaseModel):
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_input"])
+    message: str = Field(examples=["duration_s must be between 0.5 and 300.0 s for 'musicgen-small'"])
+    field: str | None = Field(None, examples=["duration_s"])
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API returns has this one shape."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Bad request"),
+        (401, "Missing or invalid API key"),
+        (404, "No such job, model, upload or batch (or not yours)"),
+        (409, "Conflict with the job's state"),
+        (413, "Request body too large"),
+        (422, "Invalid input; `field` names it"),
+        (429, "Rate limit or job quota reached; see Retry-After"),
+        (500, "Internal error"),
+        (503, "Model or dependency unavailable"),
+    )
+}
