@@ -172,6 +172,48 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Look for Soundry's watermark in FILE (with this installation's key); exit 0 when found."""
+    from pathlib import Path
+
+    from gen_server.errors import SoundryError
+    from gen_server.provenance import detect_bytes
+    from gen_server.storage import open_store
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        print(f"soundry: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 2
+    try:
+        found = detect_bytes(data, settings.watermark_key, open_store(settings.data_dir))
+    except SoundryError as e:
+        print(f"soundry: {path}: {e.message}", file=sys.stderr)
+        return 2
+    d = found.detection
+    if args.json:
+        payload = f"{d.payload:08x}" if d.payload is not None else None
+        print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "detected": d.detected,
+                    "confidence": round(d.confidence, 3),
+                    "payload": payload,
+                    "job_id": found.job_id,
+                    "metadata_job_id": found.metadata_job_id,
+                }
+            )
+        )
+    elif d.detected:
+        job = f", job {found.job_id}" if found.job_id else " (job not in this data folder)"
+        print(f"{path}: Soundry watermark FOUND, payload {d.payload:08x}, confidence {d.confidence:.1f}{job}")
+    else:
+        print(f"{path}: no Soundry watermark found (confidence {d.confidence:.1f})")
+    return 0 if d.detected else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundry", description="Soundry generative audio server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull = models.add_parser("pull", help="download a model's weights into the local cache")
     pull.add_argument("model_id")
     pull.set_defaults(func=cmd_models_pull)
+    verify = sub.add_parser("verify", help="detect Soundry's watermark in an audio file")
+    verify.add_argument("file")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)
     status = sub.add_parser("status", help="queues and workers of a running deployment")
     status.add_argument("--redis-url", help="default: SOUNDRY_REDIS_URL")
     status.set_defaults(func=cmd_status)

@@ -25,6 +25,11 @@ def manifest_key(job_id: str) -> str:
     return f"jobs/{job_id}/manifest.json"
 
 
+def watermark_key_for(payload: int) -> str:
+    """Index entry: a detected watermark payload -> the job id that carries it."""
+    return f"watermarks/{payload:08x}"
+
+
 def upload_key(upload_id: str) -> str:
     return f"uploads/{upload_id}"
 

@@ -16,7 +16,7 @@ from gen_server.audio.postprocess import apply_chain
 from gen_server.audio.watermark import Watermarker, payload_for_job
 from gen_server.contract.result import JobResult
 from gen_server.contract.spec import JobSpec
-from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key
+from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key, watermark_key_for
 from workers.backends.base import Backend, GenRequest, ProgressFn
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def finish(
         "created_at": time.time(),
     }
     store.put(result.artifact, data)
+    store.put(watermark_key_for(payload), spec.job_id.encode())
     store.put(result.manifest, json.dumps(manifest, indent=2).encode())
     return result
 

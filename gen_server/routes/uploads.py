@@ -35,7 +35,10 @@ async def upload_audio(file: UploadFile, service: Annotated[JobService, Depends(
         raise InvalidInput(f"upload exceeds {MAX_UPLOAD_BYTES // 2**20} MiB", field="file")
     if not data:
         raise InvalidInput("upload is empty", field="file")
-    audio = decode(data, max_duration_s=MAX_UPLOAD_S)
+    try:
+        audio = decode(data, max_duration_s=MAX_UPLOAD_S)
+    except InvalidInput as e:
+        raise InvalidInput(e.message, field="file") from e
     upload_id = uuid.uuid4().hex
     service.store.put(upload_key(upload_id), encode(audio, "wav", wav_subtype="float32", tags={}))
     return UploadView(

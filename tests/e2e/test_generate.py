@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gen_server.client import ApiError, SoundryClient
@@ -75,3 +77,34 @@ def test_invalid_requests_name_the_field(client: SoundryClient, request_body: di
         client.submit(request_body)
     assert info.value.status == 422
     assert info.value.field == field, info.value.message
+
+
+def test_verify_finds_watermark_in_downloaded_mp3(
+    client: SoundryClient, server_dir: Path, tmp_path: Path
+) -> None:
+    """`soundry verify` finds the mark in an MP3 download of a job and names the job."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    job, _ = client.generate({"kind": "speech", "text": "Provenance matters for generated audio."})
+    mp3 = tmp_path / "job.mp3"
+    mp3.write_bytes(client.audio(job["id"], "mp3"))
+    out = subprocess.run(
+        [sys.executable, "-m", "gen_server.cli", "verify", str(mp3), "--json"],
+        env={"SOUNDRY_DATA_DIR": str(server_dir), "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["detected"] and found["job_id"] == job["id"]
+    assert found["payload"] == job["result"]["watermark_payload"]
+    r = client._http.post("/v1/watermark/detect", files={"file": ("x.mp3", mp3.read_bytes())})
+    assert r.status_code == 200 and r.json()["job_id"] == job["id"]
+    r = client._http.post("/v1/watermark/detect", files={"file": ("x.txt", b"definitely not audio")})
+    assert r.status_code == 422 and r.json()["error"]["field"]
