@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_UPLOAD_S = 300.0
+MIN_UPLOAD_S = 0.5
 
 
 class UploadView(BaseModel):
@@ -39,6 +40,12 @@ async def upload_audio(file: UploadFile, service: Annotated[JobService, Depends(
         audio = decode(data, max_duration_s=MAX_UPLOAD_S)
     except InvalidInput as e:
         raise InvalidInput(e.message, field="file") from e
+    if audio.duration_s < MIN_UPLOAD_S:
+        raise InvalidInput(
+            f"upload holds {audio.duration_s:.3f} s of audio (truncated?); references need at least "
+            f"{MIN_UPLOAD_S} s",
+            field="file",
+        )
     upload_id = uuid.uuid4().hex
     service.store.put(upload_key(upload_id), encode(audio, "wav", wav_subtype="float32", tags={}))
     return UploadView(
