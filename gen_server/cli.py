@@ -146,7 +146,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     import redis
 
     from gen_server.contract import keys
-    from gen_server.metrics import live_workers, queue_depths
+    from gen_server.metrics import hash_text, live_workers, queue_depths
     from gen_server.redis_server import embedded_url
 
     url = args.redis_url or settings.redis_url or embedded_url(settings.data_dir / "redis")
@@ -157,16 +157,16 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     try:
         depths = queue_depths(client)
         workers = live_workers(client)
-        totals = client.hgetall(keys.STATS_JOBS)
+        totals = hash_text(client, keys.STATS_JOBS)
     except redis.ConnectionError as e:
         print(f"soundry: cannot reach Redis at {url}: {e}", file=sys.stderr)
         return 1
     print("queues:  " + "  ".join(f"{q}={n}" for q, n in depths.items()))
     print(f"workers: {len(workers)}")
     for name, info in sorted(workers.items()):
-        age = time.time() - float(info["seen_at"])  # type: ignore[arg-type]
-        rss_mb = int(info.get("rss_bytes", 0)) / 2**20  # type: ignore[call-overload]
-        models = ", ".join(info.get("models", [])) or "none"  # type: ignore[arg-type]
+        age = time.time() - float(info["seen_at"])
+        rss_mb = int(info.get("rss_bytes", 0)) / 2**20
+        models = ", ".join(info.get("models", [])) or "none"
         print(f"  {name}: queues {info['queues']}, {rss_mb:.0f} MiB, models: {models} (seen {age:.0f} s ago)")
     print("jobs:    " + ("  ".join(f"{k}={v}" for k, v in sorted(totals.items())) or "none finished yet"))
     return 0

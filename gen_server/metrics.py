@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,6 +16,16 @@ from gen_server.celery_config import QUEUES
 from gen_server.contract import keys
 
 WORKER_STALE_S = 60.0
+
+
+def hash_text(client: redis.Redis, key: str) -> dict[str, str]:
+    """HGETALL as text, whether or not the client decodes responses."""
+    raw: dict[bytes | str, bytes | str] = client.hgetall(key)
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def queue_depths(client: redis.Redis) -> dict[str, int]:
@@ -28,14 +39,14 @@ def queue_depths(client: redis.Redis) -> dict[str, int]:
     return depths
 
 
-def live_workers(client: redis.Redis) -> dict[str, dict[str, object]]:
+def live_workers(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """Workers that reported within the last minute."""
     now = time.time()
-    found: dict[str, dict[str, object]] = {}
-    for worker, raw in client.hgetall(keys.WORKERS).items():  # type: ignore[union-attr]
+    found: dict[str, dict[str, Any]] = {}
+    for worker, raw in hash_text(client, keys.WORKERS).items():
         info = json.loads(raw)
         if now - float(info.get("seen_at", 0)) < WORKER_STALE_S:
-            found[str(worker)] = info
+            found[worker] = info
     return found
 
 
@@ -49,16 +60,16 @@ class SoundryCollector(Collector):
             depth.add_metric([queue], n)
         yield depth
         jobs = CounterMetricFamily("soundry_jobs", "Finished jobs by final state", labels=["state"])
-        for state, n in self.client.hgetall(keys.STATS_JOBS).items():  # type: ignore[union-attr]
-            jobs.add_metric([str(state)], float(n))
+        for state, count in hash_text(self.client, keys.STATS_JOBS).items():
+            jobs.add_metric([state], float(count))
         yield jobs
         gen = CounterMetricFamily("soundry_generation_seconds", "Seconds spent generating", labels=["model"])
-        for model, s in self.client.hgetall(keys.STATS_GEN_SECONDS).items():  # type: ignore[union-attr]
-            gen.add_metric([str(model)], float(s))
+        for model, s in hash_text(self.client, keys.STATS_GEN_SECONDS).items():
+            gen.add_metric([model], float(s))
         yield gen
         audio = CounterMetricFamily("soundry_audio_seconds", "Seconds of audio produced", labels=["model"])
-        for model, s in self.client.hgetall(keys.STATS_AUDIO_SECONDS).items():  # type: ignore[union-attr]
-            audio.add_metric([str(model)], float(s))
+        for model, s in hash_text(self.client, keys.STATS_AUDIO_SECONDS).items():
+            audio.add_metric([model], float(s))
         yield audio
         workers = live_workers(self.client)
         up = GaugeMetricFamily("soundry_workers", "Workers seen in the last minute")
@@ -66,7 +77,7 @@ class SoundryCollector(Collector):
         yield up
         rss = GaugeMetricFamily("soundry_worker_memory_bytes", "Worker resident memory", labels=["worker"])
         for worker, info in workers.items():
-            rss.add_metric([worker], float(info.get("rss_bytes", 0)))  # type: ignore[arg-type]
+            rss.add_metric([worker], float(info.get("rss_bytes", 0)))
         yield rss
 
 
