@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 from gen_server.settings import Settings, child_env, get_settings
@@ -14,6 +15,24 @@ from gen_server.settings import Settings, child_env, get_settings
 logger = logging.getLogger("soundry")
 
 Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def start_retention_sweeper(settings: Settings, every_s: float = 3600.0) -> None:
+    """Delete artifacts older than ``SOUNDRY_JOB_RETENTION_S`` now and then every hour (daemon thread)."""
+    import threading
+
+    from gen_server.storage import open_store
+
+    store = open_store(settings.data_dir)
+
+    def sweep() -> None:
+        while True:
+            removed = store.sweep(settings.job_retention_s)
+            if removed:
+                logger.info("retention: removed %d expired artifact folders", removed)
+            time.sleep(every_s)
+
+    threading.Thread(target=sweep, name="retention-sweeper", daemon=True).start()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -48,6 +67,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 [sys.executable, "-m", "workers", "--queues", settings.queues],
                 env=child_env({"SOUNDRY_REDIS_URL": url}),
             ).start()
+        start_retention_sweeper(settings)
         app = create_app(settings, redis_url=url, ui=not args.no_ui)
         logger.info("Soundry on http://%s:%d (UI at /ui, API docs at /docs)", settings.host, settings.port)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

@@ -94,5 +94,30 @@ class LocalStore:
             path.unlink(missing_ok=True)
 
 
+    def sweep(self, older_than_s: float, now: float | None = None) -> int:
+        """Delete job folders and uploads last modified more than ``older_than_s`` ago; returns how many."""
+        import shutil
+        import time
+
+        cutoff = (now if now is not None else time.time()) - older_than_s
+        removed = 0
+        for group in ("jobs", "uploads"):
+            folder = self.root / group
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                try:
+                    if entry.stat().st_mtime >= cutoff:
+                        continue
+                    if entry.is_dir():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
+
+
 def open_store(data_dir: Path) -> LocalStore:
     return LocalStore(data_dir / "artifacts")
