@@ -108,3 +108,39 @@ def test_verify_finds_watermark_in_downloaded_mp3(
     assert r.status_code == 200 and r.json()["job_id"] == job["id"]
     r = client._http.post("/v1/watermark/detect", files={"file": ("x.txt", b"definitely not audio")})
     assert r.status_code == 422 and r.json()["error"]["field"]
+
+
+def _tone_wav(seconds: float, rate: int = 32000) -> bytes:
+    import io
+    import math
+
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    notes = 220 * 2 ** (np.floor(t * 2) % 5 / 12)  # a little melody, two notes a second
+    buf = io.BytesIO()
+    sf.write(buf, (0.4 * np.sin(2 * math.pi * notes * t)).astype("float32"), rate, format="WAV")
+    return buf.getvalue()
+
+
+def test_melody_and_continuation_uploads_reach_the_model(client: SoundryClient) -> None:
+    ref = client.upload(_tone_wav(3.0), "melody.wav")
+    assert ref["duration_s"] == pytest.approx(3.0, abs=0.01)
+    base = {"kind": "music", "prompt": "piano", "duration_s": 2.0, "seed": 5}
+    _melody_job, melody_wav = client.generate(
+        {**base, "model": "dev-musicgen-melody-tiny", "melody_upload": ref["id"]}
+    )
+    _plain_job, plain_wav = client.generate({**base, "model": "dev-musicgen-melody-tiny"})
+    a, rate = read_wav(melody_wav)
+    b, _ = read_wav(plain_wav)
+    assert_sound(a, rate, expect_rate=32000, expect_s=2.0)
+    assert a.shape != b.shape or float(abs(a - b).max()) > 1e-3, "melody had no effect"
+    _cont_job, cont_wav = client.generate(
+        {**base, "model": "dev-musicgen-tiny", "continuation_upload": client.upload(_tone_wav(1.0))["id"]}
+    )
+    c, rate = read_wav(cont_wav)
+    assert_sound(c, rate, expect_rate=32000, expect_s=2.0)
+    with pytest.raises(ApiError) as info:
+        client.submit({**base, "model": "dev-musicgen-tiny", "melody_upload": ref["id"]})
+    assert info.value.field == "melody_upload"
