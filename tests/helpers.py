@@ -42,8 +42,8 @@ def server_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 def running_server(data_dir: Path, *args: str, timeout_s: float = 120.0, **env: str) -> Iterator[str]:
     """``soundry serve`` as a real subprocess (embedded Redis + worker + API); yields its base URL."""
     port = free_port()
-    log = (data_dir / "serve.log").open("wb")
     data_dir.mkdir(parents=True, exist_ok=True)
+    log = (data_dir / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gen_server.cli", "serve", *args],
         env=server_env(data_dir, port, **env),

@@ -1,0 +1,152 @@
+"""The UI's pure pieces: pictures, the jobs panel, examples, clients per key; and no torch in the UI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gen_server.client import SoundryClient
+from tests.helpers import ROOT
+from ui.batch_tab import error_rows, example_files, item_rows, progress_html
+from ui.components import jobs_panel, percent
+from ui.examples import BUILTIN, load_examples
+from ui.tracker import ClientPool, key_id
+from ui.visuals import spectrogram_db, spectrogram_image, waveform_image
+
+
+def test_ui_never_imports_torch_or_model_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from gen_server.client import SoundryClient\n"
+        "from ui.app import build_ui\n"
+        "build_ui(SoundryClient('http://127.0.0.1:9'))\n"
+        "heavy = ('torch', 'torchaudio', 'audiocraft', 'TTS', 'piper', 'workers', 'transformers',\n"
+        "         'matplotlib')\n"
+        "bad = [m for m in heavy if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_pictures_have_the_requested_size_and_show_the_tone() -> None:
+    rate = 16000
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32)[:, None]  # [frames, channels]
+    assert waveform_image(tone, 400, 80).size == (400, 80)
+    assert spectrogram_image(tone, rate, 300, 100).size == (300, 100)
+    db = spectrogram_db(tone, n_fft=1024)
+    peak_bin = int(np.argmax(db.mean(axis=1)))
+    assert abs(peak_bin * rate / 1024 - 2000) < rate / 1024 * 1.5
+    assert waveform_image(np.zeros((0, 1), np.float32)).size == (800, 160)  # empty clip: no crash
+
+
+def test_jobs_panel_escapes_text_and_shows_state_position_and_progress() -> None:
+    jobs = [
+        {
+            "id": "a1",
+            "state": "queued",
+            "kind": "music",
+            "model": "m",
+            "progress": 0.0,
+            "spec": {"prompt": "<script>alert(1)</script>", "seed": 3},
+        },
+        {
+            "id": "b2",
+            "state": "running",
+            "kind": "sfx",
+            "model": "m",
+            "progress": 0.426,
+            "spec": {"prompt": "rain"},
+        },
+        {
+            "id": "c3",
+            "state": "succeeded",
+            "kind": "speech",
+            "model": "m",
+            "progress": 0.9,
+            "spec": {"prompt": "hi"},
+        },
+        {
+            "id": "d4",
+            "state": "failed",
+            "kind": "music",
+            "model": "m",
+            "progress": 0.1,
+            "error": {"code": "model_unavailable", "message": "pull <it>"},
+            "spec": {"prompt": "x"},
+        },
+    ]
+    html = jobs_panel(jobs, {"a1": 2})
+    assert "<script>" not in html and "&lt;script&gt;" in html and "pull &lt;it&gt;" in html
+    assert "#2 in the music queue" in html
+    assert 'data-job-id="b2" data-state="running" data-progress="43"' in html
+    assert 'data-job-id="c3" data-state="succeeded" data-progress="100"' in html
+    assert html.count("data-cancel=") == 2  # only queued and running jobs can be cancelled
+    assert 'aria-label="Progress of job b2"' in html
+    assert percent({"state": "running", "progress": 2.0}) == 100
+    assert "No jobs yet" in jobs_panel([], {})
+
+
+def test_examples_come_from_the_batch_files_in_prompts() -> None:
+    examples = load_examples()
+    assert all(examples[kind] for kind in ("music", "sfx", "speech"))
+    shipped = {e.get("prompt") or e.get("text") for kind in examples.values() for e in kind}
+    builtin = {e.get("prompt") or e.get("text") for e in BUILTIN}
+    assert shipped - builtin, "nothing was read from prompts/"
+
+
+def test_examples_fall_back_to_builtin_and_skip_broken_files(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("version: 1\nitems:\n  - name: a\n    promt: typo\n")
+    (tmp_path / "ok.jsonl").write_text(
+        '{"defaults": {"kind": "sfx", "duration_s": 2}}\n{"name": "a", "prompt": "a bell"}\n'
+    )
+    examples = load_examples(tmp_path)
+    assert examples["sfx"] == [{"kind": "sfx", "prompt": "a bell", "duration_s": 2.0}]
+    assert examples["music"] == [e for e in BUILTIN if e["kind"] == "music"]
+
+
+def test_one_client_per_key_and_keys_are_not_kept_in_names() -> None:
+    base = SoundryClient("http://127.0.0.1:9")
+    pool = ClientPool(base, max_clients=2)
+    assert pool.get(None) is base and pool.get("  ") is base
+    one = pool.get("sk-soundry-one")
+    assert pool.get("sk-soundry-one") is one and one is not base
+    assert one._http.headers["authorization"] == "Bearer sk-soundry-one"
+    assert "sk-soundry" not in key_id("sk-soundry-one") and key_id(None) == "local"
+    pool.get("two")
+    pool.get("three")
+    assert pool.get("sk-soundry-one") is not one  # least recently used client was closed and dropped
+
+
+def test_batch_progress_rows_and_examples() -> None:
+    batch = {
+        "id": "b1",
+        "name": "pack <1>",
+        "state": "running",
+        "total": 4,
+        "counts": {"succeeded": 2, "failed": 1, "queued": 1},
+        "items": [
+            {
+                "index": 1,
+                "line": 3,
+                "name": "door",
+                "variation": 1,
+                "seed": 9,
+                "state": "failed",
+                "file": "door.wav",
+                "job_id": "j1",
+                "error": {"message": "boom"},
+            }
+        ],
+    }
+    page = progress_html(batch)
+    assert 'data-state="running" data-progress="75"' in page and "pack &lt;1&gt;" in page
+    assert "3 of 4 finished" in page
+    assert item_rows(batch) == [[1, 3, "door", 1, 9, "failed: boom", "door.wav", "j1"]]
+    assert error_rows([{"line": 4, "column": 5, "field": None, "message": "bad"}]) == [[4, 5, "", "bad"]]
+    assert "No batch yet" in progress_html(None)
+    shipped = example_files(ROOT / "prompts")
+    assert "game_sfx_pack.yaml" in shipped and all(not n.endswith(".md") for n in shipped)
