@@ -8,6 +8,13 @@ from gen_server.settings import Settings
 
 TASK_GENERATE = "soundry.generate"
 QUEUES = ("speech", "sfx", "music")
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEP = "\x06\x16"
+
+
+def priority_lists(queue: str) -> list[str]:
+    """Kombu's Redis lists for ``queue`` in the order workers drain them (priority 0 first)."""
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
 
 
 def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
@@ -34,8 +41,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": 2,
             "unacked_restore_throttle": 1,
-            "queue_order_strategy": "priority",
-            "priority_steps": [0, 3, 6, 9],
+            "priority_steps": list(PRIORITY_STEPS),
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,

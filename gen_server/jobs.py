@@ -142,6 +142,7 @@ class JobService:
             error = JobError(code="generation_failed", message=str(info))
         if record.get("cancelled") and state not in ("succeeded", "failed"):
             state = "cancelled"
+        position = self.queue.position(self.redis, job_id, spec.queue) if state == "queued" else None
         links = {"self": f"/v1/jobs/{job_id}"}
         if result is not None:
             links["audio"] = f"/v1/jobs/{job_id}/audio"
@@ -152,6 +153,7 @@ class JobService:
             kind=spec.kind,
             model=spec.model,
             progress=min(max(progress, 0.0), 1.0),
+            queue_position=position,
             created_at=float(record["created_at"]),
             finished_at=float(finished) if finished else None,
             worker=record.get("worker"),

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gen_server.celery_config import QUEUES
+from gen_server.celery_config import QUEUES, priority_lists
 from gen_server.contract import keys
 
 WORKER_STALE_S = 60.0
@@ -32,10 +32,7 @@ def queue_depths(client: redis.Redis) -> dict[str, int]:
     """Messages waiting per queue (kombu keeps one list per priority step: ``name``, ``name\\x06\\x16N``)."""
     depths: dict[str, int] = {}
     for queue in QUEUES:
-        total = 0
-        for suffix in ("", "\x06\x163", "\x06\x166", "\x06\x169"):
-            total += int(client.llen(queue + suffix))
-        depths[queue] = total
+        depths[queue] = sum(int(client.llen(name)) for name in priority_lists(queue))
     return depths
 
 

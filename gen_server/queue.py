@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from gen_server.celery_config import TASK_GENERATE, celery_config
+from gen_server.celery_config import TASK_GENERATE, celery_config, priority_lists
 from gen_server.contract.spec import JobSpec
 from gen_server.settings import Settings
 
@@ -35,6 +35,17 @@ class JobQueue:
             queue=spec.queue,
             priority=priority,
         )
+
+    def position(self, redis_client: Any, job_id: str, queue: str, scan_limit: int = 1000) -> int | None:
+        """1-based place of a waiting job in its queue (1: next out), ``None`` once a worker holds it."""
+        ahead = 0
+        for name in priority_lists(queue):
+            messages = redis_client.lrange(name, -scan_limit, -1)
+            for i, raw in enumerate(reversed(messages)):  # workers pop from the right end
+                if job_id in (raw.decode() if isinstance(raw, bytes) else raw):
+                    return ahead + i + 1
+            ahead += int(redis_client.llen(name))
+        return None
 
     def result(self, job_id: str) -> AsyncResult:
         return AsyncResult(job_id, app=self.app)

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
         "their lease every quarter of it (workers/heartbeat.py), so jobs may run longer",
     )
     max_attempts: int = Field(default=3, ge=1, description="Starts per job before it fails as worker_lost")
+    max_batch: int = Field(
+        default=8,
+        ge=1,
+        description="Most compatible jobs one batched model call serves; also the worker's task threads",
+    )
+    batch_window_ms: float = Field(
+        default=100.0,
+        ge=0.0,
+        description="How long the batcher waits for compatible jobs to join the first one, milliseconds",
+    )
 
     # provenance
     watermark_key: str = Field(
@@ -75,14 +85,13 @@ def get_settings() -> Settings:
 
 def die_with_parent() -> None:
     """``preexec_fn`` for child processes: SIGTERM the child when its parent dies (Linux)."""
+    import contextlib
     import ctypes
     import signal
 
     pr_set_pdeathsig = 1
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the parent's finally block still stops its children
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError:  # not Linux: the parent's finally block still stops its children
-        pass
 
 
 def child_env(overrides: dict[str, str]) -> dict[str, str]:

@@ -69,7 +69,7 @@ class Cluster:
         return dict(self.api.get(f"/v1/jobs/{job_id}").json())
 
     def wait_for(
-        self, job_id: str, done: Callable[[dict[str, Any]], bool], timeout_s: float
+        self, job_id: str, done: Callable[[dict[str, Any]], bool], timeout_s: float, poll_s: float = 0.1
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -79,10 +79,12 @@ class Cluster:
             if time.monotonic() > deadline:
                 logs = "\n".join(p.read_text()[-3000:] for p in self.root.glob("worker-*.log"))
                 raise AssertionError(f"job {job_id} stuck in {job['state']} after {timeout_s} s\n{logs}")
-            time.sleep(0.1)
+            time.sleep(poll_s)
 
-    def wait_ended(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
-        return self.wait_for(job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), timeout_s)
+    def wait_ended(self, job_id: str, timeout_s: float = 120, poll_s: float = 0.1) -> dict[str, Any]:
+        return self.wait_for(
+            job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), timeout_s, poll_s
+        )
 
     def artifacts(self, job_id: str) -> list[str]:
         folder = self.data_dir / "artifacts" / "jobs" / job_id

@@ -137,3 +137,9 @@ def test_private_or_bad_webhook_urls_are_refused(api: TestClient, url: str) -> N
     r = api.post("/v1/jobs", json={"kind": "speech", "text": "hi", "callback_url": url})
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "callback_url"
+
+
+def test_queue_position_counts_from_the_next_job_out(api: TestClient) -> None:
+    body = {"kind": "sfx", "prompt": "p", "duration_s": 1}
+    ids = [api.post("/v1/jobs", json=body).json()["id"] for _ in range(3)]
+    assert [api.get(f"/v1/jobs/{i}").json()["queue_position"] for i in ids] == [1, 2, 3]

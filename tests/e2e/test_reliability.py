@@ -1,0 +1,97 @@
+"""Faults survived and load carried, on real Redis and real worker processes."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import Cluster
+
+pytestmark = pytest.mark.e2e
+
+SPEECH = {"kind": "speech", "text": "Reliability."}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, visibility_timeout_s=10)
+    yield c
+    c.close()
+
+
+def test_storage_failure_and_raising_model_fail_clearly_and_worker_keeps_serving(cluster: Cluster) -> None:
+    cluster.start_worker("a")
+    jobs_dir = cluster.data_dir / "artifacts" / "jobs"
+    jobs_dir.parent.mkdir(parents=True, exist_ok=True)
+    jobs_dir.write_text("not a folder")  # every artifact write now fails
+    broken = cluster.submit({**SPEECH, "seed": 1})
+    failed = cluster.wait_ended(broken, timeout_s=120)
+    assert failed["state"] == "failed"
+    assert failed["error"]["code"] == "storage_error", failed["error"]
+    assert "jobs/" in failed["error"]["message"]
+    jobs_dir.unlink()
+    assert not any(p.name.startswith(".tmp-") for p in (cluster.data_dir / "artifacts").rglob("*"))
+
+    bad_ckpt = cluster.data_dir / "models" / "musicgen-small"
+    bad_ckpt.mkdir(parents=True)
+    (bad_ckpt / "state_dict.bin").write_bytes(b"this is not a torch checkpoint")
+    (bad_ckpt / "compression_state_dict.bin").write_bytes(b"neither is this")
+    raising = cluster.submit({"kind": "music", "model": "musicgen-small", "prompt": "x", "duration_s": 1})
+    failed = cluster.wait_ended(raising, timeout_s=120)
+    assert failed["state"] == "failed"
+    assert failed["error"]["message"], failed["error"]
+    assert "Traceback" not in failed["error"]["message"]
+
+    ok = cluster.submit({**SPEECH, "seed": 2})
+    assert cluster.wait_ended(ok, timeout_s=120)["state"] == "succeeded"
+    assert cluster.artifacts(ok) == ["audio.wav", "manifest.json"]
+
+
+N_JOBS = 200
+N_CLIENTS = 20
+
+
+def test_load_200_mixed_jobs_from_20_clients(cluster: Cluster) -> None:
+    cluster.start_worker("a")
+    cluster.start_worker("b")
+    bodies = []
+    for i in range(N_JOBS):
+        if i % 4 == 0:
+            bodies.append({"kind": "sfx", "prompt": f"click {i}", "duration_s": 0.5, "seed": i})
+        elif i % 4 == 1:
+            bodies.append({"kind": "music", "prompt": f"tone {i}", "duration_s": 0.5, "seed": i})
+        else:
+            bodies.append({"kind": "speech", "text": f"Item {i}.", "seed": i})
+
+    def one(body: dict) -> tuple[str, float, str]:
+        start = time.monotonic()
+        job_id = cluster.submit(body)
+        done = cluster.wait_ended(job_id, timeout_s=600, poll_s=0.5)
+        if done["state"] != "succeeded":
+            print(f"job {job_id} {done['state']}: {done['error']}")
+        return job_id, time.monotonic() - start, done["state"]
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(N_CLIENTS) as pool:
+        results = list(pool.map(one, bodies))
+    wall = time.monotonic() - started
+    ids = [r[0] for r in results]
+    latencies = sorted(r[1] for r in results)
+    states = [r[2] for r in results]
+    p50 = statistics.median(latencies)
+    p95 = latencies[int(0.95 * len(latencies)) - 1]
+    print(
+        f"\nload: {N_JOBS} jobs from {N_CLIENTS} clients in {wall:.1f} s ({N_JOBS / wall:.2f} jobs/s); "
+        f"latency p50 {p50:.1f} s, p95 {p95:.1f} s; succeeded {states.count('succeeded')}, "
+        f"lost 0 of {N_JOBS} checked"
+    )
+    assert len(set(ids)) == N_JOBS
+    assert states == ["succeeded"] * N_JOBS
+    attempts = [cluster.job(i)["attempts"] for i in ids]
+    assert attempts == [1] * N_JOBS, "a job ran twice"
+    assert all(cluster.artifacts(i) == ["audio.wav", "manifest.json"] for i in ids)
