@@ -28,6 +28,7 @@ class JobResult(BaseModel):
     sha256: str
     watermark_payload: str | None = None
     generation_s: float = 0.0
+    batch_size: int = Field(1, ge=1, description="Jobs served by the one model call that made this audio")
     cached: bool = Field(False, description="True when a redelivered job found its artifact already written")
 
 
@@ -45,6 +46,7 @@ class JobView(BaseModel):
     kind: str
     model: str
     progress: float = Field(0.0, ge=0.0, le=1.0)
+    queue_position: int | None = Field(None, description="1-based place in its queue while queued (1: next)")
     created_at: float
     finished_at: float | None = None
     worker: str | None = Field(None, description="Worker process that ran (or runs) the job")
