@@ -179,6 +179,32 @@ class SoundryClient:
         """``GET /v1/batches/{id}/archive``: a zip of the finished files, manifest.jsonl and summary.json."""
         return self._check(self._http.get(f"/v1/batches/{batch_id}/archive")).content
 
+    def submit_scene(self, scene: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """``POST /v1/scenes``: queue a scene; the answer has its id and each component's job id.
+
+        Raises:
+            ApiError: 422 naming the item (``field`` like ``tracks[1].items[0].start_s``), 429, ...
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._check(self._http.post("/v1/scenes", json=scene, headers=headers)).json()
+
+    def scene(self, scene_id: str) -> dict[str, Any]:
+        """``GET /v1/scenes/{id}``: state, progress, each component's job and state, result, mix levels."""
+        return self._check(self._http.get(f"/v1/scenes/{scene_id}")).json()
+
+    def cancel_scene(self, scene_id: str) -> dict[str, Any]:
+        """``DELETE /v1/scenes/{id}``: cancel the mix and every unfinished component."""
+        return self._check(self._http.delete(f"/v1/scenes/{scene_id}")).json()
+
+    def wait_scene(self, scene_id: str, timeout_s: float = 600.0, poll_s: float = 0.5) -> dict[str, Any]:
+        """Poll until the scene ends (or ``timeout_s`` passes); returns its last view."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = self.scene(scene_id)
+            if view["state"] in TERMINAL_STATES or time.monotonic() > deadline:
+                return view
+            time.sleep(poll_s)
+
 
 class BatchRejected(ApiError):
     """A batch file the server refused (422); ``errors`` holds ``{file, line, column, field, message}``."""

@@ -61,3 +61,15 @@ STATS_AUDIO_SECONDS = f"{PREFIX}:stats:audio_seconds"
 """Hash: model id -> seconds of audio produced."""
 WORKERS = f"{PREFIX}:workers"
 """Hash: worker id -> JSON {queues, rss_bytes, models, seen_at}."""
+STATS_MODEL_CALLS = f"{PREFIX}:stats:model_calls"
+"""Hash: model id -> generate calls made (a batched call serving several jobs counts once)."""
+
+
+def scene(scene_id: str) -> str:
+    """Hash: plan (ScenePlan JSON), owner, created_at of a scene (its mix is the job ``scene_id``)."""
+    return f"{PREFIX}:scene:{scene_id}"
+
+
+def owner_scenes(owner: str) -> str:
+    """Sorted set of an owner's scene ids by creation time."""
+    return f"{PREFIX}:scenes:owner:{owner}"

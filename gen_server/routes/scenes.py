@@ -1,0 +1,71 @@
+"""/v1/scenes: one request, a finished mix of speech, music and sound effects.
+
+Validation errors of these routes name the item the way users write it, e.g.
+``{"error": {"code": "invalid_input", "field": "tracks[1].items[0].start_s", "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from gen_server.contract.scene import SceneRequest, SceneView, validation_error
+from gen_server.deps import caller, job_service
+from gen_server.jobs import Caller
+from gen_server.scenes import SceneService
+
+
+class SceneRoute(APIRoute):
+    """Turns request validation errors into the item-naming 422 of :func:`validation_error`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise validation_error(exc.errors(), exc.body) from exc
+
+        return route
+
+
+def scene_service(request: Request) -> SceneService:
+    return SceneService(job_service(request))
+
+
+router = APIRouter(prefix="/v1/scenes", tags=["scenes"], route_class=SceneRoute)
+
+Service = Annotated[SceneService, Depends(scene_service)]
+Who = Annotated[Caller, Depends(caller)]
+
+
+@router.post("", status_code=202, response_model=SceneView, summary="Queue a scene (a mixed track)")
+def submit_scene(
+    req: SceneRequest,
+    service: Service,
+    who: Who,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> SceneView:
+    """Validate the timeline, queue every item as its own job (in parallel) and the mix after them.
+
+    The answer is the scene's view: its id (also the id of the mixed track's job, so
+    ``/v1/jobs/{id}/audio`` works once it succeeded) and each component's job id.
+    """
+    return service.submit(req, who, idempotency_key=idempotency_key)
+
+
+@router.get("/{scene_id}", response_model=SceneView, summary="A scene's state, components and result")
+def get_scene(scene_id: str, service: Service, who: Who) -> SceneView:
+    return service.get(scene_id, who)
+
+
+@router.delete(
+    "/{scene_id}", response_model=SceneView, summary="Cancel a scene and its unfinished components"
+)
+def cancel_scene(scene_id: str, service: Service, who: Who) -> SceneView:
+    return service.cancel(scene_id, who)

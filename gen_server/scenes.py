@@ -1,0 +1,298 @@
+"""The scene service: plan a scene, record its jobs, queue them as one Celery chord, report on it.
+
+A scene is N+1 ordinary job records: one per item (``soundry.generate`` on the item's queue, visible at
+``/v1/jobs/{id}`` like any job) and one for the mix (``kind`` ``music``, ``model`` ``scene``), whose id
+is the scene id. They go out as one chord: the header is the items' ``soundry.generate`` tasks, the
+callback is ``soundry.scene_mix`` (task id = scene id), which Celery queues once every item succeeded;
+it never waits on anything. The callback loads the plan from ``keys.scene(id)`` (its message holds
+only the id).
+
+An item that fails makes Celery fail the callback; an item that is cancelled (or dropped after too many
+worker losses) never completes the chord. Either way :meth:`SceneService.get` records on the scene's
+job which item it was, so ``/v1/jobs/{scene_id}`` shows it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from celery import chord
+
+from gen_server.auth import RateLimited
+from gen_server.celery_config import TASK_GENERATE
+from gen_server.contract import keys
+from gen_server.contract.result import JobError, JobState, JobView
+from gen_server.contract.scene import (
+    TASK_SCENE_MIX,
+    SceneComponent,
+    SceneComponentView,
+    ScenePlan,
+    SceneRequest,
+    SceneView,
+    build_scene,
+)
+from gen_server.contract.spec import JobSpec
+from gen_server.errors import Conflict, InvalidInput, NotFound, SoundryError
+from gen_server.jobs import TERMINAL, Caller, JobService
+from gen_server.queue import JobQueue
+
+logger = logging.getLogger(__name__)
+
+PRIORITY = 5
+_MIX_SHARE = 0.1
+"""Share of a scene's progress given to mixing (the rest is its components' mean progress)."""
+
+
+def dispatch(queue: JobQueue, plan: ScenePlan, specs: list[JobSpec]) -> None:
+    """Send the scene's chord: every item's ``soundry.generate`` (task id = job id, queue = kind), then
+    ``soundry.scene_mix`` (task id = scene id) on the scene job's queue once all of them succeeded."""
+    app = queue.app
+    header = [
+        app.signature(
+            TASK_GENERATE,
+            kwargs={"spec": spec.model_dump(mode="json")},
+            task_id=spec.job_id,
+            queue=spec.queue,
+            priority=PRIORITY,
+        )
+        for spec in specs
+    ]
+    callback = app.signature(
+        TASK_SCENE_MIX,
+        kwargs={"scene_id": plan.scene_id},
+        task_id=plan.scene_id,
+        queue=plan.spec.queue,
+        priority=PRIORITY,
+        immutable=True,
+    )
+    chord(header, callback, app=app).apply_async(task_id=plan.scene_id)
+
+
+class SceneService:
+    """Scenes on top of the job service (same Redis, queue, storage and catalog)."""
+
+    def __init__(self, jobs: JobService) -> None:
+        self.jobs = jobs
+
+    # ------------------------------------------------------------------------------------- submit
+
+    def submit(self, req: SceneRequest, caller: Caller, *, idempotency_key: str | None = None) -> SceneView:
+        """Validate ``req``, record the scene and its component jobs, queue them as one chord.
+
+        Raises:
+            InvalidInput: naming the item (``tracks[T].items[I].field``).
+            RateLimited: the caller's job quota cannot take the scene's jobs now.
+        """
+        owner = caller.owner or "local"
+        redis = self.jobs.redis
+        idem = keys.idempotency(owner, f"scene:{idempotency_key}") if idempotency_key else None
+        if idem is not None:
+            existing = redis.get(idem)
+            if existing:
+                return self.get(str(existing), caller)
+        scene_id = uuid.uuid4().hex
+        settings = self.jobs.settings
+        plan, specs = build_scene(
+            req,
+            self.jobs.catalog,
+            scene_id=scene_id,
+            owner=caller.owner,
+            max_prompt_chars=settings.max_prompt_chars,
+            max_text_chars=settings.max_text_chars,
+        )
+        if caller.max_concurrent_jobs is not None:
+            self._check_quota(owner, caller, len(specs) + 1)
+        if idem is not None and not redis.set(idem, scene_id, nx=True, ex=24 * 3600):
+            return self.get(str(redis.get(idem) or scene_id), caller)
+        self._record(plan, specs, owner)
+        dispatch(self.jobs.queue, plan, specs)
+        logger.info(
+            "scene %s (%s): %d components queued as one chord, mix on '%s'",
+            scene_id,
+            plan.name,
+            len(specs),
+            plan.spec.queue,
+        )
+        return self.get(scene_id, caller)
+
+    def _check_quota(self, owner: str, caller: Caller, needed: int) -> None:
+        limit = caller.max_concurrent_jobs or 0
+        if needed > limit:
+            raise InvalidInput(
+                f"this scene needs {needed} jobs at once (its items and the mix); this API key allows "
+                f"{limit}: split the scene or use a key with a larger quota",
+                field="tracks",
+            )
+        self.jobs._check_quota(owner, caller)  # prunes finished jobs; 429 when already full
+        in_use = int(self.jobs.redis.scard(keys.active_jobs(owner)))
+        if in_use + needed > limit:
+            raise RateLimited(
+                f"this scene needs {needed} job slots; {in_use} of {limit} are in use", retry_after_s=5
+            )
+
+    def _record(self, plan: ScenePlan, specs: list[JobSpec], owner: str) -> None:
+        """Job records for the components and the mix (as ``JobService.submit`` writes them), and the plan."""
+        now = time.time()
+        retention = self.jobs.settings.job_retention_s
+        pipe = self.jobs.redis.pipeline()
+        for spec in [*specs, plan.spec]:
+            record = keys.job(spec.job_id)
+            pipe.hset(record, mapping={"spec": spec.model_dump_json(), "owner": owner, "created_at": now})
+            if spec.job_id != plan.scene_id:
+                pipe.hset(record, "scene", plan.scene_id)
+            pipe.expire(record, retention)
+            pipe.zadd(keys.ALL_JOBS, {spec.job_id: now})
+            pipe.zadd(keys.owner_jobs(owner), {spec.job_id: now})
+            pipe.sadd(keys.active_jobs(owner), spec.job_id)
+        pipe.hset(
+            keys.scene(plan.scene_id),
+            mapping={"plan": plan.model_dump_json(), "owner": owner, "created_at": now},
+        )
+        pipe.expire(keys.scene(plan.scene_id), retention)
+        pipe.zadd(keys.owner_scenes(owner), {plan.scene_id: now})
+        pipe.execute()
+
+    # ---------------------------------------------------------------------------------------- read
+
+    def plan(self, scene_id: str, caller: Caller) -> tuple[ScenePlan, float]:
+        """The scene's plan and creation time.
+
+        Raises:
+            NotFound: no such scene, or another key's.
+        """
+        record: dict[str, str] = self.jobs.redis.hgetall(keys.scene(scene_id))  # type: ignore[assignment]
+        if not record or (not caller.admin and caller.owner and record.get("owner") != caller.owner):
+            raise NotFound(f"no scene '{scene_id}'", field="scene_id")
+        return ScenePlan.model_validate_json(record["plan"]), float(record["created_at"])
+
+    def get(self, scene_id: str, caller: Caller) -> SceneView:
+        """The scene with each component's state; a failed or cancelled item fails the scene."""
+        plan, created_at = self.plan(scene_id, caller)
+        mixed = self.jobs.get(scene_id, caller)
+        parts = [(c, self._component(c, caller)) for c in plan.components]
+        views = [self._component_view(c, view) for c, view in parts]
+        state: JobState = mixed.state
+        error = mixed.error
+        if state not in ("succeeded", "cancelled"):
+            broken = [
+                (c, v)
+                for c, v in zip(plan.components, views, strict=True)
+                if v.state in ("failed", "cancelled")
+            ]
+            if broken:
+                error = self._component_failed(scene_id, *broken[0])  # the error already stored, if any
+                state = "failed"
+        if state not in TERMINAL and state != "running":
+            started = any(v.state in ("running", "succeeded") for v in views)
+            state = "running" if started else "queued"
+        share = sum(v.progress for v in views) / max(len(views), 1)
+        progress = 1.0 if state == "succeeded" else (1 - _MIX_SHARE) * share + _MIX_SHARE * mixed.progress
+        links = {"self": f"/v1/scenes/{scene_id}", "job": f"/v1/jobs/{scene_id}"}
+        if mixed.result is not None:
+            links["audio"] = f"/v1/jobs/{scene_id}/audio"
+        return SceneView(
+            id=scene_id,
+            name=plan.name,
+            state=state,
+            progress=min(max(progress, 0.0), 1.0),
+            created_at=created_at,
+            finished_at=mixed.finished_at,
+            target_lufs=plan.target_lufs,
+            true_peak_dbtp=plan.true_peak_dbtp,
+            sample_rate=plan.sample_rate,
+            channels=plan.channels,
+            planned_s=plan.planned_s,
+            components=views,
+            result=mixed.result,
+            mix=self._mix_stats(mixed),
+            error=error,
+            links=links,
+        )
+
+    def _component(self, component: SceneComponent, caller: Caller) -> JobView | JobError:
+        try:
+            return self.jobs.get(component.job_id, caller)
+        except NotFound:
+            return JobError(code="not_found", message=f"job {component.job_id} expired or was deleted")
+
+    @staticmethod
+    def _component_view(c: SceneComponent, view: JobView | JobError) -> SceneComponentView:
+        common: dict[str, Any] = {
+            "path": c.path,
+            "label": c.label,
+            "kind": c.kind,
+            "model": c.model,
+            "job_id": c.job_id,
+            "start_s": c.start_s,
+            "gain_db": c.gain_db,
+            "links": {"job": f"/v1/jobs/{c.job_id}"},
+        }
+        if isinstance(view, JobError):
+            return SceneComponentView(**common, duration_s=c.duration_s, state="failed", error=view)
+        duration = view.result.duration_s if view.result is not None else (c.duration_s or c.planned_s)
+        if view.result is not None:
+            common["links"]["audio"] = f"/v1/jobs/{c.job_id}/audio"
+        progress = 1.0 if view.state == "succeeded" else view.progress
+        return SceneComponentView(
+            **common, duration_s=duration, state=view.state, progress=progress, error=view.error
+        )
+
+    def _component_failed(self, scene_id: str, c: SceneComponent, view: SceneComponentView) -> JobError:
+        """Record on the scene's job that component ``c`` failed (once), and return that error."""
+        what = "was cancelled" if view.state == "cancelled" else "failed"
+        detail = (
+            f": {view.error.code}: {view.error.message}" if view.error and view.state != "cancelled" else ""
+        )
+        where = f"{c.path} ('{c.label}')" if c.label != c.path else c.path
+        error = JobError(
+            code="component_failed", message=f"{where} (job {c.job_id}) {what}{detail}", field=c.path
+        )
+        redis = self.jobs.redis
+        if redis.hsetnx(keys.job(scene_id), "error", error.model_dump_json()):
+            pipe = redis.pipeline()
+            pipe.hset(keys.job(scene_id), "finished_at", time.time())
+            pipe.set(keys.cancel(scene_id), "1", ex=self.jobs.settings.job_retention_s)  # no late mix
+            pipe.hincrby(keys.STATS_JOBS, "failed", 1)
+            pipe.execute()
+            logger.warning("scene %s failed: %s", scene_id, error.message)
+            return error
+        stored = redis.hget(keys.job(scene_id), "error")
+        return JobError.model_validate_json(str(stored)) if stored else error
+
+    def _mix_stats(self, mixed: JobView) -> dict[str, float] | None:
+        if mixed.result is None:
+            return None
+        try:
+            manifest = json.loads(self.jobs.store.get(mixed.result.manifest))
+        except (SoundryError, ValueError) as e:
+            logger.warning("scene %s: manifest unreadable: %s", mixed.id, e)
+            return None
+        stats = manifest.get("mix")
+        if not isinstance(stats, dict):
+            return None
+        return {k: float(v) for k, v in stats.items() if isinstance(v, int | float)}
+
+    # -------------------------------------------------------------------------------------- cancel
+
+    def cancel(self, scene_id: str, caller: Caller) -> SceneView:
+        """Cancel the mix and every unfinished component.
+
+        Raises:
+            Conflict: the scene already succeeded or failed.
+        """
+        view = self.get(scene_id, caller)
+        if view.state in TERMINAL:
+            if view.state == "cancelled":
+                return view
+            raise Conflict(f"scene '{scene_id}' already {view.state}", field="scene_id")
+        self.jobs.cancel(scene_id, caller)  # first: a component cancelled below must not read as a failure
+        for component in view.components:
+            if component.state not in TERMINAL:
+                with contextlib.suppress(Conflict, NotFound):  # it may have ended meanwhile
+                    self.jobs.cancel(component.job_id, caller)
+        return self.get(scene_id, caller)

@@ -1,0 +1,172 @@
+"""Scenes end to end: ``soundry scene prompts/scenes/podcast_intro.yaml`` against a real server.
+
+The scene's items run as their own jobs through the real queue (bundled Piper voice for the host,
+the tiny dev MusicGen/AudioGen for the bed and the effects), the chord callback mixes them, and the
+finished track is checked: loudness target, true peak, watermark, manifest, and that the narration
+can still be understood over the ducked bed (the dev music model makes noise, so ducking matters).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+import yaml
+
+from gen_server.audio import Audio
+from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
+from gen_server.audio.watermark import KeyedWatermarker, payload_for_job
+from gen_server.client import ApiError, SoundryClient
+from tests.helpers import ROOT, server_env, transcribe, words
+
+pytestmark = pytest.mark.e2e
+logger = logging.getLogger(__name__)
+
+SCENE_FILE = ROOT / "prompts" / "scenes" / "podcast_intro.yaml"
+SERVER_WATERMARK_KEY = b"soundry-default-watermark-key"  # the server's default SOUNDRY_WATERMARK_KEY
+
+
+@dataclass(frozen=True)
+class Rendered:
+    scene: dict[str, Any]
+    view: dict[str, Any]
+    audio: Audio
+    seconds: float
+    cli: subprocess.CompletedProcess[str]
+
+
+def wav(data: bytes) -> Audio:
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return Audio(samples.T.copy(), rate)
+
+
+def soundry(server_url: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = server_env(tmp / "cli-data", 0)
+    return subprocess.run(
+        [sys.executable, "-m", "gen_server.cli", "scene", *args, "--server", server_url],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(server_url: str, client: SoundryClient, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """The example scene, rendered once through the CLI (``soundry scene FILE --out FILE``)."""
+    tmp = tmp_path_factory.mktemp("scene")
+    out = tmp / "intro.wav"
+    started = time.monotonic()
+    run = soundry(server_url, tmp, str(SCENE_FILE.relative_to(ROOT)), "--out", str(out))
+    seconds = time.monotonic() - started
+    assert run.returncode == 0, run.stdout + run.stderr
+    view = json.loads((tmp / "intro.scene.json").read_text())
+    logger.info("scene rendered in %.1f s:\n%s", seconds, run.stdout)
+    return Rendered(yaml.safe_load(SCENE_FILE.read_text()), view, wav(out.read_bytes()), seconds, run)
+
+
+def test_scene_renders_at_its_loudness_target(rendered: Rendered) -> None:
+    audio, view = rendered.audio, rendered.view
+    assert view["state"] == "succeeded"
+    assert (audio.sample_rate, audio.channels) == (48000, 2)
+    assert audio.duration_s == pytest.approx(11.0, abs=0.01)  # the bed is the longest item
+    lufs, peak = loudness_lufs(audio), true_peak_dbtp(audio)
+    print(f"\nscene: {lufs:.2f} LUFS, true peak {peak:.2f} dBTP, rendered in {rendered.seconds:.1f} s")
+    assert abs(lufs - (-16.0)) <= 0.5
+    assert peak <= -1.0 + 0.05  # 16-bit rounding may add a hair
+    assert view["mix"]["loudness_lufs"] == pytest.approx(lufs, abs=0.05)
+    assert view["mix"]["true_peak_dbtp"] == pytest.approx(peak, abs=0.05)
+
+
+def test_scene_is_a_job_with_a_watermarked_track(rendered: Rendered, client: SoundryClient) -> None:
+    view = rendered.view
+    job = client.get(view["id"])
+    assert job["state"] == "succeeded" and job["kind"] == "music" and job["model"] == "scene"
+    assert job["result"]["watermark_payload"] == view["result"]["watermark_payload"]
+    assert client.audio(view["id"], "flac")[:4] == b"fLaC"  # transcoding works like any job's
+    found = KeyedWatermarker(SERVER_WATERMARK_KEY).detect(rendered.audio)
+    assert found.detected, found
+    assert found.payload == payload_for_job(view["id"], SERVER_WATERMARK_KEY)
+    assert f"{found.payload:08x}" == view["result"]["watermark_payload"]
+
+
+def test_manifest_lists_every_component_with_its_own_job(
+    rendered: Rendered, client: SoundryClient, server_dir: Path
+) -> None:
+    view = rendered.view
+    manifest = json.loads((server_dir / "artifacts" / "jobs" / view["id"] / "manifest.json").read_text())
+    listed = manifest["scene"]["components"]
+    expected = [item for track in rendered.scene["tracks"] for item in track["items"]]
+    assert [c["label"] for c in listed] == [item["id"] for item in expected]
+    assert [c["job_id"] for c in listed] == [c["job_id"] for c in view["components"]]
+    assert len({c["job_id"] for c in listed} | {view["id"]}) == len(listed) + 1
+    for entry, item in zip(listed, expected, strict=True):
+        assert entry["start_s"] == pytest.approx(item.get("start_s", 0.0), abs=1 / 48000)
+        job = client.get(entry["job_id"])
+        assert job["state"] == "succeeded" and job["kind"] == item["kind"]
+        assert job["result"]["sha256"] == entry["sha256"]
+    bed = next(c for c in listed if c["label"] == "bed")
+    assert bed["duck"]["duck_db"] == 18 and bed["duck"]["max_reduction_db"] == pytest.approx(18.0)
+    assert manifest["mix"]["target_lufs"] == -16.0
+    assert "scene: podcast intro" in manifest["spec"]["prompt"]
+
+
+def test_speech_is_intelligible_over_the_ducked_bed(rendered: Rendered, client: SoundryClient) -> None:
+    """Most words of the narration are recognised in the mix, as in the narration on its own."""
+    narration = next(c for c in rendered.view["components"] if c["kind"] == "speech")
+    said = words(rendered.scene["tracks"][0]["items"][0]["text"])
+    alone = wav(client.audio(narration["job_id"]))
+    heard_alone = set(words(transcribe(alone.samples.T, alone.sample_rate)))
+    heard_mix = set(words(transcribe(rendered.audio.samples.T, rendered.audio.sample_rate)))
+    hits_alone = [w for w in said if w in heard_alone]
+    hits_mix = [w for w in said if w in heard_mix]
+    print(f"\nsaid {said}\nheard in the mix {sorted(heard_mix)}")
+    print(f"matched {len(hits_mix)}/{len(said)} in the mix, {len(hits_alone)} in the narration alone")
+    assert len(hits_mix) >= 0.6 * len(said), f"heard {sorted(heard_mix)}; matched {hits_mix} of {said}"
+    assert len(hits_mix) >= len(hits_alone) - 2
+
+
+def test_a_file_sent_again_reattaches_to_its_scene(
+    rendered: Rendered, server_url: str, tmp_path: Path
+) -> None:
+    run = soundry(server_url, tmp_path, str(SCENE_FILE), "--out", str(tmp_path / "again.wav"))
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "again.scene.json").read_text())["id"] == rendered.view["id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda s: s["tracks"][2]["items"][1].update(start_s=0.5), "tracks[2].items[1].start_s"),
+        (lambda s: s["tracks"][0]["items"][0].update(voice="nobody"), "tracks[0].items[0].voice"),
+        (lambda s: s["tracks"][1]["items"][0].update(start_s=595.0), "tracks[1].items[0].duration_s"),
+    ],
+)
+def test_bad_timelines_are_422_naming_the_item(client: SoundryClient, change: Any, field: str) -> None:
+    scene = yaml.safe_load(SCENE_FILE.read_text())
+    change(scene)
+    with pytest.raises(ApiError) as info:
+        client.submit_scene(scene)
+    assert info.value.status == 422
+    assert info.value.field == field, info.value.message
+    assert field.rsplit(".", 1)[0] in info.value.message
+
+
+def test_cli_reports_an_invalid_file_with_its_line(server_url: str, tmp_path: Path) -> None:
+    text = SCENE_FILE.read_text().replace("start_s: 9.2", "start_s: -9.2")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    run = soundry(server_url, tmp_path, str(bad))
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "start_s: -9.2" in ln)
+    assert run.returncode == 2
+    assert f"{bad}:{line}: tracks[2].items[1] ('chime'): start_s" in run.stderr, run.stderr

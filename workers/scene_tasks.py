@@ -1,0 +1,253 @@
+"""``soundry.scene_mix``: the chord callback that mixes a scene once all its components succeeded.
+
+Celery queues it (task id = scene id) when the last ``soundry.generate`` of the scene's chord
+succeeds, so it never waits on anything: it loads each component's stored audio, mixes the timeline
+(:func:`gen_server.audio.mix.mix`), and hands the sum to :func:`workers.pipeline.finish`, the same
+code that finishes every job: loudness to the scene's target under its true-peak ceiling, watermark,
+encode, store. The manifest then gets the scene's part: every component with its own job id and
+where it went, and the loudness and true peak measured on the mix.
+
+Works under Celery's solo and threads pools alike: it needs no model, only the worker runtime's
+storage, Redis and watermarker. Idempotent by scene id: a redelivered mix whose manifest lists its
+components returns the stored result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from gen_server.audio import Audio
+from gen_server.audio.encode import decode
+from gen_server.audio.mix import Clip, Ducking, MixResult, mix
+from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
+from gen_server.audio.watermark import Watermarker
+from gen_server.contract import keys
+from gen_server.contract.result import JobResult
+from gen_server.contract.scene import TASK_SCENE_MIX, SceneComponent, ScenePlan
+from gen_server.errors import GenerationFailed, NotFound, SoundryError, TransientError
+from gen_server.storage import ArtifactStore, manifest_key
+from workers.celery_app import app
+from workers.pipeline import cached_result, finish
+from workers.runtime import WORKER_ID, runtime
+
+logger = logging.getLogger(__name__)
+
+
+def load_component(store: ArtifactStore, component: SceneComponent) -> tuple[Audio, JobResult]:
+    """A finished component's audio and result, read back from storage by its job id.
+
+    Raises:
+        GenerationFailed: the component has no stored audio.
+    """
+    try:
+        manifest = json.loads(store.get(manifest_key(component.job_id)))
+        result = JobResult.model_validate(manifest["result"])
+        return decode(store.get(result.artifact)), result
+    except (NotFound, KeyError, ValueError) as e:
+        raise GenerationFailed(
+            f"{component.path} ('{component.label}', job {component.job_id}) has no stored audio: {e}"
+        ) from e
+
+
+def clip_for(component: SceneComponent, audio: Audio) -> Clip:
+    """The mixer's view of a component."""
+    duck = component.duck
+    return Clip(
+        audio=audio,
+        start_s=component.start_s,
+        gain_db=component.gain_db,
+        pan=component.pan,
+        fade_in_s=component.fade_in_s,
+        fade_out_s=component.fade_out_s,
+        length_s=component.duration_s,
+        key=component.key,
+        duck=Ducking(
+            depth_db=duck.duck_db,
+            attack_s=duck.attack_ms / 1000.0,
+            release_s=duck.release_ms / 1000.0,
+            hold_s=duck.hold_ms / 1000.0,
+            lookahead_s=duck.lookahead_ms / 1000.0,
+            threshold_db=duck.threshold_db,
+        )
+        if duck is not None
+        else None,
+        label=component.label,
+    )
+
+
+def _components_entry(plan: ScenePlan, results: list[JobResult], mixed: MixResult) -> list[dict[str, Any]]:
+    rate = plan.sample_rate
+    out: list[dict[str, Any]] = []
+    for i, (component, result) in enumerate(zip(plan.components, results, strict=True)):
+        placed = mixed.placements[i]
+        entry: dict[str, Any] = {
+            "path": component.path,
+            "label": component.label,
+            "kind": component.kind,
+            "model": component.model,
+            "job_id": component.job_id,
+            "artifact": result.artifact,
+            "sha256": result.sha256,
+            "watermark_payload": result.watermark_payload,
+            "seed": result.seed,
+            "start_s": round(placed.start / rate, 6),
+            "end_s": round(placed.stop / rate, 6),
+            "gain_db": component.gain_db,
+            "pan": component.pan,
+            "fade_in_s": component.fade_in_s,
+            "fade_out_s": component.fade_out_s,
+        }
+        if component.duck is not None and i in mixed.duck_db:
+            curve = mixed.duck_db[i]
+            entry["duck"] = {
+                **component.duck.model_dump(),
+                "ducked_s": round(float((curve < -0.5).sum()) / 1000.0, 3),
+                "max_reduction_db": round(float(-curve.min()) if curve.size else 0.0, 2),
+            }
+        out.append(entry)
+    return out
+
+
+def render_scene(
+    plan: ScenePlan,
+    *,
+    store: ArtifactStore,
+    watermarker: Watermarker,
+    watermark_key: bytes,
+    progress: Callable[[float], None] | None = None,
+) -> JobResult:
+    """Mix ``plan`` from its stored components and store the finished track (idempotent by scene id).
+
+    Args:
+        plan: The scene.
+        store: Artifact storage (components are read from it, the mix is written to it).
+        watermarker: The worker's :class:`~gen_server.audio.watermark.Watermarker`.
+        watermark_key: Key of the job payloads.
+        progress: Called with a fraction in [0, 1] as the work goes on.
+
+    Returns:
+        The mix's result (also stored in its manifest).
+    """
+    spec = plan.spec
+    done = cached_result(spec, store)
+    if done is not None and "scene" in json.loads(store.get(done.manifest)):
+        logger.info("scene %s already mixed; not mixing again", plan.scene_id)
+        return done
+    started = time.perf_counter()
+    loaded = [load_component(store, c) for c in plan.components]
+    if progress is not None:
+        progress(0.3)
+    clips = [clip_for(c, audio) for c, (audio, _) in zip(plan.components, loaded, strict=True)]
+    mixed = mix(clips, sample_rate=plan.sample_rate, channels=plan.channels, length_s=plan.length_s)
+    if progress is not None:
+        progress(0.6)
+    result = finish(
+        spec,
+        mixed.audio,
+        watermarker=watermarker,
+        watermark_key=watermark_key,
+        store=store,
+        generation_s=time.perf_counter() - started,
+    )
+    final = decode(store.get(result.artifact))
+    measured = {
+        "loudness_lufs": round(loudness_lufs(final), 3),
+        "true_peak_dbtp": round(true_peak_dbtp(final), 3),
+        "target_lufs": plan.target_lufs,
+        "ceiling_dbtp": plan.true_peak_dbtp,
+        "duration_s": round(final.duration_s, 4),
+    }
+    if measured["true_peak_dbtp"] > plan.true_peak_dbtp + 0.05:
+        logger.warning(
+            "scene %s: true peak %.2f dBTP is over its ceiling %.1f dBTP after watermarking",
+            plan.scene_id,
+            measured["true_peak_dbtp"],
+            plan.true_peak_dbtp,
+        )
+    manifest = json.loads(store.get(result.manifest))
+    manifest["scene"] = {
+        "scene_id": plan.scene_id,
+        "name": plan.name,
+        "plan": plan.model_dump(mode="json"),
+        "components": _components_entry(plan, [r for _, r in loaded], mixed),
+    }
+    manifest["mix"] = measured
+    store.put(result.manifest, json.dumps(manifest, indent=2).encode())
+    logger.info(
+        "scene %s mixed: %d components, %.2f s, %.2f LUFS (target %.1f), true peak %.2f dBTP",
+        plan.scene_id,
+        len(plan.components),
+        final.duration_s,
+        measured["loudness_lufs"],
+        plan.target_lufs,
+        measured["true_peak_dbtp"],
+    )
+    return result
+
+
+@app.task(
+    name=TASK_SCENE_MIX,
+    bind=True,
+    autoretry_for=(TransientError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=3,
+)
+def scene_mix(self: Task, scene_id: str) -> dict[str, Any] | None:
+    """Mix the scene ``scene_id`` (the task id is the scene id; its plan is in Redis)."""
+    rt = runtime()
+    raw = rt.redis.hget(keys.scene(scene_id), "plan")
+    if not raw:
+        message = f"scene '{scene_id}' has no plan (expired or never recorded)"
+        rt.record_error(scene_id, "generation_failed", message)
+        logger.error(message)
+        raise Ignore()
+    plan = ScenePlan.model_validate_json(raw if isinstance(raw, str | bytes) else str(raw))
+    attempt = rt.count_attempt(scene_id)
+    if attempt > rt.settings.max_attempts:
+        message = f"scene mix stopped after {attempt - 1} attempts: it crashed or lost its worker each time"
+        rt.record_error(scene_id, "worker_lost", message)
+        raise Ignore()
+    if rt.redis.exists(keys.cancel(scene_id)):
+        if not rt.redis.hexists(keys.job(scene_id), "error"):
+            rt.record_error(scene_id, "cancelled", f"scene '{scene_id}' was cancelled")
+        logger.info("scene %s cancelled before mixing", scene_id)
+        raise Ignore()
+    rt.redis.hset(keys.job(scene_id), mapping={"started_at": time.time(), "worker": WORKER_ID})
+
+    def report(fraction: float) -> None:
+        self.update_state(state="PROGRESS", meta={"progress": round(fraction, 4)})
+
+    logger.info("scene %s (attempt %d): mixing %d components", scene_id, attempt, len(plan.components))
+    try:
+        result = render_scene(
+            plan,
+            store=rt.store,
+            watermarker=rt.watermarker,
+            watermark_key=rt.settings.watermark_key.encode(),
+            progress=report,
+        )
+    except TransientError:
+        raise
+    except SoundryError as e:
+        rt.record_error(scene_id, e.code, e.message, e.field)
+        logger.warning("scene %s failed: %s", scene_id, e.message)
+        raise
+    except Exception as e:
+        rt.record_error(scene_id, "generation_failed", f"{type(e).__name__}: {e}")
+        logger.exception("scene %s crashed", scene_id)
+        raise
+    pipe = rt.redis.pipeline()
+    pipe.hset(keys.job(scene_id), "finished_at", time.time())
+    if not result.cached:
+        pipe.hincrby(keys.STATS_JOBS, "succeeded", 1)
+        pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, plan.spec.model, result.duration_s)
+    pipe.execute()
+    return result.model_dump(mode="json")
