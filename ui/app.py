@@ -63,6 +63,7 @@ from ui.forms import (
     reused_uploads,
     values_from_spec,
 )
+from ui.scenes_tab import build_scenes_tab
 from ui.tracker import ClientPool, Job, JobTracker, is_done
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class SoundryUI:
                     self.tabs["speech"] = self._gen_tab("speech")
                 with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                     self.batch.build(self.key_box)
+                with gr.Tab("Scenes", id="scenes", elem_id="tab-scenes"):
+                    build_scenes_tab(self.pool.base, key_box=self.key_box)
                 with gr.Tab("History", id="history", elem_id="tab-history"):
                     self._history_tab()
 
