@@ -7,17 +7,20 @@ Formats:
 * ``flac``: 16-bit PCM, or 24-bit for ``wav_subtype`` ``pcm24``/``float32`` (soundfile); tags as
   Vorbis comments (mutagen).
 * ``mp3``: libmp3lame through PyAV, constant bitrate (192 kbit/s unless told); tags as ID3v2 frames.
-* ``ogg``: Opus in Ogg through PyAV at 48 kHz (Opus's native rate); tags as Vorbis comments.
+* ``ogg``: Opus in Ogg through PyAV at 48 kHz (Opus's native rate), constrained VBR (128 kbit/s unless
+  told); tags as Vorbis comments.
 * ``pcm``: raw signed 16-bit little-endian interleaved samples, no header (OpenAI-style ``pcm``).
 
 :func:`decode` reads any container PyAV (FFmpeg) knows, refuses oversized or overlong inputs before
 decoding them fully, and raises :class:`~gen_server.errors.InvalidInput` for anything that is not
 intact audio.
 
-Truncation rule: when the container states its length in its header (WAV, FLAC, MP3 with a Xing/Info
-frame) and the decoded audio falls short of it by more than ``max(0.25 s, 2 %)``, the input counts as
-truncated and :func:`decode` raises. Containers whose length is inferred from the data itself (Ogg, raw
-MP3 streams) cannot tell a cut file from a short one: their intact prefix decodes.
+Truncation rule: a WAV whose ``data`` chunk is shorter than its header declares, or a FLAC (STREAMINFO)
+or MP3 (Xing/Info frame) that decodes to less than its header states by more than ``max(0.25 s, 2 %)``,
+raises. Containers whose length is only inferred from the data itself (Ogg/Opus, MP3 without a Xing
+frame) cannot tell a cut file from a short one: their intact prefix decodes. Damage in the middle of a
+stream raises when the decoder reports it; FFmpeg resynchronises past some damage (a few lost frames)
+and PCM has no checksum, so such input may decode with the damage in it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import io
 import logging
 import re
 import struct
-from typing import Final, Literal
+from typing import Final, Literal, cast
 from xml.etree import ElementTree
 
 import av
@@ -36,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from gen_server.audio.postprocess import resample
 from gen_server.audio.types import Audio
 from gen_server.contract.spec import AudioFormat, WavSubtype
 from gen_server.errors import InvalidInput
@@ -52,8 +56,6 @@ MEDIA_TYPES: Final[dict[str, str]] = {
     "pcm": "audio/pcm",
 }
 """Format name -> MIME type of the encoded bytes (``pcm``: raw s16le, rate given out of band)."""
-
-FILE_EXTENSIONS: Final[dict[str, str]] = {"wav": "wav", "flac": "flac", "mp3": "mp3", "ogg": "ogg", "pcm": "pcm"}
 
 DEFAULT_BITRATE_KBPS: Final[dict[str, int]] = {"mp3": 192, "ogg": 128}
 DEFAULT_MAX_BYTES: Final[int] = 100 * 1024 * 1024
@@ -148,7 +150,11 @@ def _encode_wav(audio: Audio, wav_subtype: WavSubtype, tags: dict[str, str]) -> 
     samples = audio.samples if wav_subtype == "float32" else _clip(audio.samples)
     bio = io.BytesIO()
     with sf.SoundFile(
-        bio, "w", samplerate=audio.sample_rate, channels=audio.channels, format="WAV",
+        bio,
+        "w",
+        samplerate=audio.sample_rate,
+        channels=audio.channels,
+        format="WAV",
         subtype=_WAV_SUBTYPES[wav_subtype],
     ) as f:
         f.write(samples.T)
@@ -203,7 +209,11 @@ def _encode_flac(audio: Audio, wav_subtype: WavSubtype, tags: dict[str, str]) ->
         raise InvalidInput(f"unknown wav_subtype '{wav_subtype}'", field="wav_subtype")
     bio = io.BytesIO()
     with sf.SoundFile(
-        bio, "w", samplerate=audio.sample_rate, channels=audio.channels, format="FLAC",
+        bio,
+        "w",
+        samplerate=audio.sample_rate,
+        channels=audio.channels,
+        format="FLAC",
         subtype=_FLAC_SUBTYPES[wav_subtype],
     ) as f:
         f.write(_clip(audio.samples).T)
@@ -214,9 +224,11 @@ def _encode_flac(audio: Audio, wav_subtype: WavSubtype, tags: dict[str, str]) ->
         flac = mutagen.flac.FLAC(bio)
         if flac.tags is None:
             flac.add_tags()
-        assert flac.tags is not None
+        comments = flac.tags
+        if comments is None:  # pragma: no cover - add_tags() just made them
+            raise InvalidInput("could not write FLAC tags")
         for key, value in tags.items():
-            flac.tags[key] = value
+            comments[key] = value
         bio.seek(0)
         flac.save(bio, padding=lambda _info: 0)
     except mutagen.MutagenError as e:  # pragma: no cover - our own fresh FLAC bytes
@@ -225,8 +237,6 @@ def _encode_flac(audio: Audio, wav_subtype: WavSubtype, tags: dict[str, str]) ->
 
 
 def _encode_lossy(audio: Audio, fmt: Literal["mp3", "ogg"], tags: dict[str, str], kbps: int | None) -> bytes:
-    from gen_server.audio.postprocess import resample  # local: postprocess is a sibling, avoid cycles
-
     if audio.channels > 2:
         raise InvalidInput(f"{fmt} output takes 1 or 2 channels, got {audio.channels}", field="post.channels")
     bitrate = kbps if kbps is not None else DEFAULT_BITRATE_KBPS[fmt]
@@ -246,9 +256,11 @@ def _encode_lossy(audio: Audio, fmt: Literal["mp3", "ogg"], tags: dict[str, str]
         with av.open(bio, "w", format=container_fmt) as container:
             for key, value in tags.items():
                 container.metadata[key] = value
-            stream = container.add_stream(codec, rate=rate, layout=layout)
+            stream = cast(av.AudioStream, container.add_stream(codec, rate=rate, layout=layout))
             stream.bit_rate = bitrate * 1000
             if fmt == "ogg":
+                # libopus's free VBR overshoots the rate on tonal input (~1.5x); constrained VBR keeps it
+                stream.codec_context.options = {"vbr": "constrained"}
                 for key, value in tags.items():
                     stream.metadata[key] = value
             frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=layout)
@@ -297,7 +309,7 @@ def decode(data: bytes, *, max_duration_s: float | None = None, max_bytes: int =
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise InvalidInput(f"not a readable audio file ({_short(e)})") from e
     try:
-        return _decode_container(container, max_duration_s)
+        return _decode_container(container, max_duration_s, data)
     finally:
         container.close()
 
@@ -315,7 +327,9 @@ def _stated_duration_s(container: av.container.InputContainer, stream: av.AudioS
     return None
 
 
-def _decode_container(container: av.container.InputContainer, max_duration_s: float | None) -> Audio:
+def _decode_container(
+    container: av.container.InputContainer, max_duration_s: float | None, data: bytes
+) -> Audio:
     if not container.streams.audio:
         raise InvalidInput("no audio stream found in the upload")
     stream = container.streams.audio[0]
@@ -329,7 +343,7 @@ def _decode_container(container: av.container.InputContainer, max_duration_s: fl
 
     chunks: list[npt.NDArray[np.float32]] = []
     total = 0
-    channels: int | None = None
+    channels = 0
     resampler: av.AudioResampler | None = None
     try:
         for frame in container.decode(stream):
@@ -354,32 +368,85 @@ def _decode_container(container: av.container.InputContainer, max_duration_s: fl
                 total += arr.shape[-1]
     except av.error.FFmpegError as e:
         raise InvalidInput(f"corrupt audio data after {total / rate:.2f} s ({_short(e)})") from e
-    if not chunks or total == 0 or channels is None:
+    if not chunks or total == 0:
         raise InvalidInput("the upload contains no decodable audio")
     samples = np.concatenate(chunks, axis=1)
     if not np.all(np.isfinite(samples)):
         raise InvalidInput("decoded audio contains NaN or infinite samples")
-    _check_truncation(container, stream, samples.shape[1] / rate)
+    _check_truncation(data, container, stream, samples.shape[1] / rate)
     return Audio(samples, int(rate))
 
 
-def _check_truncation(container: av.container.InputContainer, stream: av.AudioStream, decoded_s: float) -> None:
+def _check_truncation(
+    data: bytes, container: av.container.InputContainer, stream: av.AudioStream, decoded_s: float
+) -> None:
+    """Raise if a header states more audio than could be decoded (see the module docstring)."""
     fmt = container.format.name
-    stated = _stated_duration_s(container, stream)
-    exact_header = fmt in ("wav", "flac") or (fmt == "mp3" and _has_xing(stream))
-    if stated is None or not exact_header:
+    if fmt == "wav":
+        if _wav_data_truncated(data):
+            raise InvalidInput(f"truncated WAV: the data chunk is cut short after {decoded_s:.2f} s")
         return
-    if decoded_s < stated - max(0.25, 0.02 * stated):
+    if fmt == "flac":
+        stated = _stated_duration_s(container, stream)
+    elif fmt == "mp3":
+        stated = _mp3_header_duration(data)
+    else:
+        return
+    if stated is not None and decoded_s < stated - max(0.25, 0.02 * stated):
         raise InvalidInput(
             f"truncated audio: the header says {stated:.2f} s but only {decoded_s:.2f} s could be decoded"
         )
 
 
-def _has_xing(stream: av.AudioStream) -> bool:
-    # FFmpeg takes an MP3's duration from its Xing/Info/VBRI frame when present, and then flags the
-    # estimate as exact; the estimate from the bitrate is flagged otherwise. PyAV does not expose the
-    # flag, so use the frame count FFmpeg found in the header: frames != 0 when a header exists.
-    return bool(stream.frames)
+def _wav_data_truncated(wav: bytes) -> bool:
+    """True when a RIFF/WAVE file's ``data`` chunk declares more bytes than the file holds."""
+    if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
+        return False
+    pos = 12
+    while pos + 8 <= len(wav):
+        cid, size = wav[pos : pos + 4], struct.unpack("<I", wav[pos + 4 : pos + 8])[0]
+        if cid == b"data":
+            streaming = size in (0, 0xFFFFFFFF)  # writers that could not seek back leave these
+            return not streaming and size > len(wav) - (pos + 8)
+        pos += 8 + size + (size % 2)
+    return False
+
+
+_MP3_RATES_BY_VERSION: Final[dict[int, tuple[int, int, int]]] = {
+    3: (44100, 48000, 32000),  # MPEG-1
+    2: (22050, 24000, 16000),  # MPEG-2
+    0: (11025, 12000, 8000),  # MPEG-2.5
+}
+
+
+def _mp3_header_duration(mp3: bytes) -> float | None:
+    """Duration (s) stated by an MP3's Xing/Info frame count, or ``None`` without one."""
+    pos = 0
+    if mp3[:3] == b"ID3" and len(mp3) >= 10:
+        size = (mp3[6] << 21) | (mp3[7] << 14) | (mp3[8] << 7) | mp3[9]
+        pos = 10 + size + (10 if mp3[5] & 0x10 else 0)
+    limit = min(len(mp3) - 4, pos + 4096)
+    while pos < limit and not (mp3[pos] == 0xFF and mp3[pos + 1] & 0xE0 == 0xE0):
+        pos += 1
+    if pos >= limit:
+        return None
+    header = struct.unpack(">I", mp3[pos : pos + 4])[0]
+    version = (header >> 19) & 3
+    layer = (header >> 17) & 3
+    rate_index = (header >> 10) & 3
+    mono = ((header >> 6) & 3) == 3
+    if version not in _MP3_RATES_BY_VERSION or layer != 1 or rate_index == 3:
+        return None
+    side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+    tag = pos + 4 + side
+    if mp3[tag : tag + 4] not in (b"Xing", b"Info") or len(mp3) < tag + 12:
+        return None
+    flags = struct.unpack(">I", mp3[tag + 4 : tag + 8])[0]
+    if not flags & 1:
+        return None
+    frames = struct.unpack(">I", mp3[tag + 8 : tag + 12])[0]
+    per_frame = 1152 if version == 3 else 576
+    return frames * per_frame / _MP3_RATES_BY_VERSION[version][rate_index]
 
 
 # --------------------------------------------------------------------------------------------- tags
@@ -394,7 +461,8 @@ def read_tags(data: bytes, fmt: EncodeFormat | None = None) -> dict[str, str]:
 
     Returns:
         Lower-case tag name -> value. For WAV, the iXML ``USER`` pairs written by :func:`encode` win over
-        the RIFF INFO fields. FFmpeg's own ``encoder`` tag is left out.
+        the RIFF INFO fields. FFmpeg's own ``encoder`` tag, and names or values :func:`encode` would
+        refuse, are left out.
 
     Raises:
         InvalidInput: The bytes are not a readable file.
@@ -412,7 +480,10 @@ def read_tags(data: bytes, fmt: EncodeFormat | None = None) -> dict[str, str]:
     tags.pop("encoder", None)
     if fmt == "wav" or (fmt is None and data[:4] == b"RIFF"):
         tags.update(_read_ixml_user(data))
-    return tags
+    # only names encode() accepts, so tags read here can be written back when transcoding
+    return {
+        k: v for k, v in tags.items() if _TAG_KEY.match(k) and len(v) <= _MAX_TAG_VALUE and "\x00" not in v
+    }
 
 
 def _read_ixml_user(wav: bytes) -> dict[str, str]:

@@ -38,6 +38,8 @@ SILENCE_DBFS: Final[float] = -120.0
 LIMITER_LOOKAHEAD_S: Final[float] = 0.005
 LIMITER_RELEASE_S: Final[float] = 0.060
 _LIMITER_MARGIN_DB: Final[float] = 0.15
+LIMITER_ROUNDS: Final[int] = 10
+MAX_MAKEUP_DB: Final[float] = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,8 @@ def remove_dc(audio: Audio, cutoff_hz: float = 5.0) -> Audio:
     """Remove DC offset and sub-audible drift.
 
     Subtracts each channel's mean, then applies a zero-phase 2nd-order Butterworth high-pass at
-    ``cutoff_hz`` (skipped for clips too short for the filter's edge padding).
+    ``cutoff_hz`` (skipped for clips shorter than one period of the cutoff) and subtracts the mean of
+    what is left.
 
     Args:
         audio: ``[channels, frames]`` audio.
@@ -101,9 +104,11 @@ def remove_dc(audio: Audio, cutoff_hz: float = 5.0) -> Audio:
     x = x - x.mean(axis=1, keepdims=True)
     if cutoff_hz > 0 and cutoff_hz < audio.sample_rate / 4:
         sos = signal.butter(2, cutoff_hz, btype="highpass", fs=audio.sample_rate, output="sos")
-        padlen = 3 * (2 * len(sos) + 1)
-        if audio.frames > max(padlen, int(audio.sample_rate / cutoff_hz)):
-            x = signal.sosfiltfilt(sos, x, axis=1)
+        period = int(audio.sample_rate / cutoff_hz)
+        if audio.frames > period:
+            # pad by up to 3 periods of the cutoff (odd extension) so the edges do not ring
+            x = signal.sosfiltfilt(sos, x, axis=1, padlen=min(audio.frames - 1, 3 * period))
+            x = x - x.mean(axis=1, keepdims=True)  # the filter's edge transients leave a little offset
     return _new(audio, x)
 
 
@@ -225,10 +230,25 @@ def loudness_lufs(audio: Audio) -> float:
     return value if math.isfinite(value) else -math.inf
 
 
-def _oversampled_abs(audio: Audio) -> npt.NDArray[np.float64]:
-    """``[channels, frames * 4]`` magnitude of the 4x oversampled signal."""
-    up = signal.resample_poly(audio.samples.astype(np.float64), TRUE_PEAK_OVERSAMPLING, 1, axis=1)
-    return np.abs(up)
+_TP_BLOCK: Final[int] = 1 << 16
+_TP_CONTEXT: Final[int] = 64  # > half the polyphase filter length of resample_poly(x, 4, 1)
+
+
+def _frame_peaks(audio: Audio) -> npt.NDArray[np.float64]:
+    """``[frames]`` largest magnitude of the 4x oversampled signal around each frame (any channel).
+
+    Computed in blocks (with filter context on both sides) so long clips do not need 4x the memory.
+    """
+    os = TRUE_PEAK_OVERSAMPLING
+    x = audio.samples.astype(np.float64)
+    n = audio.frames
+    out = np.empty(n)
+    for start in range(0, n, _TP_BLOCK):
+        stop = min(n, start + _TP_BLOCK)
+        lo, hi = max(0, start - _TP_CONTEXT), min(n, stop + _TP_CONTEXT)
+        up = np.abs(signal.resample_poly(x[:, lo:hi], os, 1, axis=1)).max(axis=0)
+        out[start:stop] = up[(start - lo) * os : (stop - lo) * os].reshape(-1, os).max(axis=1)
+    return out
 
 
 def true_peak_dbtp(audio: Audio) -> float:
@@ -247,7 +267,7 @@ def _true_peak(audio: Audio) -> float:
     # Module-internal name: several public functions take a ``true_peak_dbtp`` argument.
     if audio.frames == 0:
         return -math.inf
-    peak = float(_oversampled_abs(audio).max())
+    peak = float(_frame_peaks(audio).max())
     return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
@@ -278,12 +298,8 @@ def _limiter_gain(audio: Audio, ceiling: float) -> npt.NDArray[np.float64]:
     averages minima whose windows contain the frame, so the gain never exceeds what that frame needs,
     while it ramps in over the lookahead and recovers over the release instead of clipping.
     """
-    os = TRUE_PEAK_OVERSAMPLING
-    env = _oversampled_abs(audio).max(axis=0)
-    n = audio.frames
-    env = np.pad(env, (0, n * os - env.size))[: n * os].reshape(n, os).max(axis=1)
     with np.errstate(divide="ignore"):
-        need = np.minimum(1.0, ceiling / np.maximum(env, 1e-12))
+        need = np.minimum(1.0, ceiling / np.maximum(_frame_peaks(audio), 1e-12))
     look = max(1, round(LIMITER_LOOKAHEAD_S * audio.sample_rate))
     release = max(look, round(LIMITER_RELEASE_S * audio.sample_rate))
     half = look + release // 2
@@ -320,9 +336,10 @@ def normalize_loudness(
     """Gain to an integrated loudness target under a true-peak ceiling.
 
     Applies the gain that reaches ``target_lufs``; if the true peak then exceeds the ceiling, a
-    lookahead limiter (:func:`limit_true_peak`) reduces the peaks and the gain into it is raised until
-    the loudness is back within ``tolerance_db`` (at most 8 rounds). The ceiling always holds; the
-    target holds when reachable (a signal with an extreme crest factor may end up quieter). Silence is
+    lookahead limiter (:func:`limit_true_peak`) reduces the peaks and the gain into it is raised
+    (secant steps, at most :data:`LIMITER_ROUNDS`) until the loudness is back within ``tolerance_db``.
+    The ceiling always holds; the target holds when reachable (a signal whose short-term crest factor
+    exceeds ``true_peak_dbtp - target_lufs`` ends up quieter: transparency wins over loudness). Silence is
     returned unchanged.
 
     Args:
@@ -342,12 +359,21 @@ def normalize_loudness(
     out = _new(audio, x * _db_to_gain(gain_db))
     if _true_peak(out) <= true_peak_dbtp:
         return out
-    for _ in range(8):
+    # the limited loudness rises more slowly than the gain into the limiter: secant steps on that curve
+    points: list[tuple[float, float]] = []
+    for _ in range(LIMITER_ROUNDS):
         out = limit_true_peak(_new(audio, x * _db_to_gain(gain_db)), true_peak_dbtp)
-        err = target_lufs - loudness_lufs(out)
-        if not math.isfinite(err) or abs(err) <= tolerance_db or gain_db > 60:
+        level = loudness_lufs(out)
+        if not math.isfinite(level) or abs(target_lufs - level) <= tolerance_db:
             break
-        gain_db += err
+        points.append((gain_db, level))
+        slope = 1.0
+        if len(points) >= 2:
+            (g0, l0), (g1, l1) = points[-2], points[-1]
+            slope = (l1 - l0) / (g1 - g0) if g1 != g0 else 1.0
+        gain_db += (target_lufs - level) / min(max(slope, 0.05), 1.0)
+        if gain_db > MAX_MAKEUP_DB:
+            break
     return out
 
 
