@@ -46,7 +46,7 @@ from gen_server.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
-EncodeFormat = AudioFormat | Literal["pcm"]
+EncodeFormat = AudioFormat | Literal["pcm", "aac"]
 
 MEDIA_TYPES: Final[dict[str, str]] = {
     "wav": "audio/wav",
@@ -54,6 +54,7 @@ MEDIA_TYPES: Final[dict[str, str]] = {
     "mp3": "audio/mpeg",
     "ogg": "audio/ogg",
     "pcm": "audio/pcm",
+    "aac": "audio/aac",
 }
 """Format name -> MIME type of the encoded bytes (``pcm``: raw s16le, rate given out of band)."""
 
@@ -116,7 +117,29 @@ def encode(
     if fmt == "pcm":
         pcm = np.round(np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype("<i2")
         return pcm.T.tobytes()
+    if fmt == "aac":
+        return _encode_aac(audio, bitrate_kbps or 128)
     raise InvalidInput(f"unknown audio format '{fmt}'; use one of {', '.join(MEDIA_TYPES)}", field="format")
+
+
+def _encode_aac(audio: Audio, kbps: int) -> bytes:
+    """AAC-LC in an ADTS stream (what OpenAI-style clients expect for ``aac``; carries no tags)."""
+    if audio.channels > 2:
+        raise InvalidInput("AAC output takes at most 2 channels", field="format")
+    layout = "mono" if audio.channels == 1 else "stereo"
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="adts") as container:
+        stream = container.add_stream("aac", rate=audio.sample_rate, layout=layout)
+        stream.bit_rate = kbps * 1000
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(np.clip(audio.samples, -1.0, 1.0)), format="fltp", layout=layout
+        )
+        frame.sample_rate = audio.sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
 
 
 def _check_tags(tags: dict[str, str]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gen_server.audio.encode import MEDIA_TYPES, decode, encode
+from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
 from gen_server.contract.spec import JobRequest, Sampling
 from gen_server.deps import caller, job_service
 from gen_server.errors import GenerationFailed, InvalidInput
@@ -39,7 +39,14 @@ OPENAI_VOICES = (
     "verse",
 )
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
-_OUR_FORMAT = {"mp3": "mp3", "opus": "ogg", "aac": "aac", "flac": "flac", "wav": "wav", "pcm": "pcm"}
+_OUR_FORMAT: dict[str, EncodeFormat] = {
+    "mp3": "mp3",
+    "opus": "ogg",
+    "aac": "aac",
+    "flac": "flac",
+    "wav": "wav",
+    "pcm": "pcm",
+}
 _STREAMED = ("pcm", "wav", "mp3")
 PCM_RATE = 24000
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+")

@@ -38,7 +38,7 @@ def test_speech_wav_is_intelligible(openai_client: OpenAI) -> None:
     assert len([w for w in words(TEXT) if w in heard]) >= len(words(TEXT)) // 2, heard
 
 
-@pytest.mark.parametrize("fmt", ["mp3", "opus", "flac"])
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac"])
 def test_speech_formats_decode(openai_client: OpenAI, fmt: str) -> None:
     response = openai_client.audio.speech.create(
         model="tts-1",
