@@ -1,11 +1,41 @@
-"""``python -m workers [--queues speech,sfx,music] [--device cpu|cuda:0]``: one worker process."""
+"""``python -m workers [--queues speech,sfx,music] [--device cpu|cuda:0]``: one worker process.
+
+One process per device, Celery's threads pool with ``settings.max_batch`` threads: each thread holds
+one job (prefetch multiplier 1, so the process reserves at most that many messages) and hands its
+model call to the batcher thread (workers/batcher.py), which owns the models. No fork: CUDA is safe.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
 import os
 import socket
+import time
+
+logger = logging.getLogger(__name__)
+
+PRELOADED = ("torch",)
+"""Imported before any task thread runs (see :func:`preload`)."""
+
+
+def preload(modules: tuple[str, ...] = PRELOADED) -> None:
+    """Import heavy shared libraries in the main thread, before Celery starts its task threads.
+
+    The batcher thread otherwise imports torch lazily with the first model while task threads run
+    SciPy on finished clips; SciPy's array-API checks look up ``sys.modules['torch']`` and fail on
+    the half-imported module (``partially initialized module 'torch' has no attribute 'Tensor'``).
+    A first import also holds the GIL through long native loads, which would delay lease renewal.
+    Importing torch does not initialise CUDA. Modules that are not installed are skipped.
+    """
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            continue
+        started = time.perf_counter()
+        importlib.import_module(name)
+        logger.info("imported %s in %.1f s", name, time.perf_counter() - started)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["SOUNDRY_DEVICE"] = args.device
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    preload()
     from gen_server.settings import get_settings
     from workers.celery_app import app
 
@@ -29,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         [
             "worker",
             "-P",
-            "solo",
+            "threads",
+            "-c",
+            str(settings.max_batch),
             "-Q",
             queues,
             "-n",

@@ -78,8 +78,13 @@ def finish(
     watermark_key: bytes,
     store: ArtifactStore,
     generation_s: float,
+    batch_size: int = 1,
 ) -> JobResult:
-    """Post-process, watermark, encode and store one generated clip; the manifest is written last."""
+    """Post-process, watermark, encode and store one generated clip; the manifest is written last.
+
+    ``generation_s`` is the wall time of the model call that made ``audio``, which served
+    ``batch_size`` jobs (1 unless the worker batched it with others).
+    """
     audio = apply_chain(audio, spec.post, spec.kind)
     payload = payload_for_job(spec.job_id, watermark_key)
     audio = watermarker.embed(audio, payload)
@@ -104,6 +109,7 @@ def finish(
         sha256=hashlib.sha256(data).hexdigest(),
         watermark_payload=f"{payload:08x}",
         generation_s=round(generation_s, 3),
+        batch_size=batch_size,
     )
     manifest: dict[str, Any] = {
         "generator": GENERATOR,

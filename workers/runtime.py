@@ -1,14 +1,22 @@
-"""Per-process worker state: settings, Redis, storage, catalog, loaded models, watermarker."""
+"""Per-process worker state: settings, Redis, storage, catalog, models behind the batcher, watermarker.
+
+One :class:`WorkerRuntime` per process, shared by Celery's task threads. Each task thread runs
+:meth:`WorkerRuntime.execute` for its job: the model call goes through the one :class:`Batcher`
+thread (which owns the models and batches compatible jobs); everything else (upload decoding,
+post-processing, watermark, encoding, storage, Redis bookkeeping) runs in the task thread.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 
 import redis
 
@@ -22,7 +30,8 @@ from gen_server.settings import Settings, get_settings
 from gen_server.storage import LocalStore, open_store
 from workers.backends.base import ProgressFn
 from workers.backends.registry import ModelManager
-from workers.pipeline import run_job
+from workers.batcher import Batcher
+from workers.pipeline import cached_result, finish, gen_request
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +40,21 @@ WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 @dataclass
 class Progress:
-    """Progress reporter for one job: at most ``max_hz`` updates, cancel checked on every update."""
+    """Progress reporter for one job: at most ``max_hz`` checks, cancel checked on every check.
+
+    Called from the job's own task thread (never from the batcher thread); ``report`` runs only when
+    the fraction changed. ``1.0`` is always checked.
+    """
 
     job_id: str
     redis: redis.Redis
     report: ProgressFn
     max_hz: float = 4.0
     _last: float = field(default=0.0, init=False)
+    _reported: float = field(default=0.0, init=False)
 
     def check_cancel(self) -> None:
+        """Raise JobCancelled when the job's cancel flag is set."""
         if self.redis.exists(keys.cancel(self.job_id)):
             raise JobCancelled(f"job '{self.job_id}' was cancelled")
 
@@ -49,10 +64,15 @@ class Progress:
             return
         self._last = now
         self.check_cancel()
-        self.report(min(max(fraction, 0.0), 1.0))
+        fraction = min(max(fraction, 0.0), 1.0)
+        if fraction != self._reported:
+            self._reported = fraction
+            self.report(fraction)
 
 
 class WorkerRuntime:
+    """Everything a worker process's task threads share; models are used only by ``batcher``."""
+
     def __init__(self, settings: Settings) -> None:
         if not settings.redis_url:
             raise RuntimeError("SOUNDRY_REDIS_URL is not set")
@@ -62,30 +82,85 @@ class WorkerRuntime:
         self.catalog: Catalog = build_catalog(settings)
         self.models = ModelManager(settings)
         self.watermarker = KeyedWatermarker(settings.watermark_key.encode())
+        self.batcher = Batcher(
+            self.models,
+            max_batch=settings.max_batch,
+            window_s=settings.batch_window_ms / 1000.0,
+            on_model_call=self.count_model_call,
+        )
+        self._running: dict[str, threading.Event] = {}
+        self._running_lock = threading.Lock()
 
     def execute(self, spec: JobSpec, report: ProgressFn) -> JobResult:
-        """Run ``spec`` (cancel checked first); raises SoundryError subclasses on failure."""
+        """Run ``spec`` in the calling (task) thread, the model call through the batcher.
+
+        The cancel flag is checked first and then at every progress tick while the job waits for its
+        model call; a redelivered job whose artifact exists returns at once.
+
+        Raises:
+            SoundryError: Subclasses on failure (``JobCancelled`` when cancelled).
+        """
         progress = Progress(spec.job_id, self.redis, report)
         progress.check_cancel()
         self.redis.hset(keys.job(spec.job_id), mapping={"started_at": time.time(), "worker": WORKER_ID})
-        backend = self.models.get(self.catalog.get(spec.model))
-        result = run_job(
-            spec,
-            backend=backend,
-            watermarker=self.watermarker,
-            watermark_key=self.settings.watermark_key.encode(),
-            store=self.store,
-            progress=progress,
-        )
-        pipe = self.redis.pipeline()
-        pipe.hset(keys.job(spec.job_id), "finished_at", time.time())
-        if not result.cached:
-            pipe.hincrby(keys.STATS_JOBS, "succeeded", 1)
-            pipe.hincrbyfloat(keys.STATS_GEN_SECONDS, spec.model, result.generation_s)
-            pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, spec.model, result.duration_s)
-        pipe.execute()
-        self.models.evict_idle(time.monotonic())
+        with self._only_copy(spec.job_id, progress):
+            result = cached_result(spec, self.store)
+            if result is not None:
+                logger.info("job %s already has its artifact; not regenerating", spec.job_id)
+            else:
+                entry = self.catalog.get(spec.model)
+                request = gen_request(spec, self.store)
+                generated = self.batcher.run(entry, request, progress, job_id=spec.job_id)
+                result = finish(
+                    spec,
+                    generated.audio,
+                    watermarker=self.watermarker,
+                    watermark_key=self.settings.watermark_key.encode(),
+                    store=self.store,
+                    generation_s=generated.generation_s,
+                    batch_size=generated.batch_size,
+                )
+            pipe = self.redis.pipeline()
+            pipe.hset(keys.job(spec.job_id), "finished_at", time.time())
+            if not result.cached:
+                pipe.hincrby(keys.STATS_JOBS, "succeeded", 1)
+                # a batched call's seconds are shared by its jobs: the sum stays the model's busy time
+                pipe.hincrbyfloat(keys.STATS_GEN_SECONDS, spec.model, result.generation_s / result.batch_size)
+                pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, spec.model, result.duration_s)
+            pipe.execute()
         return result
+
+    @contextlib.contextmanager
+    def _only_copy(self, job_id: str, progress: Progress) -> Iterator[None]:
+        """Let one copy of ``job_id`` run at a time in this process.
+
+        A message delivered twice to this worker (a lapsed lease) would otherwise generate the job
+        twice, possibly in the same batch. The second copy waits (cancel still checked) and then
+        finds the first copy's artifact, so it finishes as ``cached``.
+        """
+        warned = False
+        while True:
+            with self._running_lock:
+                done = self._running.get(job_id)
+                if done is None:
+                    done = self._running[job_id] = threading.Event()
+                    break
+            if not warned:
+                logger.warning("job %s is already running in this worker (delivered twice); waiting", job_id)
+                warned = True
+            while not done.wait(1.0 / progress.max_hz):
+                progress(0.0)
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                self._running.pop(job_id, None)
+            done.set()
+
+    def count_model_call(self, model_id: str, batch_size: int) -> None:
+        """Count one model call (``batch_size`` jobs served) in ``keys.STATS_MODEL_CALLS``."""
+        self.redis.hincrby(keys.STATS_MODEL_CALLS, model_id, 1)
+        logger.debug("model call on %s served %d job(s)", model_id, batch_size)
 
     def count_attempt(self, job_id: str) -> int:
         """Count one more start of ``job_id`` (redeliveries included) and return the count."""
@@ -131,6 +206,15 @@ def rss_bytes() -> int:
     return 0
 
 
-@cache
+_RUNTIME: WorkerRuntime | None = None
+_RUNTIME_LOCK = threading.Lock()
+
+
 def runtime() -> WorkerRuntime:
-    return WorkerRuntime(get_settings())
+    """This process's runtime, created once (task threads may ask for it at the same time)."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        with _RUNTIME_LOCK:
+            if _RUNTIME is None:
+                _RUNTIME = WorkerRuntime(get_settings())
+    return _RUNTIME

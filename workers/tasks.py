@@ -1,4 +1,8 @@
-"""Celery tasks: thin; they delegate to the runtime and pipeline."""
+"""Celery tasks: thin; they delegate to the runtime and pipeline.
+
+The worker runs Celery's threads pool (``workers/__main__.py``): several ``soundry.generate`` tasks
+run at once, each in its own thread, and meet in the runtime's batcher thread, which owns the models.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +32,12 @@ def _start_heartbeat(**_: Any) -> None:
     global _heartbeat
     settings = get_settings()
     if settings.redis_url:
+        rt = runtime()
+        rt.batcher.start()
         _heartbeat = Heartbeat(
-            settings.redis_url, settings.visibility_timeout_s, on_beat=runtime().report_status
+            settings.redis_url, settings.visibility_timeout_s, on_beat=rt.report_status
         ).start()
-        runtime().report_status()
+        rt.report_status()
 
 
 @worker_shutdown.connect
@@ -40,16 +46,38 @@ def _stop_heartbeat(**_: Any) -> None:
         _heartbeat.stop()
 
 
+def message_tag(request: Any) -> str | None:
+    """The broker delivery tag of a worker ``Request`` (task_received) or a task ``Context`` (postrun).
+
+    Celery copies only exchange, routing key, priority and the redelivered flag into
+    ``request.delivery_info``, so :func:`workers.heartbeat.delivery_tag` finds no tag there; the tag
+    is on the kombu message (``request.message``) and, with the Redis transport, in the message
+    properties a task context carries.
+    """
+    tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+    if tag is None:
+        properties = getattr(request, "properties", None)
+        if isinstance(properties, dict):
+            tag = properties.get("delivery_tag")
+    if tag is None:
+        return delivery_tag(request)
+    return str(tag)
+
+
 @task_received.connect
 def _hold(request: Any = None, **_: Any) -> None:
-    tag = delivery_tag(request)
+    tag = message_tag(request)
     if _heartbeat is not None and tag:
         _heartbeat.hold(tag)
+    elif _heartbeat is not None:
+        logger.warning(
+            "no delivery tag on task %s: its lease will not be renewed", getattr(request, "id", "?")
+        )
 
 
 @task_postrun.connect
 def _release(task: Task | None = None, **_: Any) -> None:
-    tag = delivery_tag(task.request) if task is not None else None
+    tag = message_tag(task.request) if task is not None else None
     if _heartbeat is not None and tag:
         _heartbeat.release(tag)
 
@@ -92,12 +120,18 @@ def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
         logger.warning("job %s failed: %s", job.job_id, e.message)
         raise
     except Exception as e:
-        error = {"code": "generation_failed", "message": f"{type(e).__name__}: {e}", "field": None}
-        rt.record_error(job.job_id, error["code"], error["message"])
-        notify(job, "failed", None, error)
+        message = f"{type(e).__name__}: {e}"
+        rt.record_error(job.job_id, "generation_failed", message)
+        notify(job, "failed", None, {"code": "generation_failed", "message": message, "field": None})
         logger.exception("job %s crashed", job.job_id)
         raise
-    logger.info("job %s done in %.2f s (cached: %s)", job.job_id, result.generation_s, result.cached)
+    logger.info(
+        "job %s done: model call %.2f s for a batch of %d (cached: %s)",
+        job.job_id,
+        result.generation_s,
+        result.batch_size,
+        result.cached,
+    )
     payload = result.model_dump(mode="json")
     if not result.cached:
         notify(job, "succeeded", payload, None)

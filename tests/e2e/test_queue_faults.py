@@ -28,6 +28,9 @@ def running_with_progress(job: dict) -> bool:
 
 
 def test_killed_worker_job_is_redelivered_and_completes_once(cluster: Cluster) -> None:
+    # one torch thread: on a busy shared 2-core machine two OpenMP threads spin against each other and
+    # the 90 s tiny clip took minutes (229 s after the kill once); one thread keeps it to seconds
+    cluster.env["OMP_NUM_THREADS"] = "1"
     cluster.start_worker("a")
     job_id = cluster.submit({**LONG_MUSIC, "duration_s": 90})
     cluster.wait_for(job_id, running_with_progress, timeout_s=180)

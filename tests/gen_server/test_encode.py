@@ -105,6 +105,7 @@ def test_media_types() -> None:
         "mp3": "audio/mpeg",
         "ogg": "audio/ogg",
         "pcm": "audio/pcm",
+        "aac": "audio/aac",
     }
 
 

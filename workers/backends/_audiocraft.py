@@ -11,6 +11,11 @@ Every call sets every generation parameter (``set_generation_params`` mutates th
 the progress callback and the seed. Clips longer than the model window are made with audiocraft's
 own windowed extension: each new window is conditioned on the last ``window - stride`` seconds of
 tokens, and the whole clip is decoded once.
+
+Sampling draws from one ``torch.Generator`` per batch row, seeded with that row's request seed
+(:func:`per_row_sampling`), in solo and batched calls alike: a request's clip depends only on its
+own prompt, parameters and seed, not on the batch it ran in (see :meth:`AudiocraftBackend.batch_key`
+for the one condition this needs).
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ _HTDEMUCS_HF_REPO = "adefossez/HTDemucs"
 _HTDEMUCS_TORCH_HUB_FILE = "955717e8-8726e21a.th"
 
 _DEMUCS_PATCH_LOCK = threading.Lock()
+_SAMPLING_PATCH_LOCK = threading.RLock()
 
-BatchKey = tuple[float, int, float, float, float]
+BatchKey = tuple[float, int, float, float, float, tuple[int, ...]]
+"""duration_s, top_k, top_p, temperature, cfg_coef, and the prompt's token count (see ``batch_key``)."""
 
 
 @contextlib.contextmanager
@@ -141,6 +148,104 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+class RowSampler:
+    """Drop-in replacements for audiocraft's samplers that draw each batch row from its own generator.
+
+    audiocraft's ``LMModel._sample_next_token`` samples the next tokens of all rows with one
+    ``torch.multinomial`` call on the global RNG (through ``audiocraft.utils.utils.multinomial``,
+    ``sample_top_k`` and ``sample_top_p``), so a row's tokens depend on the rows beside it. Here
+    row ``b`` of the ``[B, K, card]`` probabilities is sampled with ``generators[b]`` only, consuming
+    the same random numbers whatever ``B`` is. ``sample_top_k``/``sample_top_p`` mirror audiocraft's
+    own (audiocraft 1.3) apart from the generator.
+
+    Args:
+        generators: One generator per batch row, on the model's device.
+    """
+
+    def __init__(self, generators: Sequence[Any]) -> None:
+        self.generators = list(generators)
+
+    def multinomial(
+        self, input: Any, num_samples: int, replacement: bool = False, *, generator: Any = None
+    ) -> Any:
+        """``audiocraft.utils.utils.multinomial`` with row ``b`` (first dimension) drawn from generator ``b``.
+
+        Raises:
+            RuntimeError: The first dimension is not the number of generators (an audiocraft change).
+        """
+        import torch
+
+        rows = int(input.shape[0])
+        if rows != len(self.generators):
+            raise RuntimeError(
+                f"per-row sampling expected {len(self.generators)} rows, got probabilities "
+                f"{tuple(input.shape)}"
+            )
+        card = int(input.shape[-1])
+        out = [
+            torch.multinomial(
+                input[b].reshape(-1, card), num_samples=num_samples, replacement=replacement, generator=gen
+            ).reshape(*input.shape[1:-1], num_samples)
+            for b, gen in enumerate(self.generators)
+        ]
+        return torch.stack(out)
+
+    def sample_top_k(self, probs: Any, k: int) -> Any:
+        """Top-k sampling over the last dimension (audiocraft's ``sample_top_k``, per-row generators)."""
+        import torch
+
+        top_k_value, _ = torch.topk(probs, k, dim=-1)
+        min_value_top_k = top_k_value[..., [-1]]
+        probs *= (probs >= min_value_top_k).float()
+        probs.div_(probs.sum(dim=-1, keepdim=True))
+        return self.multinomial(probs, num_samples=1)
+
+    def sample_top_p(self, probs: Any, p: float) -> Any:
+        """Nucleus sampling over the last dimension (audiocraft's ``sample_top_p``, per-row generators)."""
+        import torch
+
+        probs_sort, probs_idx = torch.sort(probs, dim=-1, descending=True)
+        probs_sum = torch.cumsum(probs_sort, dim=-1)
+        mask = probs_sum - probs_sort > p
+        probs_sort *= (~mask).float()
+        probs_sort.div_(probs_sort.sum(dim=-1, keepdim=True))
+        next_token = self.multinomial(probs_sort, num_samples=1)
+        return torch.gather(probs_idx, -1, next_token)
+
+
+@contextlib.contextmanager
+def per_row_sampling(seeds: Sequence[int], device: Any) -> Iterator[RowSampler]:
+    """While active, audiocraft's LM samples batch row ``i`` from a generator seeded with ``seeds[i]``.
+
+    Swaps ``multinomial``, ``sample_top_k`` and ``sample_top_p`` of ``audiocraft.utils.utils`` (which
+    ``audiocraft.models.lm`` looks up at call time) and restores them on exit. A process-wide lock
+    serialises patched calls: in a worker only the batcher thread generates, so it never waits.
+
+    Args:
+        seeds: One seed per batch row (request order).
+        device: Device of the model (generators must live where the probabilities are).
+    """
+    import torch
+    from audiocraft.utils import utils as ac_utils
+
+    generators = []
+    for seed in seeds:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(seed))
+        generators.append(gen)
+    sampler = RowSampler(generators)
+    names = ("multinomial", "sample_top_k", "sample_top_p")
+    with _SAMPLING_PATCH_LOCK:
+        originals = {name: getattr(ac_utils, name) for name in names}
+        for name in names:
+            setattr(ac_utils, name, getattr(sampler, name))
+        try:
+            yield sampler
+        finally:
+            for name, fn in originals.items():
+                setattr(ac_utils, name, fn)
 
 
 def fit_length(samples: np.ndarray, frames: int) -> np.ndarray:
@@ -399,15 +504,20 @@ class AudiocraftBackend:
         model: Any,
         call: Callable[[bool], Any],
         plan: Sequence[int],
-        seed: int,
+        seeds: Sequence[int],
         progress: ProgressFn | None,
     ) -> Any:
+        """Run ``call`` with the progress callback set and row ``i`` sampled from ``seeds[i]``.
+
+        The global RNGs are seeded with ``seeds[0]`` too, for randomness outside token sampling
+        (Demucs' random shift in the melody conditioner).
+        """
         model.set_custom_progress_callback(_Progress(plan, progress) if progress is not None else None)
         try:
-            seed_everything(seed)
+            seed_everything(seeds[0])
             import torch
 
-            with torch.inference_mode():
+            with torch.inference_mode(), per_row_sampling(seeds, model.device):
                 wav = call(progress is not None)
         finally:
             model.set_custom_progress_callback(None)
@@ -466,12 +576,21 @@ class AudiocraftBackend:
                 def call(show: bool) -> Any:
                     return model.generate([request.prompt], progress=show)
 
-            wav = self._run(model, call, plan, request.seed, progress)
+            wav = self._run(model, call, plan, [request.seed], progress)
             return to_audio(wav[0], sr, duration_s)
 
     def batch_key(self, request: GenRequest) -> BatchKey | None:
-        """Requests with equal keys can share one :meth:`generate_batch` call; ``None``: never batched."""
+        """Requests with equal keys can share one :meth:`generate_batch` call; ``None``: never batched.
+
+        Melody, continuation and long-form requests (longer than one window) always run alone.
+        The key holds the prompt's token count per text conditioner: audiocraft pads the prompts of
+        a batch to the longest and its cross-attention does not mask the padding, so only prompts of
+        equal token length give, in a batch, exactly the clip they give alone. Loads the model if
+        needed (its tokenizers decide the lengths).
+        """
         if request.melody is not None or request.continuation is not None or request.duration_s is None:
+            return None
+        if not request.duration_s > 0 or request.duration_s > self.window_s:
             return None
         return (
             float(request.duration_s),
@@ -479,20 +598,34 @@ class AudiocraftBackend:
             float(request.top_p),
             float(request.temperature),
             float(request.cfg_coef),
+            self._prompt_lengths(request.prompt),
         )
+
+    def _prompt_lengths(self, prompt: str) -> tuple[int, ...]:
+        """Token count of ``prompt`` in the model's ``description`` text conditioner (1 for a LUT 'noop')."""
+        model = self._require_model()
+        conditioners = dict(model.lm.condition_provider.conditioners.items())  # an nn.ModuleDict
+        tokenize = getattr(conditioners.get("description"), "tokenize", None)
+        if tokenize is None:
+            return ()
+        tokens = tokenize([prompt])
+        ids = tokens["input_ids"] if isinstance(tokens, dict) else tokens[0]
+        return (int(ids.shape[-1]),)
 
     def generate_batch(
         self, requests: Sequence[GenRequest], progress: ProgressFn | None = None
     ) -> list[Audio]:
         """Generate several compatible text-only requests in one batched audiocraft call.
 
-        Seed semantics: the batch is seeded once, with the first request's seed. Each clip then
-        depends on its position and on the other prompts in the batch, so a request's own seed
-        reproduces its clip only when it runs alone (or in the same batch again).
+        Seed semantics: row ``i`` samples from a generator seeded with ``requests[i].seed`` (see
+        :func:`per_row_sampling`), so each clip equals the clip its request gives alone with
+        :meth:`generate`, whatever else is in the batch: bit-identical on CPU (checked by the tests);
+        on a GPU, batched matmuls may round differently from batch-1 ones, which can flip a token
+        that sits on a sampling boundary.
 
         Args:
-            requests: Requests with equal :meth:`batch_key` (same duration and sampling parameters,
-                no melody, no continuation).
+            requests: Requests with equal, non-``None`` :meth:`batch_key` (same duration and sampling
+                parameters, prompts of equal token length, no melody, no continuation, one window).
             progress: Called with the fraction of the whole batch done.
 
         Returns:
@@ -505,7 +638,10 @@ class AudiocraftBackend:
             return []
         keys = {self.batch_key(r) for r in requests}
         if None in keys or len(keys) != 1:
-            raise InvalidInput("batched requests need equal duration and sampling and no melody/continuation")
+            raise InvalidInput(
+                "batched requests need equal duration, sampling and prompt token length, one window, "
+                "and no melody/continuation"
+            )
         first = requests[0]
         duration_s = self._check(first)
         with self._lock:
@@ -515,9 +651,16 @@ class AudiocraftBackend:
             self._configure(model, first, model_s)
             prompts = [r.prompt for r in requests]
             plan = self._plan(model_s)
-            wav = self._run(
-                model, lambda show: model.generate(prompts, progress=show), plan, first.seed, progress
-            )
+
+            def call(show: bool) -> list[Any]:
+                # BaseGenModel.generate, except that each row's tokens are decoded on their own: EnCodec's
+                # batched convolutions differ from batch-1 ones in the last float bit, per-row decoding
+                # makes a batched clip bit-identical to the same request generated alone.
+                attributes, prompt_tokens = model._prepare_tokens_and_attributes(prompts, None)
+                tokens = model._generate_tokens(attributes, prompt_tokens, show)
+                return [model.generate_audio(tokens[i : i + 1])[0] for i in range(tokens.shape[0])]
+
+            wav = self._run(model, call, plan, [r.seed for r in requests], progress)
             sr = int(model.sample_rate)
             return [to_audio(wav[i], sr, duration_s) for i in range(len(requests))]
 

@@ -1,0 +1,428 @@
+"""Dynamic batching: one thread owns the models and serves compatible requests with one model call.
+
+A worker process runs Celery's threads pool: each task thread builds its job's :class:`GenRequest`,
+hands it to the :class:`Batcher` (:meth:`Batcher.run`) and waits for its own :class:`Slot`. The
+batcher thread takes the oldest waiting request, waits up to ``window_s`` (counted from when that
+request arrived; not at all once ``max_batch`` requests are waiting, as then every task thread is
+busy) for compatible ones (same model, equal ``backend.batch_key``), and runs them as one
+``generate_batch`` call of at most ``max_batch`` requests; requests whose backend has no batch key
+(speech, melody, continuation, long-form) run alone with ``generate``. Each slot then gets its own
+clip, and the task thread post-processes, watermarks and stores it itself.
+
+Only the batcher thread touches models: :class:`~workers.backends.registry.ModelManager` loads them
+lazily there and idle models are unloaded there, so CUDA is never used from another thread.
+
+Guarantees kept:
+
+* Progress of a call is published to every live slot of it; the waiting task thread reports it and
+  checks its job's cancel flag (:meth:`Batcher.run`), so a cancelled job stops waiting at once while
+  the batch goes on for the others. When every slot of a call is cancelled the call itself stops.
+* An error of a call fails every slot of it with that error. A device out-of-memory error in a batch
+  is retried as two halves (down to single requests) before the jobs fail with a clear message.
+* The batcher holds no broker state: messages stay unacked until each task returns, so a worker that
+  dies mid-batch gets every job of the batch redelivered (``acks_late`` + visibility timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from gen_server.audio import Audio
+from gen_server.contract.catalog import ModelEntry
+from gen_server.errors import GenerationFailed, JobCancelled, SoundryError, TransientError
+from workers.backends._audiocraft import release_memory
+from workers.backends.base import Backend, GenRequest, ProgressFn
+from workers.backends.registry import ModelManager
+
+logger = logging.getLogger(__name__)
+
+ModelCallFn = Callable[[str, int], None]
+"""Called once per model call with the model id and the number of requests it served."""
+
+_UNSET: Any = object()
+
+
+@runtime_checkable
+class BatchingBackend(Protocol):
+    """A backend that can serve several compatible requests with one call (audiocraft's)."""
+
+    def batch_key(self, request: GenRequest) -> Hashable | None:
+        """Requests with equal keys may share a call; ``None``: this one always runs alone."""
+
+    def generate_batch(
+        self, requests: Sequence[GenRequest], progress: ProgressFn | None = None
+    ) -> list[Audio]:
+        """One clip per request, in order, from one model call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """What one request gets back from the batcher.
+
+    Attributes:
+        audio: The request's own clip, ``[channels, frames]`` at the model's rate.
+        batch_size: Requests served by the model call that made it (1: it ran alone).
+        generation_s: Wall seconds of that model call.
+    """
+
+    audio: Audio
+    batch_size: int
+    generation_s: float
+
+
+class Slot:
+    """One request waiting for, or inside, a model call; the submitting thread waits on it.
+
+    Attributes:
+        entry: The catalog entry of the model to run.
+        request: What to generate.
+        job_id: For logs only.
+        submitted_at: ``time.monotonic()`` when it reached the batcher.
+        progress: Fraction of its model call done, in [0, 1] (written by the batcher thread).
+    """
+
+    def __init__(self, entry: ModelEntry, request: GenRequest, job_id: str = "") -> None:
+        self.entry = entry
+        self.request = request
+        self.job_id = job_id
+        self.submitted_at = time.monotonic()
+        self.progress = 0.0
+        self.key: Any = _UNSET  # batch key, computed once by the batcher thread
+        self._future: Future[Generated] = Future()
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """Give up on this request: dropped if still waiting, its clip discarded if already running."""
+        self._cancelled.set()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout_s: float | None = None) -> Generated:
+        """The clip, waiting up to ``timeout_s`` seconds.
+
+        Raises:
+            TimeoutError: Not done within ``timeout_s``.
+            Exception: Whatever failed the model call serving this slot.
+        """
+        return self._future.result(timeout_s)
+
+    def _resolve(self, generated: Generated) -> None:
+        if not self._future.done():
+            self._future.set_result(generated)
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._future.done():
+            self._future.set_exception(error)
+
+
+class Batcher:
+    """The one thread that runs models, batching compatible requests (see the module docstring).
+
+    Args:
+        models: Loads, pins and unloads backends; used only from the batcher thread.
+        max_batch: Most requests one model call serves (>= 1).
+        window_s: How long the oldest waiting request waits for compatible ones, seconds.
+        on_model_call: Called after every model call with the model id and its batch size.
+        idle_check_s: While idle, how often to unload models unused for ``settings.model_idle_s``.
+    """
+
+    def __init__(
+        self,
+        models: ModelManager,
+        *,
+        max_batch: int,
+        window_s: float,
+        on_model_call: ModelCallFn | None = None,
+        idle_check_s: float = 30.0,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.models = models
+        self.max_batch = max_batch
+        self.window_s = max(window_s, 0.0)
+        self._on_model_call = on_model_call
+        self._idle_check_s = idle_check_s
+        self._pending: deque[Slot] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- submitting side (any thread) -------------------------------------------------------------
+
+    def start(self) -> Batcher:
+        """Start the batcher thread; idempotent, and restarts a thread that died (logged as an error)."""
+        with self._cond:
+            if self._stopping:
+                return self
+            if self._thread is not None and not self._thread.is_alive():
+                logger.error("the batcher thread had stopped; starting a new one")
+                self._thread = None
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="soundry-batcher", daemon=True)
+                self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the call in progress, fail waiting requests with TransientError, end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def submit(self, entry: ModelEntry, request: GenRequest, *, job_id: str = "") -> Slot:
+        """Queue ``request`` for the batcher thread; returns the slot to wait on.
+
+        Raises:
+            TransientError: The batcher is stopping.
+        """
+        slot = Slot(entry, request, job_id)
+        with self._cond:
+            if self._stopping:
+                raise TransientError("the worker is shutting down")
+            self._pending.append(slot)
+            self._cond.notify_all()
+        self.start()
+        return slot
+
+    def run(
+        self,
+        entry: ModelEntry,
+        request: GenRequest,
+        progress: ProgressFn | None = None,
+        *,
+        job_id: str = "",
+        tick_s: float = 0.25,
+    ) -> Generated:
+        """Submit ``request`` and wait for its clip, calling ``progress`` from this thread every tick.
+
+        ``progress`` gets the fraction of the model call done (0 while waiting for the batcher) and
+        finally 1.0; whatever it raises (``JobCancelled``) cancels this request only and propagates.
+
+        Raises:
+            SoundryError: The model call failed (every job of that call gets the same error).
+        """
+        slot = self.submit(entry, request, job_id=job_id)
+        try:
+            while True:
+                try:
+                    generated = slot.result(tick_s)
+                except TimeoutError:
+                    if progress is not None:
+                        progress(slot.progress)
+                    self.start()  # never wait on a dead thread (heartbeats would hold the job forever)
+                    continue
+                if progress is not None:
+                    progress(1.0)
+                return generated
+        except BaseException:
+            slot.cancel()
+            with self._cond:
+                self._cond.notify_all()
+            raise
+
+    # -- batcher thread ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                head = self._pop_head()
+                if head is None and not self._stopping:
+                    self._cond.wait(self._idle_check_s)
+                    head = self._pop_head()
+                if self._stopping:
+                    for slot in ([head] if head is not None else []) + list(self._pending):
+                        slot._fail(TransientError("the worker is shutting down"))
+                    self._pending.clear()
+                    return
+            if head is not None:
+                try:
+                    self._serve(head)
+                except Exception as e:  # never let the thread die with slots waiting on it
+                    logger.exception("batcher failed serving job %s", head.job_id)
+                    head._fail(e)
+            try:
+                self.models.evict_idle()
+            except Exception:
+                logger.exception("unloading idle models failed")
+
+    def _pop_head(self) -> Slot | None:
+        """The oldest live waiting slot, removed from the queue (caller holds the lock)."""
+        while self._pending:
+            slot = self._pending.popleft()
+            if not slot.cancelled:
+                return slot
+            self._drop(slot)
+        return None
+
+    @staticmethod
+    def _drop(slot: Slot) -> None:
+        slot._fail(JobCancelled(f"job '{slot.job_id}' was cancelled"))
+
+    def _serve(self, head: Slot) -> None:
+        with self.models.use(head.entry) as backend:
+            key = self._key(backend, head)
+            group = [head] if key is None else self._gather(head, backend, key)
+            live = [s for s in group if not s.cancelled]
+            for slot in group:
+                if slot.cancelled:
+                    self._drop(slot)
+            if live:
+                if len(live) > 1:
+                    logger.info(
+                        "batching %d jobs on %s: %s", len(live), head.entry.id, [s.job_id for s in live]
+                    )
+                self._call(backend, live, batched=key is not None)
+
+    def _key(self, backend: Backend, slot: Slot) -> Hashable | None:
+        """The slot's batch key on ``backend`` (cached on the slot); ``None``: it runs alone."""
+        if slot.key is _UNSET:
+            key: Hashable | None = None
+            if self.max_batch > 1 and isinstance(backend, BatchingBackend):
+                try:
+                    key = backend.batch_key(slot.request)
+                except Exception:  # an invalid request runs alone and fails there with its own error
+                    logger.debug("no batch key for job %s", slot.job_id, exc_info=True)
+            slot.key = key
+        result: Hashable | None = slot.key
+        return result
+
+    def _gather(self, head: Slot, backend: Backend, key: Hashable) -> list[Slot]:
+        """``head`` plus compatible waiting slots, gathered until full or the window closes."""
+        group = [head]
+        deadline = head.submitted_at + self.window_s
+        with self._cond:
+            while True:
+                for slot in list(self._pending):
+                    if len(group) >= self.max_batch:
+                        break
+                    if slot.cancelled:
+                        self._pending.remove(slot)
+                        self._drop(slot)
+                    elif slot.entry.id == head.entry.id and self._key(backend, slot) == key:
+                        self._pending.remove(slot)
+                        group.append(slot)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping:
+                    return group
+                # full, or as many requests waiting as a batch holds: the worker's task threads are all
+                # busy (one per max_batch), so nothing compatible can arrive; go now
+                if len(group) + len(self._pending) >= self.max_batch:
+                    return group
+                self._cond.wait(remaining)
+
+    def _call(self, backend: Backend, slots: Sequence[Slot], *, batched: bool) -> None:
+        """One model call for ``slots``; resolves or fails each of them."""
+        model_id = slots[0].entry.id
+
+        def progress(fraction: float) -> None:
+            for slot in slots:
+                slot.progress = fraction
+            if all(slot.cancelled for slot in slots):
+                raise JobCancelled(f"every job of this {model_id} call was cancelled")
+
+        started = time.perf_counter()
+        try:
+            if batched and len(slots) > 1 and isinstance(backend, BatchingBackend):
+                clips = list(backend.generate_batch([s.request for s in slots], progress=progress))
+            else:
+                clips = [backend.generate(slots[0].request, progress=progress)]
+        except Exception as e:
+            self._count(model_id, len(slots))
+            if is_out_of_memory(e):
+                self._out_of_memory(backend, slots, e, batched=batched)
+                return
+            if isinstance(e, JobCancelled):
+                logger.info("stopped a %s call: every job in it was cancelled", model_id)
+            elif isinstance(e, SoundryError):
+                logger.warning("%s call for %d job(s) failed: %s", model_id, len(slots), e.message)
+            else:
+                logger.exception("%s call for %d job(s) crashed", model_id, len(slots))
+            for slot in slots:
+                slot._fail(job_error(e))
+            return
+        except BaseException as e:
+            for slot in slots:
+                slot._fail(e)
+            raise
+        elapsed = time.perf_counter() - started
+        self._count(model_id, len(slots))
+        if len(clips) != len(slots):
+            for slot in slots:
+                slot._fail(
+                    GenerationFailed(f"{model_id} returned {len(clips)} clips for {len(slots)} requests")
+                )
+            return
+        for slot, clip in zip(slots, clips, strict=True):
+            slot._resolve(Generated(clip, len(slots), elapsed))
+
+    def _out_of_memory(
+        self, backend: Backend, slots: Sequence[Slot], error: Exception, *, batched: bool
+    ) -> None:
+        release_memory()
+        if len(slots) > 1:
+            half = len(slots) // 2
+            logger.warning(
+                "out of device memory with a batch of %d on %s; retrying as batches of %d and %d",
+                len(slots),
+                slots[0].entry.id,
+                half,
+                len(slots) - half,
+            )
+            for part in (slots[:half], slots[half:]):
+                live = [s for s in part if not s.cancelled]
+                for slot in part:
+                    if slot.cancelled:
+                        self._drop(slot)
+                if live:
+                    self._call(backend, live, batched=batched)
+            return
+        failure = GenerationFailed(
+            f"out of device memory running '{slots[0].entry.id}' even for this job alone; ask for a shorter "
+            f"duration, or run the worker with more free device memory ({type(error).__name__}: {error})"
+        )
+        failure.__cause__ = error
+        slots[0]._fail(failure)
+
+    def _count(self, model_id: str, size: int) -> None:
+        if self._on_model_call is None:
+            return
+        try:
+            self._on_model_call(model_id, size)
+        except Exception:  # statistics must never fail a job
+            logger.exception("recording a model call failed")
+
+
+def job_error(error: Exception) -> Exception:
+    """A fresh exception for one job of a failed call (jobs raise in their own threads).
+
+    A :class:`SoundryError` keeps its class, message and field; anything else becomes
+    ``GenerationFailed("<Type>: <message>")``. The original is the ``__cause__``.
+    """
+    copy: Exception
+    if isinstance(error, SoundryError):
+        try:
+            copy = type(error)(error.message, field=error.field)
+        except TypeError:  # a subclass with another constructor
+            copy = GenerationFailed(error.message, field=error.field)
+    else:
+        copy = GenerationFailed(f"{type(error).__name__}: {error}")
+    copy.__cause__ = error
+    return copy
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device out-of-memory error (``torch.cuda.OutOfMemoryError`` and kin)."""
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()
