@@ -83,6 +83,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "No such job, model, upload or batch (or not yours)"),
         (409, "Conflict with the job's state"),
         (413, "Request body too large"),
+        (416, "Requested byte range outside the file"),
         (422, "Invalid input; `field` names it"),
         (429, "Rate limit or job quota reached; see Retry-After"),
         (500, "Internal error"),

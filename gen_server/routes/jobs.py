@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -13,7 +14,14 @@ from fastapi.responses import Response, StreamingResponse
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import AudioFormat, JobRequest
 from gen_server.deps import caller, job_service
+from gen_server.errors import SoundryError
 from gen_server.jobs import TERMINAL, Caller, JobService
+
+
+class RangeNotSatisfiable(SoundryError):
+    code = "range_not_satisfiable"
+    http_status = 416
+
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -57,16 +65,47 @@ def cancel_job(job_id: str, service: Service, who: Who) -> JobView:
 @router.get(
     "/{job_id}/audio",
     summary="Download the job's audio",
-    responses={200: {"content": {"audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}, "audio/ogg": {}}}},
+    responses={
+        200: {"content": {"audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}, "audio/ogg": {}}},
+        206: {"description": "The requested byte range (Range: bytes=START-END)"},
+    },
 )
-def job_audio(job_id: str, service: Service, who: Who, format: AudioFormat | None = None) -> Response:
-    """The audio file, transcoded when ``format`` differs from the job's own."""
+def job_audio(
+    job_id: str,
+    service: Service,
+    who: Who,
+    format: AudioFormat | None = None,
+    range: Annotated[str | None, Header(max_length=100)] = None,
+) -> Response:
+    """The audio file, transcoded when ``format`` differs from the job's own; honours ``Range: bytes=``."""
     data, media_type, fmt = service.audio(job_id, who, format)
-    return Response(
-        data,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{job_id}.{fmt}"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="{job_id}.{fmt}"', "Accept-Ranges": "bytes"}
+    span = byte_range(range, len(data)) if range else None
+    if span is None:
+        return Response(data, media_type=media_type, headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+    return Response(data[start : end + 1], status_code=206, media_type=media_type, headers=headers)
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The inclusive (start, end) of a single ``bytes=`` range; ``None`` for forms we do not serve.
+
+    Raises:
+        RangeNotSatisfiable: when the range lies outside the file (HTTP 416).
+    """
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":  # suffix: the last N bytes
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        raise RangeNotSatisfiable(f"range {header!r} is outside the {size}-byte file", field="range")
+    return start, end
 
 
 @router.get(

@@ -143,3 +143,36 @@ def test_queue_position_counts_from_the_next_job_out(api: TestClient) -> None:
     body = {"kind": "sfx", "prompt": "p", "duration_s": 1}
     ids = [api.post("/v1/jobs", json=body).json()["id"] for _ in range(3)]
     assert [api.get(f"/v1/jobs/{i}").json()["queue_position"] for i in ids] == [1, 2, 3]
+
+
+def test_audio_download_honours_byte_ranges(api: TestClient) -> None:
+    """A finished job's file (written as a worker would) served whole, by range, and 416 outside it."""
+    from gen_server.contract.result import JobResult
+
+    job = api.post("/v1/jobs", json={"kind": "speech", "text": "range"}).json()
+    service = api.app.state.jobs  # type: ignore[attr-defined]
+    data = bytes(range(256)) * 40
+    key = f"jobs/{job['id']}/audio.wav"
+    service.store.put(key, data)
+    result = JobResult(
+        job_id=job["id"],
+        artifact=key,
+        manifest=f"jobs/{job['id']}/manifest.json",
+        format="wav",
+        sample_rate=22050,
+        channels=1,
+        duration_s=1.0,
+        seed=1,
+        model=job["model"],
+        sha256="0" * 64,
+    )
+    service.queue.app.backend.store_result(job["id"], result.model_dump(mode="json"), "SUCCESS")
+    whole = api.get(f"/v1/jobs/{job['id']}/audio")
+    assert whole.status_code == 200 and whole.content == data and whole.headers["accept-ranges"] == "bytes"
+    part = api.get(f"/v1/jobs/{job['id']}/audio", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    tail = api.get(f"/v1/jobs/{job['id']}/audio", headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == data[-10:]
+    beyond = api.get(f"/v1/jobs/{job['id']}/audio", headers={"Range": f"bytes={len(data)}-"})
+    assert beyond.status_code == 416 and beyond.json()["error"]["field"] == "range"
