@@ -399,14 +399,27 @@ class ScenesTab:
         )
         self.scene_id = gr.State(None)
         keys: list[Any] = [key_box] if key_box is not None else []
-        self.example.change(self.load_example, [self.example], [self.editor, self.timeline, self.note])
-        self.editor.change(preview, [self.editor], [self.timeline, self.note], show_progress="hidden")
+        # Explicit scene_* API names: auto-named "cancel"/"render" would clash with the page's own.
+        self.example.change(
+            self.load_example,
+            [self.example],
+            [self.editor, self.timeline, self.note],
+            api_name="scene_example",
+        )
+        self.editor.change(
+            preview,
+            [self.editor],
+            [self.timeline, self.note],
+            show_progress="hidden",
+            api_name="scene_preview",
+        )
         self.render_button.click(
             self.render,
             [self.editor, *keys],
             [self.status, self.timeline, self.audio, self.components, self.scene_id],
+            api_name="scene_render",
         )
-        self.cancel_button.click(self.cancel, [self.scene_id, *keys], [self.status])
+        self.cancel_button.click(self.cancel, [self.scene_id, *keys], [self.status], api_name="scene_cancel")
 
     def cancel(self, scene_id: str | None, api_key: str | None = None) -> str:
         if not scene_id:
