@@ -277,9 +277,11 @@ def speech_ttfb(url: str, model: str, reps: int, text: str = SPEECH_TEXT) -> dic
     body = {"model": model, "input": text, "voice": "alloy", "response_format": "pcm"}
     first: list[float] = []
     total: list[float] = []
+    parts: list[dict[str, float]] = []
     audio_s = 0.0
     with httpx.Client(base_url=url, timeout=120.0) as http:
         for rep in range(reps + 1):
+            wall_start = time.time()
             started = time.perf_counter()
             ttfb: float | None = None
             size = 0
@@ -300,6 +302,10 @@ def speech_ttfb(url: str, model: str, reps: int, text: str = SPEECH_TEXT) -> dic
                 continue
             first.append(ttfb or elapsed)
             total.append(elapsed)
+            part = _first_chunk_breakdown(http, wall_start, ttfb or elapsed)
+            if part:
+                parts.append(part)
+    breakdown = {key: median([p[key] for p in parts]) for key in parts[0]} if parts else {}
     return {
         "model": model,
         "reps": reps,
@@ -309,6 +315,32 @@ def speech_ttfb(url: str, model: str, reps: int, text: str = SPEECH_TEXT) -> dic
         "ttfb_p90_s": percentile(first, 90),
         "total_p50_s": median(total),
         "audio_s": round(audio_s, 3),
+        "first_chunk_breakdown_p50": breakdown,
+    }
+
+
+def _first_chunk_breakdown(http: httpx.Client, wall_start: float, ttfb: float) -> dict[str, float] | None:
+    """Where the time to first byte went, from the first sentence's job (the earliest one submitted).
+
+    ``api_submit_s``: request sent -> job created; ``worker_s``: created -> finished (queue, model,
+    post-processing, watermark, encode, store); ``model_s``: its model time; ``deliver_s``: finished ->
+    first byte at the client (the endpoint's 20 ms poll, reading the file, PCM conversion, HTTP).
+    """
+    response = http.get("/v1/jobs", params={"kind": "speech", "limit": 20})
+    if response.status_code != 200:
+        return None
+    jobs = [j for j in response.json() if float(j.get("created_at") or 0) >= wall_start - 0.01]
+    jobs = [j for j in jobs if j.get("finished_at") and j.get("result")]
+    if not jobs:
+        return None
+    job = min(jobs, key=lambda j: float(j["created_at"]))
+    created, finished = float(job["created_at"]), float(job["finished_at"])
+    return {
+        "api_submit_s": round(created - wall_start, 4),
+        "worker_s": round(finished - created, 4),
+        "model_s": float(job["result"]["generation_s"]),
+        "deliver_s": round(ttfb - (finished - wall_start), 4),
+        "first_chunk_audio_s": float(job["result"]["duration_s"]),
     }
 
 

@@ -64,10 +64,34 @@ def _calls(conc: dict[str, Any]) -> str:
     return f"{len(sizes)} jobs in {conc.get('model_calls')} model calls (batch sizes {shown}{arrived})"
 
 
+def _ttfb_parts(ttfb: dict[str, Any]) -> str:
+    parts = ttfb.get("first_chunk_breakdown_p50") or {}
+    if not parts:
+        return ""
+    audio = _s(parts.get("first_chunk_audio_s"), 1)
+    api, worker = _ms(parts.get("api_submit_s")), _ms(parts.get("worker_s"))
+    model, deliver = _ms(parts.get("model_s")), _ms(parts.get("deliver_s"))
+    return (
+        f"first sentence ({audio} of audio): API {api} + worker {worker} (model {model}) + delivery {deliver}"
+    )
+
+
+def _throughput_status(ratio: float | None, fastest: float | None) -> str:
+    """Met only when the noise-proof figure (against the fastest baseline prompt) agrees."""
+    if ratio is None:
+        return "not measured"
+    if ratio < THROUGHPUT_TARGET:
+        return "missed"
+    if fastest is not None and fastest < THROUGHPUT_TARGET:
+        return "met on the mean only (noisy)"
+    return "met"
+
+
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's three targets, each met, missed or not measured (reported, never asserted)."""
     jobs = _get(results, "meta", "plan", "jobs")
     ratio = _get(results, "derived", "throughput_ratio")
+    fastest = _get(results, "derived", "throughput_ratio_vs_fastest")
     share = _get(results, "derived", "overhead_share_10s")
     ttfb = _get(results, "soundry", "ttfb", "ttfb_p50_s")
 
@@ -80,8 +104,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "target": f"{jobs} concurrent same-model music jobs: throughput >= {THROUGHPUT_TARGET:g}x the "
             "sequential library baseline",
             "value": ratio,
-            "shown": _x(ratio),
-            "status": status(ratio, ratio is not None and ratio >= THROUGHPUT_TARGET),
+            "shown": f"{_x(ratio)} ({_x(fastest)} against the fastest baseline prompt)",
+            "status": _throughput_status(ratio, fastest),
         },
         {
             "id": "overhead",
@@ -175,7 +199,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"(sequential) | {_s(conc.get('wall_s'), 1)} wall, {_num(conc.get('clips_per_min'))} clips/min; "
         f"latency p50 {_s(conc.get('latency_p50_s'), 1)}, max {_s(conc.get('latency_max_s'), 1)}; "
         f"model-time overlap {_num(conc.get('model_time_overlap'))}; {_calls(conc)} | "
-        f"throughput {_x(der.get('throughput_ratio'))} | >= {THROUGHPUT_TARGET:g}x "
+        f"throughput {_x(der.get('throughput_ratio'))} ({_x(der.get('throughput_ratio_vs_fastest'))} "
+        f"against the fastest baseline prompt) | >= {THROUGHPUT_TARGET:g}x "
         f"{_mark(results, 'throughput')} |"
     )
     if batched:
@@ -198,6 +223,18 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{_s(real.get('overhead_s'))} | {_pct(real.get('overhead_share'))} of model time | |"
     )
     pj = sd.get("piper_job") or {}
+    cj = sd.get("coqui_job") or {}
+    for row, job, name in (
+        ("3c", pj, "bundled Piper voice"),
+        ("3d", cj, f"coqui `{plan.get('coqui_model')}`"),
+    ):
+        if job:
+            share = job["overhead_s"] / job["generation_s"] if job.get("generation_s") else None
+            lines.append(
+                f"| {row} | per-job overhead, speech job, {name} ({_s(job.get('audio_s'), 1)} of speech) | | "
+                f"e2e {_s(job.get('e2e_s'))}, model {_s(job.get('generation_s'))}, overhead "
+                f"{_s(job.get('overhead_s'))} | {_pct(share)} of model time | |"
+            )
     lines.append(
         f"| 4 | speech real-time factor, bundled Piper voice ({_s(piper.get('audio_s'), 1)} of audio) | "
         f"RTF {_num(piper.get('rtf'), 3)} | RTF {_num(pj.get('rtf_e2e'), 3)} end to end "
@@ -207,10 +244,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| 4b | speech time to first audio, `POST /v1/audio/speech` pcm stream | first sentence "
         f"{_ms(piper.get('first_sentence_s'))} (Piper directly) | p50 {_ms(ttfb.get('ttfb_p50_s'))}, "
         f"p90 {_ms(ttfb.get('ttfb_p90_s'))}, cold {_ms(_get(ttfb, 'cold', 'ttfb_s'))}; whole "
-        f"{_s(ttfb.get('audio_s'), 1)} in {_s(ttfb.get('total_p50_s'))} | | "
+        f"{_s(ttfb.get('audio_s'), 1)} in {_s(ttfb.get('total_p50_s'))} | {_ttfb_parts(ttfb)} | "
         f"<= {TTFB_TARGET_S * 1000:.0f} ms {_mark(results, 'ttfb')} |"
     )
-    cj = sd.get("coqui_job") or {}
     lines.append(
         f"| 4c | speech real-time factor, coqui VITS `{plan.get('coqui_model')}` "
         f"({_count(vits.get('params'))} parameters) | RTF {_num(vits.get('rtf'), 3)} | RTF "
@@ -268,6 +304,16 @@ def render_markdown(results: dict[str, Any]) -> str:
         "worker's model time (`JobResult.generation_s`). The 10 s figure uses the tiny model: queueing, "
         "post-processing, watermarking, encoding and storage of a 10 s 32 kHz clip cost the same for any "
         "model; its share is taken against the real-size model time of a 10 s clip.",
+        *(
+            [
+                f"- Both sides ran with {meta['threads']} CPU thread(s) per process (`--threads "
+                f"{meta['threads']}`, OMP_NUM_THREADS). Without it torch uses one OpenMP thread per core; "
+                "on a CPU shared with other work those threads spin-wait for each other and slow down "
+                "several-fold (see benchmarks/README.md)."
+            ]
+            if meta.get("threads")
+            else []
+        ),
         "- Memory = resident set (VmRSS) and peak (VmHWM) of the worker process from /proc after each "
         "model has served a job; the peak includes the activations of the 8-job run.",
     ]
