@@ -13,8 +13,9 @@ Phases, in this order, never overlapping (each has the machine to itself):
    ``musicgen-small`` load the real-size weights through the real loaders; N concurrent jobs,
    per-job overhead, worker memory with 1/2/3 models, speech real-time factor and time to first
    audio byte on ``POST /v1/audio/speech`` (:mod:`benchmarks.e2e`).
-4. report: ``<out>/latest.md`` and ``<out>/latest.json`` (``quick.*`` with ``--quick``), the table
-   printed with each target marked met or missed. Targets are reported, never asserted.
+4. report: ``benchmarks/results/latest.md`` and ``latest.json`` (``--quick``: ``quick.*`` in the
+   cache folder, never committed), the table printed with each target marked met or missed.
+   Targets are reported, never asserted. ``python -m benchmarks.report <json>`` re-renders one.
 """
 
 from __future__ import annotations
@@ -305,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny models: checks the plumbing, no real figures"
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where latest.md/latest.json go")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for latest.md/latest.json (default benchmarks/results; --quick: the cache folder)",
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="checkpoints and run data")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     parser.add_argument("--jobs", type=int, default=8, help="concurrent same-model music jobs")
@@ -410,12 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["targets"] = evaluate_targets(results)
     markdown = render_markdown(results)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_dir: Path = args.out or (cache if plan.quick else DEFAULT_OUT)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stem = "quick" if plan.quick else "latest"
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown)
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown)
     print(markdown)
-    print(f"\nwritten: {args.out / (stem + '.md')}, {args.out / (stem + '.json')}; logs in {logs}")
+    print(f"\nwritten: {out_dir / (stem + '.md')}, {out_dir / (stem + '.json')}; logs in {logs}")
     return 1 if phases.errors else 0
 
 
