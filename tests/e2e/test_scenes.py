@@ -122,18 +122,28 @@ def test_manifest_lists_every_component_with_its_own_job(
 
 
 def test_speech_is_intelligible_over_the_ducked_bed(rendered: Rendered, client: SoundryClient) -> None:
-    """Most words of the narration are recognised in the mix, as in the narration on its own."""
+    """Most words of the narration are recognised in the mix, nearly as many as in the narration alone.
+
+    Both are transcribed over the same span (where the narration sits in the mix, plus a margin), so
+    the recogniser is not also asked to make sense of the music-only intro and outro.
+    """
     narration = next(c for c in rendered.view["components"] if c["kind"] == "speech")
     said = words(rendered.scene["tracks"][0]["items"][0]["text"])
     alone = wav(client.audio(narration["job_id"]))
+    mix = rendered.audio
+    margin = 0.3
+    first = max(0, round((narration["start_s"] - margin) * mix.sample_rate))
+    last = round((narration["start_s"] + alone.duration_s + margin) * mix.sample_rate)
     heard_alone = set(words(transcribe(alone.samples.T, alone.sample_rate)))
-    heard_mix = set(words(transcribe(rendered.audio.samples.T, rendered.audio.sample_rate)))
+    heard_mix = set(words(transcribe(mix.samples[:, first:last].T, mix.sample_rate)))
     hits_alone = [w for w in said if w in heard_alone]
     hits_mix = [w for w in said if w in heard_mix]
-    print(f"\nsaid {said}\nheard in the mix {sorted(heard_mix)}")
+    print(f"\nsaid {said}\nheard alone {sorted(heard_alone)}\nheard in the mix {sorted(heard_mix)}")
     print(f"matched {len(hits_mix)}/{len(said)} in the mix, {len(hits_alone)} in the narration alone")
     assert len(hits_mix) >= 0.6 * len(said), f"heard {sorted(heard_mix)}; matched {hits_mix} of {said}"
-    assert len(hits_mix) >= len(hits_alone) - 2
+    # pocketsphinx on 13 words is noisy (Piper's own sampling noise changes the voice run to run):
+    # the mix may lose a quarter of what the clean narration gives, not more.
+    assert len(hits_mix) >= 0.75 * len(hits_alone), f"alone {hits_alone}; mix {hits_mix}"
 
 
 def test_a_file_sent_again_reattaches_to_its_scene(
