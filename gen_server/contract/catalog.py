@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from gen_server.contract import examples
 from gen_server.errors import UnknownModel
 from gen_server.settings import Settings
 
@@ -54,7 +55,7 @@ class ModelEntry(BaseModel):
         codebook_size: EnCodec codebook cardinality; ``top_k`` may not exceed it.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [examples.MODEL_ENTRY]})
 
     id: str
     family: Family
@@ -224,6 +225,20 @@ DEV_MODELS: tuple[ModelEntry, ...] = (
         commercial_use=True,
         languages=("en",),
         speakers=("alice", "bob"),
+        dev=True,
+    ),
+    ModelEntry(
+        id="dev-xtts-tiny",
+        family="coqui",
+        kind="speech",
+        source="tiny:xtts",
+        description="DEV: tiny random-weight Coqui XTTS-v2 (voice cloning from 1-3 references; noise)",
+        sample_rate=24000,
+        max_duration_s=600.0,
+        licence="random weights (no licence needed)",
+        commercial_use=True,
+        voice_cloning=True,
+        languages=XTTS_LANGUAGES,
         dev=True,
     ),
 )

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gen_server.contract import examples
 from gen_server.contract.spec import AudioFormat, JobSpec
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -14,7 +15,7 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 class JobResult(BaseModel):
     """Small dict stored in the result backend once a job's artifact is written."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [examples.JOB_RESULT]})
 
     job_id: str
     artifact: str = Field(description="Storage key of the audio file")
@@ -40,6 +41,8 @@ class JobError(BaseModel):
 
 class JobView(BaseModel):
     """A job as the API shows it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB_VIEW, examples.QUEUED_JOB_VIEW]})
 
     id: str
     state: JobState

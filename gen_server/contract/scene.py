@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog, Kind
 from gen_server.contract.result import JobError, JobResult, JobState
 from gen_server.contract.spec import (
@@ -255,6 +256,8 @@ class ScenePlan(BaseModel):
 class SceneComponentView(BaseModel):
     """A component as ``GET /v1/scenes/{id}`` shows it."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": examples.SCENE_VIEW["components"]})
+
     path: str
     label: str
     kind: str
@@ -273,6 +276,8 @@ class SceneComponentView(BaseModel):
 
 class SceneView(BaseModel):
     """A scene as the API shows it (``POST`` answers with it too); the mixed track is the job ``id``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.SCENE_VIEW]})
 
     id: str
     name: str

@@ -99,7 +99,7 @@ class JobSpec(BaseModel):
     kind: Kind
     model: str
     prompt: str
-    duration_s: float | None
+    duration_s: float | None = Field(None, description="Clip length (s); none for speech (the text decides)")
     seed: int
     sampling: Sampling
     voice: str | None = None

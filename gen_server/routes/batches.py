@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import IO, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, UploadFile
+from fastapi import APIRouter, Depends, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gen_server.auth import RateLimited
 from gen_server.batch import (
@@ -39,7 +39,7 @@ from gen_server.batch import (
     manifest_lines,
     validate_batch_bytes,
 )
-from gen_server.contract import keys
+from gen_server.contract import examples, keys
 from gen_server.contract.result import JobError, JobView
 from gen_server.contract.spec import JobRequest
 from gen_server.deps import caller, job_service
@@ -53,6 +53,7 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 Service = Annotated[JobService, Depends(job_service)]
 Who = Annotated[Caller, Depends(caller)]
+BatchId = Annotated[str, Path(description="The batch's id", examples=[examples.BATCH_ID])]
 
 ItemState = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
 BatchState = Literal["running", "succeeded", "failed", "cancelled"]
@@ -62,6 +63,8 @@ _FAILED_MARK = "!"  # a batch_jobs value starting with it holds the error of an 
 
 class BatchItemView(BaseModel):
     """One file of a batch: its item (line in the file), variation, job and state."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_ITEM]})
 
     item_id: str
     line: int
@@ -78,6 +81,8 @@ class BatchItemView(BaseModel):
 class BatchView(BaseModel):
     """A batch as the API shows it; ``state`` is ``failed`` when it ended with any job failed."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_VIEW]})
+
     id: str
     name: str
     source: str
@@ -90,6 +95,8 @@ class BatchView(BaseModel):
 
 
 class BatchSummaryView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_SUMMARY]})
+
     id: str
     name: str
     source: str
@@ -283,7 +290,10 @@ def submit_batch(
     file: UploadFile,
     service: Service,
     who: Who,
-    format: Annotated[Literal["yaml", "jsonl", "csv"] | None, Query()] = None,
+    format: Annotated[
+        Literal["yaml", "jsonl", "csv"] | None,
+        Query(description="The file's format; from its name when omitted", examples=["yaml"]),
+    ] = None,
 ) -> BatchView | JSONResponse:
     """Validate the whole file, then queue its jobs; returns the batch (poll it, then get its archive).
 
@@ -319,8 +329,8 @@ def submit_batch(
 def list_batches(
     service: Service,
     who: Who,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200, examples=[20])] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000, examples=[0])] = 0,
 ) -> list[BatchSummaryView]:
     index = keys.owner_batches(_owner(who))
     out: list[BatchSummaryView] = []
@@ -345,14 +355,14 @@ def list_batches(
 
 
 @router.get("/{batch_id}", response_model=BatchView, summary="A batch's state: counts and every item")
-def get_batch(batch_id: str, service: Service, who: Who) -> BatchView:
+def get_batch(batch_id: BatchId, service: Service, who: Who) -> BatchView:
     record = _load(service, batch_id, who)
     _advance(service, record, who)
     return _batch_view(record, [item for _, item, _ in _item_views(service, record, who)])
 
 
 @router.delete("/{batch_id}", response_model=BatchView, summary="Cancel a batch's unfinished jobs")
-def cancel_batch(batch_id: str, service: Service, who: Who) -> BatchView:
+def cancel_batch(batch_id: BatchId, service: Service, who: Who) -> BatchView:
     record = _load(service, batch_id, who)
     service.redis.hset(keys.batch(batch_id), "cancelled", "1")
     record.cancelled = True
@@ -370,9 +380,10 @@ def cancel_batch(batch_id: str, service: Service, who: Who) -> BatchView:
 @router.get(
     "/{batch_id}/archive",
     summary="A zip of the batch's finished files with manifest.jsonl and summary.json",
-    responses={200: {"content": {"application/zip": {}}}},
+    response_class=StreamingResponse,
+    responses={200: {"content": examples.binary("application/zip")}},
 )
-def batch_archive(batch_id: str, service: Service, who: Who) -> StreamingResponse:
+def batch_archive(batch_id: BatchId, service: Service, who: Who) -> StreamingResponse:
     """Every finished file under ``<batch name>/`` in the zip, named by the file's output template.
 
     Files of jobs still running are left out (``summary.json`` says which); 409 while none is done.

@@ -7,10 +7,11 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
+from gen_server.contract import examples
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import AudioFormat, JobRequest
 from gen_server.deps import caller, job_service
@@ -27,6 +28,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 Service = Annotated[JobService, Depends(job_service)]
 Who = Annotated[Caller, Depends(caller)]
+JobId = Annotated[str, Path(description="The job's id", examples=[examples.JOB_ID])]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(max_length=200, description="A repeat with this key gets the same job", examples=["order-1234"]),
+]
 
 
 @router.post("", status_code=202, response_model=JobView, summary="Queue a generation job")
@@ -34,7 +40,7 @@ def submit_job(
     req: JobRequest,
     service: Service,
     who: Who,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobView:
     """Validate and queue a job; returns at once with its id (poll it or stream its events)."""
     return service.submit(req, who, idempotency_key=idempotency_key)
@@ -44,38 +50,43 @@ def submit_job(
 def list_jobs(
     service: Service,
     who: Who,
-    state: JobState | None = None,
-    kind: Annotated[str | None, Query(pattern="^(speech|sfx|music)$")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    state: Annotated[JobState | None, Query(examples=["succeeded"])] = None,
+    kind: Annotated[str | None, Query(pattern="^(speech|sfx|music)$", examples=["music"])] = None,
+    limit: Annotated[int, Query(ge=1, le=200, examples=[20])] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000, examples=[0])] = 0,
 ) -> list[JobView]:
     return service.list(who, state=state, kind=kind, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", response_model=JobView, summary="A job's state, progress, result or error")
-def get_job(job_id: str, service: Service, who: Who) -> JobView:
+def get_job(job_id: JobId, service: Service, who: Who) -> JobView:
     return service.get(job_id, who)
 
 
 @router.delete("/{job_id}", response_model=JobView, summary="Cancel a queued or running job")
-def cancel_job(job_id: str, service: Service, who: Who) -> JobView:
+def cancel_job(job_id: JobId, service: Service, who: Who) -> JobView:
     return service.cancel(job_id, who)
 
 
 @router.get(
     "/{job_id}/audio",
     summary="Download the job's audio",
+    response_class=Response,
     responses={
-        200: {"content": {"audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}, "audio/ogg": {}}},
+        200: {"content": examples.binary("audio/wav", "audio/flac", "audio/mpeg", "audio/ogg")},
         206: {"description": "The requested byte range (Range: bytes=START-END)"},
     },
 )
 def job_audio(
-    job_id: str,
+    job_id: JobId,
     service: Service,
     who: Who,
-    format: AudioFormat | None = None,
-    range: Annotated[str | None, Header(max_length=100)] = None,
+    format: Annotated[
+        AudioFormat | None, Query(description="Transcode to this format", examples=["mp3"])
+    ] = None,
+    range: Annotated[
+        str | None, Header(max_length=100, description="One byte range", examples=["bytes=0-65535"])
+    ] = None,
 ) -> Response:
     """The audio file, transcoded when ``format`` differs from the job's own; honours ``Range: bytes=``."""
     data, media_type, fmt = service.audio(job_id, who, format)
@@ -112,10 +123,13 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     "/{job_id}/events",
     summary="Server-sent events: the job's state and progress until it ends",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {"example": examples.EVENTS}}}},
 )
 def job_events(
-    job_id: str, service: Service, who: Who, poll_s: Annotated[float, Query(ge=0.05, le=5)] = 0.25
+    job_id: JobId,
+    service: Service,
+    who: Who,
+    poll_s: Annotated[float, Query(ge=0.05, le=5, description="Seconds between polls", examples=[1])] = 0.25,
 ) -> StreamingResponse:
     """``event: progress`` on every change of state or progress, then ``event: end`` with the final job."""
     first = service.get(job_id, who)  # 404 before the stream starts

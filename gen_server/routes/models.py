@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
+from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog, ModelEntry
 from gen_server.deps import catalog
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.get("", summary="Every model this server offers, with licence and capabilities")
+@router.get(
+    "",
+    summary="Every model this server offers, with licence and capabilities",
+    responses={200: {"content": examples.json_example(examples.MODEL_LIST)}},
+)
 def list_models(cat: Annotated[Catalog, Depends(catalog)]) -> dict[str, Any]:
     """OpenAI-style list (``object: list``) whose items carry Soundry's catalog fields."""
     return {
@@ -22,5 +27,7 @@ def list_models(cat: Annotated[Catalog, Depends(catalog)]) -> dict[str, Any]:
 
 
 @router.get("/{model_id}", response_model=ModelEntry, summary="One catalog entry")
-def get_model(model_id: str, cat: Annotated[Catalog, Depends(catalog)]) -> ModelEntry:
+def get_model(
+    model_id: Annotated[str, Path(description="Catalog id", examples=["musicgen-small"])],
+    cat: Annotated[Catalog, Depends(catalog)]) -> ModelEntry:
     return cat.get(model_id, field="model_id")

@@ -15,6 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
+from gen_server.contract import examples
 from gen_server.contract.spec import JobRequest, Sampling
 from gen_server.deps import caller, job_service
 from gen_server.errors import GenerationFailed, InvalidInput
@@ -22,6 +23,7 @@ from gen_server.jobs import Caller, JobService
 
 router = APIRouter(tags=["compatibility"])
 Service = Annotated[JobService, Depends(job_service)]
+SPEECH_MEDIA_TYPES = ("audio/mpeg", "audio/ogg", "audio/aac", "audio/flac", "audio/wav", "audio/pcm")
 Who = Annotated[Caller, Depends(caller)]
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
@@ -146,14 +148,7 @@ def _pcm16(wav: bytes) -> bytes:
     "/v1/audio/speech",
     summary="OpenAI-compatible text to speech (streamed for pcm, wav and mp3)",
     response_class=StreamingResponse,
-    responses={
-        200: {
-            "content": {
-                m: {}
-                for m in ("audio/mpeg", "audio/ogg", "audio/aac", "audio/flac", "audio/wav", "audio/pcm")
-            }
-        }
-    },
+    responses={200: {"content": examples.binary(*SPEECH_MEDIA_TYPES)}},
 )
 async def speech(body: SpeechRequest, service: Service, who: Who) -> StreamingResponse:
     """Speak ``input``; pcm/wav/mp3 stream sentence by sentence as soon as each is ready."""
@@ -209,7 +204,8 @@ def influence_to_cfg(influence: float) -> float:
 @router.post(
     "/v1/sound-generation",
     summary="Synchronous text to sound effect",
-    responses={200: {"content": {"audio/mpeg": {}, "audio/wav": {}, "audio/flac": {}, "audio/ogg": {}}}},
+    response_class=Response,
+    responses={200: {"content": examples.binary("audio/mpeg", "audio/wav", "audio/flac", "audio/ogg")}},
 )
 async def sound_generation(body: SoundGenerationRequest, service: Service, who: Who) -> Response:
     """Queue an sfx job, wait for it and return the audio (``duration_seconds`` omitted: 4 s)."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
+from gen_server.contract import examples
 from gen_server.contract.scene import SceneRequest, SceneView, validation_error
 from gen_server.deps import caller, job_service
 from gen_server.jobs import Caller
@@ -42,6 +43,7 @@ router = APIRouter(prefix="/v1/scenes", tags=["scenes"], route_class=SceneRoute)
 
 Service = Annotated[SceneService, Depends(scene_service)]
 Who = Annotated[Caller, Depends(caller)]
+SceneId = Annotated[str, Path(description="The scene's id (its mix's job id)", examples=[examples.SCENE_ID])]
 
 
 @router.post("", status_code=202, response_model=SceneView, summary="Queue a scene (a mixed track)")
@@ -49,7 +51,9 @@ def submit_scene(
     req: SceneRequest,
     service: Service,
     who: Who,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="A repeat returns the same scene", examples=["ep42"])
+    ] = None,
 ) -> SceneView:
     """Validate the timeline, queue every item as its own job (in parallel) and the mix after them.
 
@@ -60,12 +64,12 @@ def submit_scene(
 
 
 @router.get("/{scene_id}", response_model=SceneView, summary="A scene's state, components and result")
-def get_scene(scene_id: str, service: Service, who: Who) -> SceneView:
+def get_scene(scene_id: SceneId, service: Service, who: Who) -> SceneView:
     return service.get(scene_id, who)
 
 
 @router.delete(
     "/{scene_id}", response_model=SceneView, summary="Cancel a scene and its unfinished components"
 )
-def cancel_scene(scene_id: str, service: Service, who: Who) -> SceneView:
+def cancel_scene(scene_id: SceneId, service: Service, who: Who) -> SceneView:
     return service.cancel(scene_id, who)

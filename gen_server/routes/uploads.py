@@ -6,9 +6,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, UploadFile
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from gen_server.audio.encode import decode, encode
+from gen_server.contract import examples
 from gen_server.deps import job_service
 from gen_server.errors import InvalidInput
 from gen_server.jobs import JobService
@@ -22,6 +23,8 @@ MIN_UPLOAD_S = 0.5
 
 
 class UploadView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.UPLOAD_VIEW]})
+
     id: str
     duration_s: float
     sample_rate: int

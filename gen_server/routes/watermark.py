@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from gen_server.contract import examples
 from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput, NotFound
 from gen_server.jobs import Caller, JobService
@@ -19,6 +20,8 @@ MAX_DETECT_BYTES = 100 * 1024 * 1024
 
 
 class DetectionView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.DETECTION_VIEW]})
+
     detected: bool
     confidence: float = Field(description="Pilot correlation score; ~N(0,1) on unmarked audio")
     payload: str | None = Field(None, description="32-bit payload (hex) when detected")
