@@ -9,30 +9,51 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gen_server.settings import Settings, child_env, get_settings
+
+if TYPE_CHECKING:
+    from gen_server.storage import ArtifactStore
 
 logger = logging.getLogger("soundry")
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
-def start_retention_sweeper(settings: Settings, every_s: float = 3600.0) -> None:
-    """Delete artifacts older than ``SOUNDRY_JOB_RETENTION_S`` now and then every hour (daemon thread)."""
+def start_retention_sweeper(store: ArtifactStore, retention_s: float, every_s: float = 3600.0) -> None:
+    """Delete artifacts older than ``retention_s`` now and then every hour (daemon thread).
+
+    A failed sweep (storage unreachable) is logged and tried again at the next round.
+    """
     import threading
 
-    from gen_server.storage import open_store
-
-    store = open_store(settings.data_dir)
+    from gen_server.errors import SoundryError
 
     def sweep() -> None:
         while True:
-            removed = store.sweep(settings.job_retention_s)
-            if removed:
-                logger.info("retention: removed %d expired artifact folders", removed)
+            try:
+                removed = store.sweep(retention_s)
+            except SoundryError as e:
+                logger.warning("retention: sweep failed, trying again in %.0f s: %s", every_s, e.message)
+            else:
+                if removed:
+                    logger.info("retention: removed %d expired artifact folders", removed)
             time.sleep(every_s)
 
     threading.Thread(target=sweep, name="retention-sweeper", daemon=True).start()
+
+
+def checked_store(settings: Settings) -> ArtifactStore | None:
+    """The configured store, or ``None`` after printing why ``SOUNDRY_STORAGE_URL`` is unusable."""
+    from gen_server.errors import StorageError
+    from gen_server.storage import open_store
+
+    try:
+        return open_store(settings)
+    except StorageError as e:
+        print(f"soundry: {e.message}", file=sys.stderr)
+        return None
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,6 +75,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    store = checked_store(settings)
+    if store is None:
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedRedis | None = None
     worker: Supervisor | None = None
@@ -67,7 +91,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 [sys.executable, "-m", "workers", "--queues", settings.queues],
                 env=child_env({"SOUNDRY_REDIS_URL": url}),
             ).start()
-        start_retention_sweeper(settings)
+        start_retention_sweeper(store, settings.job_retention_s)
         app = create_app(settings, redis_url=url, ui=not args.no_ui)
         logger.info("Soundry on http://%s:%d (UI at /ui, API docs at /docs)", settings.host, settings.port)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
@@ -83,6 +107,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """One worker process (a separate interpreter: the API side never imports the workers)."""
     from gen_server.redis_server import embedded_url
 
+    if checked_store(settings) is None:
+        return 2
     url = settings.redis_url or embedded_url(settings.data_dir / "redis")
     if url is None:
         print(
@@ -198,7 +224,6 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     from gen_server.errors import SoundryError
     from gen_server.provenance import detect_bytes
-    from gen_server.storage import open_store
 
     path = Path(args.file)
     try:
@@ -206,8 +231,11 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as e:
         print(f"soundry: cannot read {path}: {e.strerror}", file=sys.stderr)
         return 2
+    store = checked_store(settings)
+    if store is None:
+        return 2
     try:
-        found = detect_bytes(data, settings.watermark_key, open_store(settings.data_dir))
+        found = detect_bytes(data, settings.watermark_key, store)
     except SoundryError as e:
         print(f"soundry: {path}: {e.message}", file=sys.stderr)
         return 2
@@ -227,7 +255,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     elif d.detected:
-        job = f", job {found.job_id}" if found.job_id else " (job not in this data folder)"
+        job = f", job {found.job_id}" if found.job_id else " (job not in this installation's storage)"
         print(f"{path}: Soundry watermark FOUND, payload {d.payload:08x}, confidence {d.confidence:.1f}{job}")
     else:
         print(f"{path}: no Soundry watermark found (confidence {d.confidence:.1f})")

@@ -18,7 +18,7 @@ from gen_server.contract.spec import AudioFormat, JobRequest, JobSpec, build_spe
 from gen_server.errors import Conflict, NotFound
 from gen_server.queue import JobQueue
 from gen_server.settings import Settings
-from gen_server.storage import LocalStore, audio_key
+from gen_server.storage import ArtifactStore, audio_key
 from gen_server.webhooks import check_url
 
 _CELERY_STATES: dict[str, JobState] = {
@@ -50,7 +50,7 @@ class JobService:
         catalog: Catalog,
         redis_client: redis.Redis,
         queue: JobQueue,
-        store: LocalStore,
+        store: ArtifactStore,
     ) -> None:
         self.settings = settings
         self.catalog = catalog

@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         build_catalog(settings),
         redis.Redis.from_url(url, decode_responses=True),
         JobQueue(settings, url),
-        open_store(settings.data_dir),
+        open_store(settings),
     )
     app.state.keys = KeyStore(keys_path(settings.data_dir))
     install_error_handlers(app)

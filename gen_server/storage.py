@@ -1,20 +1,41 @@
-"""Artifact storage: keys like ``jobs/<id>/audio.wav``; every write is atomic (temp file + rename).
+"""Artifact storage: keys like ``jobs/<id>/audio.wav``; every write is atomic.
 
-The local directory store is the default; several hosts share one folder (NFS) or an S3-compatible
-bucket (see README, scale-out). Torch-free: the API reads what workers write.
+The local directory store is the default (temp file + rename). Several hosts share one folder (NFS)
+or an S3-compatible bucket (:class:`gen_server.s3store.S3Store`), chosen by ``SOUNDRY_STORAGE_URL``
+(see README, scale-out). Torch-free: the API reads what workers write.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from gen_server.errors import NotFound, StorageError
 
+if TYPE_CHECKING:
+    from gen_server.settings import Settings
+
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+SWEPT_GROUPS = ("jobs", "uploads")
+"""Top-level key folders the retention sweep expires, one entry (job folder, upload) at a time."""
+URL_SETTING = "SOUNDRY_STORAGE_URL"
+
+
+def check_key(key: str) -> str:
+    """``key`` itself when it is a safe storage key: ``a/b.c`` segments, no ``.``/``..``, no ``//``.
+
+    Raises:
+        StorageError: When the key could leave the store's root (folder or bucket prefix).
+    """
+    if not _KEY.match(key) or any(part in ("..", ".") for part in key.split("/")):
+        raise StorageError(f"invalid storage key {key!r}")
+    return key
 
 
 def audio_key(job_id: str, fmt: str) -> str:
@@ -35,10 +56,17 @@ def upload_key(upload_id: str) -> str:
 
 
 class ArtifactStore(Protocol):
+    """Where artifacts live; every implementation validates keys with :func:`check_key`.
+
+    ``put`` is atomic (readers see the old value or the whole new one); ``get`` raises ``NotFound``
+    for a missing key and ``StorageError`` for any other failure.
+    """
+
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def sweep(self, older_than_s: float, now: float | None = None) -> int: ...
 
 
 class LocalStore:
@@ -49,9 +77,7 @@ class LocalStore:
 
     def path(self, key: str) -> Path:
         """The file for ``key``, refusing keys that could leave ``root``."""
-        if not _KEY.match(key) or any(part in ("..", ".") for part in key.split("/")):
-            raise StorageError(f"invalid storage key {key!r}")
-        path = (self.root / key).resolve()
+        path = (self.root / check_key(key)).resolve()
         if not path.is_relative_to(self.root):
             raise StorageError(f"storage key {key!r} escapes the data folder")
         return path
@@ -85,23 +111,18 @@ class LocalStore:
         return self.path(key).is_file()
 
     def delete_prefix(self, prefix: str) -> None:
-        import shutil
-
+        """Delete the file ``prefix`` or the folder ``prefix/`` with everything in it."""
         path = self.path(prefix.rstrip("/"))
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
 
-
     def sweep(self, older_than_s: float, now: float | None = None) -> int:
         """Delete job folders and uploads last modified more than ``older_than_s`` ago; returns how many."""
-        import shutil
-        import time
-
         cutoff = (now if now is not None else time.time()) - older_than_s
         removed = 0
-        for group in ("jobs", "uploads"):
+        for group in SWEPT_GROUPS:
             folder = self.root / group
             if not folder.is_dir():
                 continue
@@ -119,5 +140,68 @@ class LocalStore:
         return removed
 
 
-def open_store(data_dir: Path) -> LocalStore:
-    return LocalStore(data_dir / "artifacts")
+def open_store(settings: Settings) -> ArtifactStore:
+    """The store ``SOUNDRY_STORAGE_URL`` names; unset: files under ``$SOUNDRY_DATA_DIR/artifacts``.
+
+    ``s3://BUCKET[/PREFIX][?endpoint_url=URL&region=NAME]`` opens an S3-compatible bucket (AWS S3,
+    MinIO, Ceph, R2): the endpoint may also come from ``AWS_ENDPOINT_URL`` and the credentials come
+    from the standard AWS chain (environment, ``~/.aws``, instance role), never from this URL.
+    ``file:///PATH`` stores files under ``PATH``.
+
+    Raises:
+        StorageError: When the URL is malformed or names an unsupported scheme (a startup error).
+    """
+    url = settings.storage_url
+    if not url:
+        return LocalStore(settings.artifacts_dir)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return _file_store(parts.netloc, parts.path, parts.query)
+    if scheme == "s3":
+        return _s3_store(parts.netloc, parts.path, parts.query)
+    raise StorageError(
+        f"{URL_SETTING}: unsupported scheme {scheme or '(none)'!r}; use s3://BUCKET[/PREFIX] or file:///PATH"
+    )
+
+
+def _file_store(host: str, path: str, query: str) -> LocalStore:
+    """``file:///PATH`` (or ``file://localhost/PATH``): a local folder, absolute."""
+    if host not in ("", "localhost") or query or not path.startswith("/"):
+        raise StorageError(f"{URL_SETTING}: a file URL is file:///ABSOLUTE/PATH")
+    return LocalStore(Path(unquote(path)))
+
+
+def _s3_store(bucket: str, path: str, query: str) -> ArtifactStore:
+    """``s3://BUCKET[/PREFIX][?endpoint_url=...&region=...]`` -> :class:`~gen_server.s3store.S3Store`."""
+    from gen_server.s3store import S3Store
+
+    if "@" in bucket:
+        raise _credentials_in_url()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", bucket):
+        raise StorageError(f"{URL_SETTING}: s3://BUCKET[/PREFIX] needs a bucket name, got {bucket!r}")
+    prefix = path.strip("/")
+    if prefix:
+        try:
+            check_key(prefix)
+        except StorageError as e:
+            raise StorageError(f"{URL_SETTING}: invalid key prefix {prefix!r} after the bucket") from e
+    params = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(params) - {"endpoint_url", "region"})
+    if unknown:
+        raise StorageError(f"{URL_SETTING}: unknown parameter {unknown[0]!r} (known: endpoint_url, region)")
+    endpoint = params.get("endpoint_url", [None])[-1]
+    if endpoint is not None:
+        if "@" in urlsplit(endpoint).netloc:
+            raise _credentials_in_url()
+        if urlsplit(endpoint).scheme not in ("http", "https"):
+            raise StorageError(f"{URL_SETTING}: endpoint_url must be an http:// or https:// URL")
+    return S3Store(bucket, prefix, endpoint_url=endpoint, region=params.get("region", [None])[-1])
+
+
+def _credentials_in_url() -> StorageError:
+    """The error for a storage URL with ``user:secret@``; it never repeats the URL (the secret)."""
+    return StorageError(
+        f"{URL_SETTING} must not carry credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "(or use an AWS profile or instance role) instead"
+    )

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -20,6 +21,9 @@ import soundfile as sf
 from gen_server.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+"""Credentials and region for the local S3 test server (moto accepts any)."""
 
 
 def server_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
@@ -65,6 +69,47 @@ def running_server(data_dir: Path, *args: str, timeout_s: float = 120.0, **env: 
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible HTTP server (moto's, in a thread) on loopback; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def new_bucket(endpoint: str) -> str:
+    """Create a bucket with a fresh name on the S3 server at ``endpoint`` and return its name."""
+    import uuid
+
+    name = f"soundry-{uuid.uuid4().hex[:12]}"
+    _s3_client(endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def bucket_keys(endpoint: str, bucket: str) -> list[str]:
+    """Every key in ``bucket``, sorted."""
+    pages = _s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def _s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_ENV["AWS_DEFAULT_REGION"],
+    )
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> None:

@@ -27,7 +27,7 @@ from gen_server.contract.result import JobResult
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled
 from gen_server.settings import Settings, get_settings
-from gen_server.storage import LocalStore, open_store
+from gen_server.storage import ArtifactStore, open_store
 from workers.backends.base import ProgressFn
 from workers.backends.registry import ModelManager
 from workers.batcher import Batcher
@@ -78,7 +78,7 @@ class WorkerRuntime:
             raise RuntimeError("SOUNDRY_REDIS_URL is not set")
         self.settings = settings
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.store: LocalStore = open_store(settings.data_dir)
+        self.store: ArtifactStore = open_store(settings)
         self.catalog: Catalog = build_catalog(settings)
         self.models = ModelManager(settings)
         self.watermarker = KeyedWatermarker(settings.watermark_key.encode())

@@ -36,14 +36,14 @@ from pathlib import Path
 from gen_server.audio.watermark import KeyedWatermarker
 from gen_server.contract.spec import JobSpec
 from gen_server.settings import get_settings
-from gen_server.storage import open_store
+from gen_server.storage import LocalStore
 from workers.backends.registry import create_backend
 from gen_server.contract.catalog import build_catalog
 from workers.pipeline import finish, gen_request
 
 settings = get_settings()
 key = settings.watermark_key.encode()
-store = open_store(Path(tempfile.mkdtemp()))
+store = LocalStore(Path(tempfile.mkdtemp()))
 out = []
 backend = None
 for raw in json.load(sys.stdin):
