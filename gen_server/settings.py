@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(
         default=100.0,
         ge=0.0,
-        description="How long the batcher waits for compatible jobs to join the first one, milliseconds",
+        description="How long the batcher waits for one more compatible job after the last one came, "
+        "milliseconds (at most four windows in all)",
     )
 
     # provenance

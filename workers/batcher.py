@@ -2,9 +2,11 @@
 
 A worker process runs Celery's threads pool: each task thread builds its job's :class:`GenRequest`,
 hands it to the :class:`Batcher` (:meth:`Batcher.run`) and waits for its own :class:`Slot`. The
-batcher thread takes the oldest waiting request, waits up to ``window_s`` (counted from when that
-request arrived; not at all once ``max_batch`` requests are waiting, as then every task thread is
-busy) for compatible ones (same model, equal ``backend.batch_key``), and runs them as one
+batcher thread takes the oldest waiting request and waits for compatible ones (same model, equal
+``backend.batch_key``): until ``window_s`` has passed since the last of them arrived, so a burst
+spread over a little more than one window still lands in one call, but never longer than
+``max_wait_s`` after the oldest arrived, and not at all once ``max_batch`` requests are waiting (then
+every task thread is busy and nothing more can come). It runs them as one
 ``generate_batch`` call of at most ``max_batch`` requests; requests whose backend has no batch key
 (speech, melody, continuation, long-form) run alone with ``generate``. Each slot then gets its own
 clip, and the task thread post-processes, watermarks and stores it itself.
@@ -133,7 +135,8 @@ class Batcher:
     Args:
         models: Loads, pins and unloads backends; used only from the batcher thread.
         max_batch: Most requests one model call serves (>= 1).
-        window_s: How long the oldest waiting request waits for compatible ones, seconds.
+        window_s: How long to wait for one more compatible request after the last one came, seconds.
+        max_wait_s: Most the oldest request of a batch waits for others (default ``4 * window_s``).
         on_model_call: Called after every model call with the model id and its batch size.
         idle_check_s: While idle, how often to unload models unused for ``settings.model_idle_s``.
     """
@@ -144,6 +147,7 @@ class Batcher:
         *,
         max_batch: int,
         window_s: float,
+        max_wait_s: float | None = None,
         on_model_call: ModelCallFn | None = None,
         idle_check_s: float = 30.0,
     ) -> None:
@@ -152,6 +156,7 @@ class Batcher:
         self.models = models
         self.max_batch = max_batch
         self.window_s = max(window_s, 0.0)
+        self.max_wait_s = max(max_wait_s if max_wait_s is not None else 4 * self.window_s, self.window_s)
         self._on_model_call = on_model_call
         self._idle_check_s = idle_check_s
         self._pending: deque[Slot] = deque()
@@ -300,9 +305,14 @@ class Batcher:
         return result
 
     def _gather(self, head: Slot, backend: Backend, key: Hashable) -> list[Slot]:
-        """``head`` plus compatible waiting slots, gathered until full or the window closes."""
+        """``head`` plus compatible waiting slots, gathered until full or the window closes.
+
+        The window closes ``window_s`` after the newest member arrived, and at the latest
+        ``max_wait_s`` after ``head`` did.
+        """
         group = [head]
-        deadline = head.submitted_at + self.window_s
+        cap = head.submitted_at + self.max_wait_s
+        deadline = min(head.submitted_at + self.window_s, cap)
         with self._cond:
             while True:
                 for slot in list(self._pending):
@@ -314,6 +324,7 @@ class Batcher:
                     elif slot.entry.id == head.entry.id and self._key(backend, slot) == key:
                         self._pending.remove(slot)
                         group.append(slot)
+                        deadline = min(max(deadline, slot.submitted_at + self.window_s), cap)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping:
                     return group

@@ -208,6 +208,43 @@ def test_window_is_waited_for_and_late_compatible_requests_join(
     assert calls.sizes() == [2]
 
 
+def test_a_burst_spread_past_one_window_still_shares_one_call(
+    make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
+) -> None:
+    """Arrivals closer together than the window keep it open, up to ``max_wait_s`` (4 windows)."""
+    window_s = 0.4
+    batcher, calls = make_batcher(window_s=window_s)
+    entry = dev_entries[MUSIC]
+    slots = []
+    for i in range(5):  # one every 0.25 s: the last comes 1.0 s after the first, 2.5 windows
+        slots.append(batcher.submit(entry, music(PROMPTS[i], seed=i)))
+        time.sleep(0.25)
+    assert [s.result(120).batch_size for s in slots] == [5] * 5
+    assert calls.sizes() == [5]
+
+
+def test_a_steady_stream_is_cut_at_max_wait(
+    make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
+) -> None:
+    """A stream that never pauses does not hold the first request longer than 4 windows."""
+    window_s = 0.2
+    batcher, calls = make_batcher(max_batch=64, window_s=window_s)  # never full: only the cap cuts
+    entry = dev_entries[MUSIC]
+    started = time.monotonic()
+    first = batcher.submit(entry, music("a", seed=1))
+    others = []
+    while not first.done() and time.monotonic() - started < 5:
+        others.append(batcher.submit(entry, music(PROMPTS[len(others) % len(PROMPTS)], seed=2 + len(others))))
+        time.sleep(0.1)
+    served = first.result(120)
+    held = time.monotonic() - started
+    assert 4 * window_s <= held < 4 * window_s + 3.0, held  # cut at max_wait, plus the tiny model's call
+    assert served.batch_size < 1 + len(others)  # later arrivals went to the next call
+    for slot in others:
+        slot.result(120)
+    assert sum(calls.sizes()) == 1 + len(others) and len(calls.sizes()) >= 2
+
+
 # -- cancel ---------------------------------------------------------------------------------------
 
 
