@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from gen_server.audio.encode import MEDIA_TYPES, decode, encode
 from gen_server.contract import keys
@@ -66,7 +67,7 @@ class JobService:
             if existing:
                 return self.get(str(existing), caller)
         if caller.max_concurrent_jobs is not None:
-            self._check_quota(owner, caller)
+            self.check_quota(owner, caller)
         job_id = uuid.uuid4().hex
         spec = build_spec(
             req,
@@ -86,21 +87,28 @@ class JobService:
         ):
             first = self.redis.get(keys.idempotency(owner, idempotency_key))
             return self.get(str(first or job_id), caller)
-        now = time.time()
         pipe = self.redis.pipeline()
-        pipe.hset(
-            keys.job(job_id), mapping={"spec": spec.model_dump_json(), "owner": owner, "created_at": now}
-        )
-        pipe.expire(keys.job(job_id), self.settings.job_retention_s)
-        pipe.zadd(keys.ALL_JOBS, {job_id: now})
-        pipe.zadd(keys.owner_jobs(owner), {job_id: now})
-        pipe.sadd(keys.active_jobs(owner), job_id)
+        self.record(pipe, spec, owner)
         pipe.execute()
         self.queue.send(spec)
         return self.get(job_id, caller)
 
-    def _check_quota(self, owner: str, caller: Caller) -> None:
-        """429 when the caller already has ``max_concurrent_jobs`` queued or running jobs."""
+    def record(self, pipe: redis.client.Pipeline, spec: JobSpec, owner: str, **extra: str) -> None:
+        """Add the writes that record ``spec`` as ``owner``'s job (with ``extra`` fields) to ``pipe``."""
+        now = time.time()
+        fields: dict[FieldT, EncodableT] = {"spec": spec.model_dump_json(), "owner": owner, "created_at": now}
+        fields.update(extra)
+        pipe.hset(keys.job(spec.job_id), mapping=fields)
+        pipe.expire(keys.job(spec.job_id), self.settings.job_retention_s)
+        pipe.zadd(keys.ALL_JOBS, {spec.job_id: now})
+        pipe.zadd(keys.owner_jobs(owner), {spec.job_id: now})
+        pipe.sadd(keys.active_jobs(owner), spec.job_id)
+
+    def check_quota(self, owner: str, caller: Caller, needed: int = 1) -> None:
+        """429 when ``needed`` more jobs would pass the caller's ``max_concurrent_jobs``.
+
+        Jobs that finished since they were counted are pruned from the count first.
+        """
         active_key = keys.active_jobs(owner)
         for raw in self.redis.smembers(active_key):
             job_id = str(raw)
@@ -110,10 +118,14 @@ class JobService:
             except NotFound:
                 self.redis.srem(active_key, job_id)
         limit = caller.max_concurrent_jobs or 0
-        if self.redis.scard(active_key) >= limit:
+        in_use = int(self.redis.scard(active_key))
+        if in_use + needed > limit:
             from gen_server.auth import RateLimited
 
-            raise RateLimited(f"{limit} jobs already queued or running for this key", retry_after_s=5)
+            raise RateLimited(
+                f"{in_use} of this key's {limit} concurrent jobs are queued or running; this needs {needed}",
+                retry_after_s=5,
+            )
 
     def _record(self, job_id: str, caller: Caller) -> dict[str, str]:
         record: dict[str, str] = self.redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
@@ -147,6 +159,8 @@ class JobService:
         if result is not None:
             links["audio"] = f"/v1/jobs/{job_id}/audio"
         finished = record.get("finished_at")
+        if finished is None and state in TERMINAL:  # it ended between reading the record and the result
+            finished = str(self.redis.hget(keys.job(job_id), "finished_at") or "") or None
         return JobView(
             id=job_id,
             state=state,

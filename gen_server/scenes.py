@@ -23,7 +23,6 @@ from typing import Any
 
 from celery import chord
 
-from gen_server.auth import RateLimited
 from gen_server.celery_config import TASK_GENERATE
 from gen_server.contract import keys
 from gen_server.contract.result import JobError, JobState, JobView
@@ -128,27 +127,16 @@ class SceneService:
                 f"{limit}: split the scene or use a key with a larger quota",
                 field="tracks",
             )
-        self.jobs._check_quota(owner, caller)  # prunes finished jobs; 429 when already full
-        in_use = int(self.jobs.redis.scard(keys.active_jobs(owner)))
-        if in_use + needed > limit:
-            raise RateLimited(
-                f"this scene needs {needed} job slots; {in_use} of {limit} are in use", retry_after_s=5
-            )
+        self.jobs.check_quota(owner, caller, needed)
 
     def _record(self, plan: ScenePlan, specs: list[JobSpec], owner: str) -> None:
-        """Job records for the components and the mix (as ``JobService.submit`` writes them), and the plan."""
+        """Job records for the components (each naming its scene) and the mix, and the plan."""
         now = time.time()
         retention = self.jobs.settings.job_retention_s
         pipe = self.jobs.redis.pipeline()
-        for spec in [*specs, plan.spec]:
-            record = keys.job(spec.job_id)
-            pipe.hset(record, mapping={"spec": spec.model_dump_json(), "owner": owner, "created_at": now})
-            if spec.job_id != plan.scene_id:
-                pipe.hset(record, "scene", plan.scene_id)
-            pipe.expire(record, retention)
-            pipe.zadd(keys.ALL_JOBS, {spec.job_id: now})
-            pipe.zadd(keys.owner_jobs(owner), {spec.job_id: now})
-            pipe.sadd(keys.active_jobs(owner), spec.job_id)
+        for spec in specs:
+            self.jobs.record(pipe, spec, owner, scene=plan.scene_id)
+        self.jobs.record(pipe, plan.spec, owner)
         pipe.hset(
             keys.scene(plan.scene_id),
             mapping={"plan": plan.model_dump_json(), "owner": owner, "created_at": now},

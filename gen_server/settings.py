@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     # worker
     device: str = "cpu"
     queues: str = "speech,sfx,music"
-    worker_concurrency: int = 1
     visibility_timeout_s: int = Field(
         default=20,
         description="Seconds after a worker dies before its jobs are handed out again; live workers renew "

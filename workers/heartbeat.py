@@ -80,7 +80,16 @@ class Heartbeat:
 
 
 def delivery_tag(request: Any) -> str | None:
-    """The broker delivery tag of a Celery request (``None`` when run eagerly)."""
-    info = getattr(request, "delivery_info", None) or {}
-    tag = info.get("delivery_tag")
+    """The broker delivery tag of a worker ``Request`` (task_received) or a task ``Context`` (postrun).
+
+    Celery copies only exchange, routing key, priority and the redelivered flag into
+    ``request.delivery_info``, so the tag is read from the kombu message (``request.message``) or,
+    with the Redis transport, from the message properties a task context carries. ``None`` when the
+    task runs eagerly.
+    """
+    tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+    if tag is None:
+        properties = getattr(request, "properties", None)
+        if isinstance(properties, dict):
+            tag = properties.get("delivery_tag")
     return str(tag) if tag is not None else None

@@ -29,7 +29,7 @@ from gen_server.errors import JobCancelled
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import ArtifactStore, open_store
 from workers.backends.base import ProgressFn
-from workers.backends.registry import ModelManager
+from workers.backends.registry import ModelManager, rss_bytes
 from workers.batcher import Batcher
 from workers.pipeline import cached_result, finish, gen_request
 
@@ -192,18 +192,6 @@ class WorkerRuntime:
             "seen_at": time.time(),
         }
         self.redis.hset(keys.WORKERS, WORKER_ID, json.dumps(info))
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 _RUNTIME: WorkerRuntime | None = None

@@ -46,27 +46,9 @@ def _stop_heartbeat(**_: Any) -> None:
         _heartbeat.stop()
 
 
-def message_tag(request: Any) -> str | None:
-    """The broker delivery tag of a worker ``Request`` (task_received) or a task ``Context`` (postrun).
-
-    Celery copies only exchange, routing key, priority and the redelivered flag into
-    ``request.delivery_info``, so :func:`workers.heartbeat.delivery_tag` finds no tag there; the tag
-    is on the kombu message (``request.message``) and, with the Redis transport, in the message
-    properties a task context carries.
-    """
-    tag = getattr(getattr(request, "message", None), "delivery_tag", None)
-    if tag is None:
-        properties = getattr(request, "properties", None)
-        if isinstance(properties, dict):
-            tag = properties.get("delivery_tag")
-    if tag is None:
-        return delivery_tag(request)
-    return str(tag)
-
-
 @task_received.connect
 def _hold(request: Any = None, **_: Any) -> None:
-    tag = message_tag(request)
+    tag = delivery_tag(request)
     if _heartbeat is not None and tag:
         _heartbeat.hold(tag)
     elif _heartbeat is not None:
@@ -77,7 +59,7 @@ def _hold(request: Any = None, **_: Any) -> None:
 
 @task_postrun.connect
 def _release(task: Task | None = None, **_: Any) -> None:
-    tag = message_tag(task.request) if task is not None else None
+    tag = delivery_tag(task.request) if task is not None else None
     if _heartbeat is not None and tag:
         _heartbeat.release(tag)
 

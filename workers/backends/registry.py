@@ -47,7 +47,7 @@ def create_backend(entry: ModelEntry, settings: Settings) -> Backend:
     return factory(entry, settings)
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
     """This process's resident set size in bytes (Linux ``/proc``; 0 where unavailable)."""
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -156,9 +156,9 @@ class ModelManager:
                 if known is not None:
                     self._evict_for(known, keep=entry.id)
             backend = self._factory(entry, self.settings)
-            before = _rss_bytes()
+            before = rss_bytes()
             backend.load()
-            size = self._measure(backend, _rss_bytes() - before)
+            size = self._measure(backend, rss_bytes() - before)
             with self._lock:
                 self._loaded[entry.id] = _Loaded(backend, size, self._clock(), users=1 if pin else 0)
                 self._known_bytes[entry.id] = size
