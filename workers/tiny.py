@@ -13,6 +13,11 @@ checkpoints written here: same files, same loader, random weights (the output is
   hands to ``demucs.pretrained.get_model``: nothing is downloaded.
 * Coqui VITS: ``config.json`` + ``model.pth`` (multi-speaker, character input, no phonemizer);
   loaded by ``TTS(model_path=..., config_path=...)``.
+* Coqui XTTS-v2: the folder ``Xtts.load_checkpoint`` reads, ``config.json`` + ``model.pth``
+  (``{'model': state_dict}``) + ``vocab.json`` (a ``tokenizers`` BPE file with XTTS' special and
+  language tokens); loaded by ``TTS(model_path=<folder>, config_path=<folder>/config.json)``. Only the
+  GPT is small: coqui 0.28 builds the HiFi-GAN decoder (~14M parameters) and the ResNet speaker
+  encoder (~8M) at their real sizes whatever the config says, so the folder holds ~46 MB (float16).
 
 Every writer is deterministic (fixed seed, caller's RNG state untouched), idempotent (a folder
 holding a matching ``tiny.json`` manifest is left alone) and atomic (written to a temporary sibling
@@ -39,13 +44,23 @@ FORMAT_VERSION = 2
 SEED = 1234
 
 #: ``tiny:<name>`` sources and the folder each one gets under ``<models_dir>/dev/``.
-TINY_SOURCES: tuple[str, ...] = ("musicgen", "musicgen-melody", "audiogen", "vits")
+TINY_SOURCES: tuple[str, ...] = ("musicgen", "musicgen-melody", "audiogen", "vits", "xtts")
 
 MUSICGEN_WINDOW_S = 30.0
 """Tiny MusicGen training segment; audiocraft's MusicGen needs more than 18 s (its extend stride)."""
 AUDIOGEN_WINDOW_S = 10.0
 """AudioGen's real window."""
 TINY_CODEBOOK_SIZE = 64
+
+XTTS_MAX_AUDIO_TOKENS = 24
+"""Tiny XTTS ``gpt_max_audio_tokens``; the GPT then makes ``XTTS_CODES_PER_SENTENCE`` codes."""
+XTTS_CODES_PER_SENTENCE = XTTS_MAX_AUDIO_TOKENS - 3
+"""Audio codes per sentence: the tiny GPT never emits its stop token, so it always fills its budget
+(coqui's ``max_gen_mel_tokens``: the budget less start, stop and one conditioning slot)."""
+XTTS_CODE_STRIDE = 1024
+"""Samples per audio code at XTTS' 22.05 kHz GPT rate (``gpt_code_stride_len``)."""
+XTTS_GPT_SAMPLE_RATE = 22050
+XTTS_OUTPUT_SAMPLE_RATE = 24000
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,13 +431,123 @@ def write_tiny_vits(folder: Path, speakers: Sequence[str] = ("alice", "bob")) ->
 
 
 # --------------------------------------------------------------------------------------------------
+# coqui XTTS-v2
+# --------------------------------------------------------------------------------------------------
+
+XTTS_SPECIAL_TOKENS: tuple[str, ...] = ("[STOP]", "[UNK]", "[SPACE]", "[START]")
+"""The tokens coqui's ``VoiceBpeTokenizer`` and ``Xtts.init_models`` look up by name."""
+
+_XTTS_CHARACTERS = "".join(
+    dict.fromkeys(
+        "abcdefghijklmnopqrstuvwxyz"
+        "àáâãäåæçèéêëìíîïñòóôõöøùúûüýÿßœ"  # Western European
+        "ąćęłńśźżčďěňřšťůžğışőű"  # Polish, Czech, Turkish, Hungarian
+        "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"  # Russian
+        "0123456789'.,!?;:-\"()"
+    )
+)
+_XTTS_MERGES: tuple[tuple[str, str], ...] = (("t", "h"), ("h", "e"), ("i", "n"), ("e", "r"), ("th", "e"))
+
+
+def _write_xtts_vocab(path: Path, languages: Sequence[str]) -> None:
+    """A character-level BPE ``tokenizers`` file in XTTS' layout.
+
+    ``[STOP]`` is id 0 (XTTS' stop text token), then ``[UNK]``, ``[SPACE]`` (``encode`` writes
+    spaces as ``[SPACE]``), ``[START]`` and one ``[<lang>]`` token per language (``encode`` prefixes
+    the text with it), all special tokens; then the characters and a few merges. Unknown characters
+    become ``[UNK]``, as in XTTS' own vocabulary.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    special = [*XTTS_SPECIAL_TOKENS, *(f"[{lang}]" for lang in languages)]
+    vocab: dict[str, int] = {}
+    for token in (*special, *_XTTS_CHARACTERS, *(a + b for a, b in _XTTS_MERGES)):
+        vocab.setdefault(token, len(vocab))
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=list(_XTTS_MERGES), unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.decoder = decoders.BPEDecoder()
+    tokenizer.add_special_tokens(special)
+    tokenizer.save(str(path))
+
+
+def _write_xtts(folder: Path) -> None:
+    from TTS.tts.configs.xtts_config import XttsArgs, XttsAudioConfig, XttsConfig
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models.xtts import Xtts
+
+    args = XttsArgs(
+        gpt_layers=2,
+        gpt_n_model_channels=64,
+        gpt_n_heads=4,
+        gpt_max_audio_tokens=XTTS_MAX_AUDIO_TOKENS,
+        gpt_max_text_tokens=402,
+        gpt_max_prompt_tokens=70,
+        gpt_num_audio_tokens=TINY_CODEBOOK_SIZE + 2,
+        gpt_start_audio_token=TINY_CODEBOOK_SIZE,
+        gpt_stop_audio_token=TINY_CODEBOOK_SIZE + 1,
+        gpt_code_stride_len=XTTS_CODE_STRIDE,
+        gpt_use_masking_gt_prompt_approach=True,
+        gpt_use_perceiver_resampler=True,  # XTTS v2 (v1 has prompt embeddings instead)
+        input_sample_rate=XTTS_GPT_SAMPLE_RATE,
+        output_sample_rate=XTTS_OUTPUT_SAMPLE_RATE,
+        output_hop_length=256,
+        decoder_input_dim=64,  # the GPT width: the decoder reads GPT latents
+        d_vector_dim=512,  # fixed by coqui: the speaker encoder's projection
+        cond_d_vector_in_each_upsampling_layer=True,
+    )
+    config = XttsConfig(
+        model_args=args,
+        audio=XttsAudioConfig(
+            sample_rate=XTTS_GPT_SAMPLE_RATE,
+            output_sample_rate=XTTS_OUTPUT_SAMPLE_RATE,
+            dvae_sample_rate=XTTS_GPT_SAMPLE_RATE,
+        ),
+        run_name="soundry-tiny-xtts",
+        output_path="",
+        datasets=[],
+    )
+    _write_xtts_vocab(folder / "vocab.json", config.languages)
+    model = Xtts(config)
+    # what load_checkpoint does first: read the vocabulary, then build the GPT for its token count
+    model.tokenizer = VoiceBpeTokenizer(vocab_file=str(folder / "vocab.json"))
+    model.init_models()
+    # GPT-2's 0.02-std init and tortoise's zero-initialised attention outputs leave a random GPT
+    # nearly deaf to its text and voice prompt; unit-variance layers make both steer the output
+    for param in model.gpt.parameters():
+        if param.dim() >= 2:
+            torch.nn.init.xavier_normal_(param)
+    with torch.no_grad():  # never stop early: every sentence gets the whole code budget
+        model.gpt.mel_head.bias[args.gpt_stop_audio_token] = -1e4
+    config.save_json(str(folder / "config.json"))
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save({"model": state}, folder / "model.pth")
+
+
+def write_tiny_xtts(folder: Path) -> Path:
+    """Write a tiny random XTTS-v2 (2-layer 64-wide GPT, 17 languages, 24 kHz out) to ``folder``.
+
+    Real parts: the tokenizer file format and special tokens, the perceiver conditioning, the
+    HiFi-GAN decoder and speaker encoder (both at coqui's fixed real sizes). Each sentence becomes
+    ``XTTS_CODES_PER_SENTENCE`` codes, about 0.97 s of audio at speed 1. Weights are stored as
+    float16 (coqui casts them to the model's float32 on load).
+
+    Returns:
+        ``folder`` holding ``config.json``, ``model.pth`` and ``vocab.json``, loadable with
+        ``TTS(model_path=str(folder), config_path=str(folder / "config.json"))``.
+    """
+    manifest = {"kind": "xtts", "format": FORMAT_VERSION, "seed": SEED}
+    return _write_atomically(Path(folder), manifest, _write_xtts)
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 def ensure_tiny(source: str, models_dir: Path) -> Path:
     """The folder of the tiny checkpoint named by ``source``, written on first use.
 
     Args:
-        source: ``tiny:musicgen``, ``tiny:musicgen-melody``, ``tiny:audiogen`` or ``tiny:vits``.
+        source: ``tiny:musicgen``, ``tiny:musicgen-melody``, ``tiny:audiogen``, ``tiny:vits`` or
+            ``tiny:xtts``.
         models_dir: Root of local checkpoints; the tiny ones live in ``<models_dir>/dev/<name>``.
 
     Returns:
@@ -442,4 +567,6 @@ def ensure_tiny(source: str, models_dir: Path) -> Path:
         return write_tiny_musicgen(folder, melody=True)
     if name == "audiogen":
         return write_tiny_audiogen(folder)
+    if name == "xtts":
+        return write_tiny_xtts(folder)
     return write_tiny_vits(folder)

@@ -140,6 +140,24 @@ CASES: list[tuple[str, dict[str, Any] | None, int, str | None]] = [
         "language",
     ),
     ("cloning without references", job(kind="speech", model="xtts-v2", text="hi"), 422, "reference_uploads"),
+    (
+        "four references",
+        job(kind="speech", model="xtts-v2", text="hi", reference_uploads=["a", "b", "c", "d"]),
+        422,
+        "reference_uploads",
+    ),
+    (
+        "references on a model that does not clone",
+        job(kind="speech", model="dev-vits-tiny", text="hi", reference_uploads=["a"]),
+        422,
+        "reference_uploads",
+    ),
+    (
+        "language XTTS does not speak",
+        job(kind="speech", model="dev-xtts-tiny", text="hi", language="xx", reference_uploads=["a"]),
+        422,
+        "language",
+    ),
     ("unknown format", job(kind="music", prompt="x", format="aiff"), 422, "format"),
     ("unknown field", job(kind="music", prompt="x", tempo=120), 422, "tempo"),
     (

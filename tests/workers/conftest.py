@@ -88,3 +88,11 @@ def vits(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Itera
     backend.load()
     yield backend
     backend.unload()
+
+
+@pytest.fixture(scope="session")
+def xtts(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Iterator[CoquiBackend]:
+    backend = CoquiBackend(dev_entries["dev-xtts-tiny"], worker_settings)
+    backend.load()
+    yield backend
+    backend.unload()

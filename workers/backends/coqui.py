@@ -2,7 +2,7 @@
 
 Where the weights come from (first match wins):
 
-1. ``tiny:vits``: the tiny random multi-speaker VITS from :func:`workers.tiny.ensure_tiny`.
+1. ``tiny:vits`` / ``tiny:xtts``: the tiny random VITS or XTTS-v2 from :func:`workers.tiny.ensure_tiny`.
 2. ``<models_dir>/<model id>/`` or a folder named by ``source``, holding ``config.json`` and a
    checkpoint (``model.pth``, ``model_file.pth``, ``checkpoint.pth`` or one ``*.pth``).
 3. A coqui model name (``tts_models/en/vctk/vits``) found in coqui's own model folder
@@ -12,18 +12,25 @@ Where the weights come from (first match wins):
 
 Text is normalised and split into sentences by :mod:`workers.text`; each sentence is synthesized
 on its own and the waves are joined with short pauses.
+
+Voice references reach XTTS as WAV files, which coqui reads with ``torchaudio.load``. Since
+torchaudio 2.9 that decodes through torchcodec, which needs FFmpeg's shared libraries on the system
+(none on a bare machine: ``RuntimeError: Could not load libtorchcodec``). While cloning, the backend
+has coqui read them with soundfile instead (:func:`_soundfile_references`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
@@ -35,6 +42,9 @@ from gen_server.settings import Settings
 from workers.backends._audiocraft import module_bytes, release_memory, seed_everything, unavailable_message
 from workers.backends.base import GenRequest, ProgressFn
 from workers.text import join_segments, segment_text
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +118,9 @@ def resolve_coqui_source(entry: ModelEntry, settings: Settings) -> CoquiSource:
         from workers.tiny import ensure_tiny
 
         folder = ensure_tiny(entry.source, settings.resolved_models_dir)
-        return CoquiSource(model_path=folder / "model.pth", config_path=folder / "config.json")
+        # the same rules as a real checkpoint folder: XTTS loads from the folder, VITS from model.pth
+        found = _folder_source(folder)
+        return found or CoquiSource(model_path=folder / "model.pth", config_path=folder / "config.json")
     for folder in (settings.resolved_models_dir / entry.id, Path(entry.source)):
         if folder.is_dir() and (found := _folder_source(folder)) is not None:
             return found
@@ -273,7 +285,10 @@ class CoquiBackend:
                 kwargs["speed"] = float(request.speed)
             elif request.speed != 1.0:
                 logger.warning("%s cannot change speed; ignoring speed=%s", self.entry.id, request.speed)
-            with tempfile.TemporaryDirectory(prefix="soundry-refs-") as tmp:
+            with (
+                tempfile.TemporaryDirectory(prefix="soundry-refs-") as tmp,
+                _soundfile_references() if request.references else contextlib.nullcontext(),
+            ):
                 refs = _write_references(request.references, Path(tmp))
                 waves: list[np.ndarray] = []
                 seed_everything(request.seed)
@@ -310,6 +325,39 @@ def _write_references(references: tuple[Audio, ...], folder: Path) -> list[str]:
         sf.write(path, np.clip(mono, -1.0, 1.0), ref.sample_rate, subtype="PCM_16")
         paths.append(str(path))
     return paths
+
+
+_REFERENCE_PATCH_LOCK = threading.Lock()
+
+
+def _read_reference(path: str | Path, sampling_rate: int) -> torch.Tensor:
+    """coqui's ``TTS.tts.models.xtts.load_audio`` with soundfile in place of ``torchaudio.load``.
+
+    Same result for the WAV files :func:`_write_references` writes: float32 ``[1, frames]``, channels
+    averaged, resampled to ``sampling_rate`` (torchaudio's resampler, pure torch), clipped to [-1, 1].
+    """
+    import torch
+    import torchaudio
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    audio = torch.from_numpy(np.ascontiguousarray(data.T)).mean(dim=0, keepdim=True)
+    if rate != sampling_rate:
+        audio = torchaudio.functional.resample(audio, rate, sampling_rate)
+    return audio.clamp(-1.0, 1.0)
+
+
+@contextlib.contextmanager
+def _soundfile_references() -> Iterator[None]:
+    """While active, XTTS reads voice references with :func:`_read_reference` (no FFmpeg needed)."""
+    from TTS.tts.models import xtts
+
+    with _REFERENCE_PATCH_LOCK:
+        original = xtts.load_audio
+        xtts.load_audio = _read_reference
+        try:
+            yield
+        finally:
+            xtts.load_audio = original
 
 
 def _trim_tail(wave: np.ndarray, sample_rate: int) -> np.ndarray:
