@@ -110,7 +110,7 @@ def test_verify_finds_watermark_in_downloaded_mp3(
     assert r.status_code == 422 and r.json()["error"]["field"]
 
 
-def _tone_wav(seconds: float, rate: int = 32000) -> bytes:
+def _tone_wav(seconds: float, rate: int = 32000, base_hz: float = 220.0) -> bytes:
     import io
     import math
 
@@ -118,7 +118,7 @@ def _tone_wav(seconds: float, rate: int = 32000) -> bytes:
     import soundfile as sf
 
     t = np.arange(int(seconds * rate)) / rate
-    notes = 220 * 2 ** (np.floor(t * 2) % 5 / 12)  # a little melody, two notes a second
+    notes = base_hz * 2 ** (np.floor(t * 2) % 5 / 12)  # a little melody, two notes a second
     buf = io.BytesIO()
     sf.write(buf, (0.4 * np.sin(2 * math.pi * notes * t)).astype("float32"), rate, format="WAV")
     return buf.getvalue()
@@ -144,3 +144,19 @@ def test_melody_and_continuation_uploads_reach_the_model(client: SoundryClient) 
     with pytest.raises(ApiError) as info:
         client.submit({**base, "model": "dev-musicgen-tiny", "melody_upload": ref["id"]})
     assert info.value.field == "melody_upload"
+
+
+def test_xtts_cloning_from_uploaded_references(client: SoundryClient) -> None:
+    """dev-xtts-tiny through the API: references uploaded, language chosen, the voice follows them."""
+    low, high = (client.upload(_tone_wav(2.0, rate=24000, base_hz=f))["id"] for f in (110.0, 440.0))
+    base = {"kind": "speech", "model": "dev-xtts-tiny", "text": "Guten Tag.", "language": "de", "seed": 3}
+    job, first = client.generate({**base, "reference_uploads": [low]}, timeout_s=240)
+    assert job["spec"]["language"] == "de" and job["spec"]["reference_uploads"] == [low]
+    _, other = client.generate({**base, "reference_uploads": [high, low]}, timeout_s=240)
+    a, rate = read_wav(first)
+    b, _ = read_wav(other)
+    assert_sound(a, rate, expect_rate=24000, expect_s=None)
+    assert a.shape != b.shape or float(abs(a - b).max()) > 0.05, "the references had no effect"
+    with pytest.raises(ApiError) as info:
+        client.submit({**base, "reference_uploads": []})
+    assert info.value.field == "reference_uploads"
