@@ -666,10 +666,30 @@ class AudiocraftBackend:
 
 
 def release_memory() -> None:
-    """Collect garbage and return cached GPU memory to the driver (when torch and CUDA are present)."""
+    """Collect garbage, give freed heap back to the OS, and cached GPU memory back to the driver.
+
+    Loading a checkpoint reads whole state dicts that are freed once copied into the model; glibc
+    keeps those pages in its arenas (hundreds of MB to GB of resident memory per model) until
+    ``malloc_trim`` returns them.
+    """
     gc.collect()
+    trim_heap()
     import sys
 
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def trim_heap() -> bool:
+    """``malloc_trim(0)``: return free heap pages to the OS (glibc only; ``False`` elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False

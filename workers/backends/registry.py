@@ -158,6 +158,7 @@ class ModelManager:
             backend = self._factory(entry, self.settings)
             before = rss_bytes()
             backend.load()
+            release_memory()  # the checkpoint's freed read buffers, back to the OS
             size = self._measure(backend, rss_bytes() - before)
             with self._lock:
                 self._loaded[entry.id] = _Loaded(backend, size, self._clock(), users=1 if pin else 0)
