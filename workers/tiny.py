@@ -6,6 +6,12 @@ checkpoints written here: same files, same loader, random weights (the output is
 * MusicGen / AudioGen: audiocraft's export format, one folder with ``state_dict.bin`` (LM) and
   ``compression_state_dict.bin`` (EnCodec), each ``{'xp.cfg', 'best_state', 'version', 'exported'}``;
   loaded by ``MusicGen.get_pretrained(folder)`` / ``AudioGen.get_pretrained(folder)``.
+* MusicGen stereo: as above, in the layout of ``facebook/musicgen-stereo-*``: a mono EnCodec in
+  ``compression_state_dict.bin`` and an 8-codebook LM whose ``xp.cfg`` sets ``channels: 2`` and
+  ``interleave_stereo_codebooks.use: true`` (delays ``[0, 0, 1, 1, 2, 2, 3, 3]``). audiocraft's
+  ``MusicGen`` wraps the codec in ``InterleaveStereoCompressionModel`` when it reads that LM config:
+  left and right are coded separately by the mono codec, their codebooks interleaved
+  ``[1_L, 1_R, 2_L, 2_R, ...]``.
 * MusicGen melody: as above with audiocraft's ``chroma_stem`` melody conditioner. That conditioner
   always loads Demucs ``htdemucs`` in its constructor (audiocraft 1.3 has no setting to skip the
   stem separation), so the folder also holds ``demucs/htdemucs.th`` in Demucs' local-repository
@@ -44,7 +50,14 @@ FORMAT_VERSION = 2
 SEED = 1234
 
 #: ``tiny:<name>`` sources and the folder each one gets under ``<models_dir>/dev/``.
-TINY_SOURCES: tuple[str, ...] = ("musicgen", "musicgen-melody", "audiogen", "vits", "xtts")
+TINY_SOURCES: tuple[str, ...] = (
+    "musicgen",
+    "musicgen-melody",
+    "musicgen-stereo",
+    "audiogen",
+    "vits",
+    "xtts",
+)
 
 MUSICGEN_WINDOW_S = 30.0
 """Tiny MusicGen training segment; audiocraft's MusicGen needs more than 18 s (its extend stride)."""
@@ -247,26 +260,61 @@ def _audiocraft_config(
     }
 
 
-def _write_audiocraft(folder: Path, cfg_dict: dict[str, Any]) -> None:
+def _stereo_lm_config(mono: dict[str, Any]) -> dict[str, Any]:
+    """The LM ``xp.cfg`` of a stereo MusicGen made from the mono one (musicgen-stereo-* layout).
+
+    As audiocraft's stereo fine-tuning sets it (``grids/musicgen/musicgen_stereo_finetune_32khz.py``,
+    ``docs/MUSICGEN.md``): ``channels: 2``, ``interleave_stereo_codebooks`` on (codebooks interleaved,
+    not time steps), twice the codebooks in the LM and each delay repeated for left and right. The
+    codec stays mono: the LM config alone makes ``MusicGen`` wrap it for stereo.
+    """
+    n_q = 2 * int(mono["transformer_lm"]["n_q"])
+    delays = [d for delay in mono["codebooks_pattern"]["delay"]["delays"] for d in (delay, delay)]
+    return {
+        **mono,
+        "channels": 2,
+        "interleave_stereo_codebooks": {"use": True, "per_timestep": False},
+        "compression_model_n_q": None,  # musicgen solver default: the codec's own n_q per channel
+        "codebooks_pattern": {
+            **mono["codebooks_pattern"],
+            "delay": {**mono["codebooks_pattern"]["delay"], "delays": delays},
+        },
+        "transformer_lm": {**mono["transformer_lm"], "n_q": n_q},
+    }
+
+
+def _write_audiocraft(
+    folder: Path, cfg_dict: dict[str, Any], lm_cfg_dict: dict[str, Any] | None = None
+) -> None:
+    """Build both models from their configs and save them in audiocraft's export format.
+
+    Args:
+        folder: Checkpoint folder (exists).
+        cfg_dict: The codec's ``xp.cfg`` (and the LM's too unless ``lm_cfg_dict`` is given).
+        lm_cfg_dict: A different LM ``xp.cfg`` (stereo: the LM config wraps the mono codec).
+    """
     import audiocraft
     from audiocraft.models import builders
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(cfg_dict)
+    lm_cfg = OmegaConf.create(lm_cfg_dict) if lm_cfg_dict is not None else cfg
     compression = builders.get_compression_model(cfg)
-    if "self_wav" in cfg_dict["conditioners"]:
+    if "self_wav" in lm_cfg.conditioners:
         # the chroma conditioner's constructor loads Demucs: give it the tiny local one
         _write_tiny_demucs(folder / "demucs")
         from workers.backends._audiocraft import local_demucs
 
         with local_demucs(folder / "demucs"):
-            lm = builders.get_lm_model(cfg)
+            lm = builders.get_lm_model(lm_cfg)
     else:
-        lm = builders.get_lm_model(cfg)
-    yaml_cfg = OmegaConf.to_yaml(cfg)
-    for name, model in (("compression_state_dict.bin", compression), ("state_dict.bin", lm)):
+        lm = builders.get_lm_model(lm_cfg)
+    for name, model, model_cfg in (
+        ("compression_state_dict.bin", compression, cfg),
+        ("state_dict.bin", lm, lm_cfg),
+    ):
         pkg = {
-            "xp.cfg": yaml_cfg,
+            "xp.cfg": OmegaConf.to_yaml(model_cfg),
             "best_state": model.state_dict(),
             "version": audiocraft.__version__,
             "exported": True,
@@ -320,21 +368,30 @@ def _write_tiny_demucs(repo: Path) -> None:
     torch.save(pkg, repo / "htdemucs.th")
 
 
-def write_tiny_musicgen(folder: Path, *, melody: bool = False) -> Path:
-    """Write a tiny random MusicGen (32 kHz mono, 30 s window, 4 codebooks of 64) to ``folder``.
+def write_tiny_musicgen(folder: Path, *, melody: bool = False, stereo: bool = False) -> Path:
+    """Write a tiny random MusicGen (32 kHz, 30 s window, 4 codebooks of 64 per channel) to ``folder``.
 
     Args:
         folder: Target folder (created; left alone when already complete).
         melody: Add the chroma melody conditioner (``generate_with_chroma``), like musicgen-melody.
+        stereo: Two channels, like musicgen-stereo-*: a mono codec, an 8-codebook LM whose config
+            turns on ``interleave_stereo_codebooks``.
 
     Returns:
         ``folder``, loadable with ``MusicGen.get_pretrained(str(folder))``.
+
+    Raises:
+        ValueError: ``melody`` and ``stereo`` together (no tiny stereo melody model).
     """
+    if melody and stereo:
+        raise ValueError("there is no tiny stereo melody MusicGen")
     cfg = _audiocraft_config(
         sample_rate=32000, ratios=[8, 5, 4, 4], segment_duration=MUSICGEN_WINDOW_S, melody=melody
     )
-    manifest = {"kind": "musicgen-melody" if melody else "musicgen", "format": FORMAT_VERSION, "seed": SEED}
-    return _write_atomically(Path(folder), manifest, lambda tmp: _write_audiocraft(tmp, cfg))
+    lm_cfg = _stereo_lm_config(cfg) if stereo else None
+    kind = "musicgen-melody" if melody else "musicgen-stereo" if stereo else "musicgen"
+    manifest = {"kind": kind, "format": FORMAT_VERSION, "seed": SEED}
+    return _write_atomically(Path(folder), manifest, lambda tmp: _write_audiocraft(tmp, cfg, lm_cfg))
 
 
 def write_tiny_audiogen(folder: Path) -> Path:
@@ -546,8 +603,8 @@ def ensure_tiny(source: str, models_dir: Path) -> Path:
     """The folder of the tiny checkpoint named by ``source``, written on first use.
 
     Args:
-        source: ``tiny:musicgen``, ``tiny:musicgen-melody``, ``tiny:audiogen``, ``tiny:vits`` or
-            ``tiny:xtts``.
+        source: ``tiny:musicgen``, ``tiny:musicgen-melody``, ``tiny:musicgen-stereo``,
+            ``tiny:audiogen``, ``tiny:vits`` or ``tiny:xtts``.
         models_dir: Root of local checkpoints; the tiny ones live in ``<models_dir>/dev/<name>``.
 
     Returns:
@@ -565,6 +622,8 @@ def ensure_tiny(source: str, models_dir: Path) -> Path:
         return write_tiny_musicgen(folder)
     if name == "musicgen-melody":
         return write_tiny_musicgen(folder, melody=True)
+    if name == "musicgen-stereo":
+        return write_tiny_musicgen(folder, stereo=True)
     if name == "audiogen":
         return write_tiny_audiogen(folder)
     if name == "xtts":
