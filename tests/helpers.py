@@ -62,13 +62,18 @@ def running_server(data_dir: Path, *args: str, timeout_s: float = 120.0, **env: 
         yield url
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, signal.SIGINT, timeout_s=30)
         log.close()
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout_s: float) -> None:
+    """Send ``sig`` to ``proc``'s process group; SIGKILL it if it has not exited after ``timeout_s``."""
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -166,96 +166,80 @@ STATIC_MODELS: tuple[ModelEntry, ...] = (
     ),
 )
 
+def _dev(mid: str, family: Family, kind: Kind, description: str, **fields: Any) -> ModelEntry:
+    """A dev-preset entry: tiny random weights in the library's own format, written on first use."""
+    return ModelEntry(
+        id=mid,
+        family=family,
+        kind=kind,
+        description=f"DEV: tiny random-weight {description}",
+        licence="random weights (no licence needed)",
+        commercial_use=True,
+        dev=True,
+        **fields,
+    )
+
+
+def _dev_musicgen(mid: str, source: str, description: str, **fields: Any) -> ModelEntry:
+    return _dev(
+        mid,
+        "musicgen",
+        "music",
+        description,
+        source=source,
+        sample_rate=32000,
+        max_duration_s=300.0,
+        window_s=30.0,
+        codebook_size=64,
+        continuation=True,
+        **fields,
+    )
+
+
 DEV_MODELS: tuple[ModelEntry, ...] = (
-    ModelEntry(
-        id="dev-musicgen-tiny",
-        family="musicgen",
-        kind="music",
-        source="tiny:musicgen",
-        description="DEV: tiny random-weight MusicGen (noise; for smoke tests)",
-        sample_rate=32000,
-        max_duration_s=300.0,
-        window_s=30.0,
-        codebook_size=64,
-        licence="random weights (no licence needed)",
-        commercial_use=True,
-        continuation=True,
-        dev=True,
+    _dev_musicgen("dev-musicgen-tiny", "tiny:musicgen", "MusicGen (noise; for smoke tests)"),
+    _dev_musicgen(
+        "dev-musicgen-melody-tiny", "tiny:musicgen-melody", "MusicGen with melody conditioning", melody=True
     ),
-    ModelEntry(
-        id="dev-musicgen-melody-tiny",
-        family="musicgen",
-        kind="music",
-        source="tiny:musicgen-melody",
-        description="DEV: tiny random-weight MusicGen with melody conditioning",
-        sample_rate=32000,
-        max_duration_s=300.0,
-        window_s=30.0,
-        codebook_size=64,
-        licence="random weights (no licence needed)",
-        commercial_use=True,
-        melody=True,
-        continuation=True,
-        dev=True,
-    ),
-    ModelEntry(
-        id="dev-musicgen-stereo-tiny",
-        family="musicgen",
-        kind="music",
-        source="tiny:musicgen-stereo",
-        description="DEV: tiny random-weight stereo MusicGen (interleaved stereo codebooks; noise)",
-        sample_rate=32000,
+    _dev_musicgen(
+        "dev-musicgen-stereo-tiny",
+        "tiny:musicgen-stereo",
+        "stereo MusicGen (interleaved stereo codebooks; noise)",
         channels=2,
-        max_duration_s=300.0,
-        window_s=30.0,
-        codebook_size=64,
-        licence="random weights (no licence needed)",
-        commercial_use=True,
-        continuation=True,
-        dev=True,
     ),
-    ModelEntry(
-        id="dev-audiogen-tiny",
-        family="audiogen",
-        kind="sfx",
+    _dev(
+        "dev-audiogen-tiny",
+        "audiogen",
+        "sfx",
+        "AudioGen (noise; for smoke tests)",
         source="tiny:audiogen",
-        description="DEV: tiny random-weight AudioGen (noise; for smoke tests)",
         sample_rate=16000,
         max_duration_s=60.0,
         window_s=10.0,
         codebook_size=64,
-        licence="random weights (no licence needed)",
-        commercial_use=True,
         continuation=True,
-        dev=True,
     ),
-    ModelEntry(
-        id="dev-vits-tiny",
-        family="coqui",
-        kind="speech",
+    _dev(
+        "dev-vits-tiny",
+        "coqui",
+        "speech",
+        "multi-speaker Coqui VITS",
         source="tiny:vits",
-        description="DEV: tiny random-weight multi-speaker Coqui VITS",
         sample_rate=22050,
         max_duration_s=600.0,
-        licence="random weights (no licence needed)",
-        commercial_use=True,
         languages=("en",),
         speakers=("alice", "bob"),
-        dev=True,
     ),
-    ModelEntry(
-        id="dev-xtts-tiny",
-        family="coqui",
-        kind="speech",
+    _dev(
+        "dev-xtts-tiny",
+        "coqui",
+        "speech",
+        "Coqui XTTS-v2 (voice cloning from 1-3 references; noise)",
         source="tiny:xtts",
-        description="DEV: tiny random-weight Coqui XTTS-v2 (voice cloning from 1-3 references; noise)",
         sample_rate=24000,
         max_duration_s=600.0,
-        licence="random weights (no licence needed)",
-        commercial_use=True,
         voice_cloning=True,
         languages=XTTS_LANGUAGES,
-        dev=True,
     ),
 )
 

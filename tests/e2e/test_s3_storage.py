@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,16 @@ import pytest
 from gen_server.client import ApiError, SoundryClient
 from gen_server.redis_server import embedded_url
 from gen_server.s3store import S3Store
-from tests.helpers import ROOT, S3_ENV, bucket_keys, new_bucket, read_wav, running_server, server_env
+from tests.helpers import (
+    ROOT,
+    S3_ENV,
+    bucket_keys,
+    new_bucket,
+    read_wav,
+    running_server,
+    server_env,
+    stop_group,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +52,7 @@ def running_worker(data_dir: Path, redis_url: str, **env: str) -> Iterator[subpr
         try:
             yield proc
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, signal.SIGTERM, timeout_s=20)
 
 
 def local_files(data_dir: Path) -> list[Path]:
