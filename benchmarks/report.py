@@ -236,7 +236,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         if job:
             share = job["overhead_s"] / job["generation_s"] if job.get("generation_s") else None
             lines.append(
-                f"| {row} | per-job overhead, speech job, {name} ({_s(job.get('audio_s'), 1)} of speech) | | "
+                f"| {row} | per-job overhead, speech job, {name}, voice loaded "
+                f"({_s(job.get('audio_s'), 1)} of speech) | | "
                 f"e2e {_s(job.get('e2e_s'))}, model {_s(job.get('generation_s'))}, overhead "
                 f"{_s(job.get('overhead_s'))} | {_pct(share)} of model time | |"
             )
