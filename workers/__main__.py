@@ -1,8 +1,8 @@
 """``python -m workers [--queues speech,sfx,music] [--device cpu|cuda:0]``: one worker process.
 
-One process per device, Celery's threads pool with ``settings.max_batch`` threads: each thread holds
-one job (prefetch multiplier 1, so the process reserves at most that many messages) and hands its
-model call to the batcher thread (workers/batcher.py), which owns the models. No fork: CUDA is safe.
+One process per device, Celery's threads pool (:func:`task_threads` threads): each thread holds one
+job (prefetch multiplier 1, so the process reserves at most that many messages) and hands its model
+call to the batcher thread (workers/batcher.py), which owns the models. No fork: CUDA is safe.
 """
 
 from __future__ import annotations
@@ -38,6 +38,21 @@ def preload(modules: tuple[str, ...] = PRELOADED) -> None:
         logger.info("imported %s in %.1f s", name, time.perf_counter() - started)
 
 
+SPEECH_THREADS = 2
+"""Task threads of a speech-only worker: one job at the model while the previous one is finished."""
+
+
+def task_threads(queues: str, max_batch: int) -> int:
+    """How many jobs a worker consuming ``queues`` holds at once.
+
+    Music and sound-effect jobs batch, so such a worker holds up to ``max_batch`` to fill a model
+    call. Speech jobs run one model call each on the batcher thread, so a speech-only worker holds
+    just :data:`SPEECH_THREADS`: with several workers, the rest stay in Redis for an idle one.
+    """
+    batching = {"music", "sfx"} & {q.strip() for q in queues.split(",")}
+    return max_batch if batching else min(SPEECH_THREADS, max_batch)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="soundry worker", description="Run one Soundry worker process")
     parser.add_argument("--queues", default=None, help="comma-separated queues (default: all)")
@@ -62,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             "-P",
             "threads",
             "-c",
-            str(settings.max_batch),
+            str(task_threads(queues, settings.max_batch)),
             "-Q",
             queues,
             "-n",
