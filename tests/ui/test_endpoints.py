@@ -151,6 +151,29 @@ def test_reference_audio_is_uploaded_for_continuation(ui: UiApi, api: SoundryCli
     assert job["result"]["duration_s"] == pytest.approx(1.5, abs=0.05)
 
 
+def test_voice_cloning_uploads_the_references(ui: UiApi, api: SoundryClient, tmp_path: Path) -> None:
+    """XTTS (the tiny dev one) from the Speech tab: reference files and the language reach the job."""
+    t = np.arange(2 * 24000) / 24000
+    clips = []
+    for i, hz in enumerate((140.0, 210.0)):
+        clips.append(tmp_path / f"voice-{i}.wav")
+        sf.write(clips[-1], (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 24000)
+    _, my_jobs, _ = ui(
+        "/submit_speech",
+        text="Bonjour.",
+        model="dev-xtts-tiny",
+        language="fr",
+        references=[handle_file(str(c)) for c in clips],
+        api_key="",
+        my_jobs=[],
+    )
+    ui.wait(my_jobs)
+    spec = api.get(my_jobs[0])["spec"]
+    assert spec["language"] == "fr" and len(spec["reference_uploads"]) == 2
+    samples, rate = sf.read(io.BytesIO(api.audio(my_jobs[0])), dtype="float32")
+    assert rate == 24000 and samples.size > 0
+
+
 def test_cancel_endpoint(ui: UiApi, api: SoundryClient) -> None:
     assert ui("/cancel", job_id=None, api_key="").startswith("No job selected")
     long_text = "This sentence keeps the voice busy for a while. " * 60
