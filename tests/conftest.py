@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,31 @@ def s3_endpoint() -> Iterator[str]:
             env.setenv(name, value)
         env.delenv("AWS_PROFILE", raising=False)
         yield endpoint
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    jobs: int
+    completed: int
+    detail: str
+
+
+FAULTS: list[Fault] = []
+
+
+def record_fault(name: str, jobs: list[dict], detail: str = "") -> None:
+    """Note a fault a test injected and how its jobs ended, for the end-of-run summary."""
+    FAULTS.append(Fault(name, len(jobs), sum(j["state"] == "succeeded" for j in jobs), detail))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The faults injected in this run, the jobs they hit and how many were lost."""
+    if not FAULTS:
+        return
+    terminalreporter.section("faults injected")
+    for f in FAULTS:
+        terminalreporter.write_line(f"{f.name}: {f.completed}/{f.jobs} jobs completed" + (f"; {f.detail}" if f.detail else ""))
+    survived = sum(f.completed == f.jobs for f in FAULTS)
+    lost = sum(f.jobs - f.completed for f in FAULTS)
+    terminalreporter.write_line(f"faults survived: {survived} of {len(FAULTS)}; jobs lost: {lost}")

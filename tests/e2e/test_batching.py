@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from gen_server.contract import keys
+from tests.conftest import record_fault
 from tests.e2e.cluster import Cluster
 from tests.helpers import ROOT
 
@@ -149,8 +150,8 @@ def test_worker_killed_mid_batch_every_job_completes_once(cluster: Cluster) -> N
     done = [cluster.wait_ended(i, timeout_s=120) for i in ids]
     recovered_s = time.monotonic() - killed_at
     sizes = [j["result"]["batch_size"] for j in done if j["result"]]
-    print(
-        f"\nSIGKILL mid-batch: {len(ids)} jobs done {recovered_s:.1f} s after the kill, batch sizes {sizes}"
+    record_fault(
+        "worker SIGKILLed mid-batch", done, f"done {recovered_s:.1f} s after the kill, batch sizes {sizes}"
     )
     assert [j["state"] for j in done] == ["succeeded"] * len(ids), [j.get("error") for j in done]
     assert [j["attempts"] for j in done] == [2] * len(ids)

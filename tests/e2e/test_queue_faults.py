@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import record_fault
 from tests.e2e.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -39,8 +40,10 @@ def test_killed_worker_job_is_redelivered_and_completes_once(cluster: Cluster) -
     cluster.start_worker("b")
     done = cluster.wait_ended(job_id, timeout_s=240)
     recovered_s = time.monotonic() - killed_at
-    print(
-        f"\nworker SIGKILL mid-job: completed {recovered_s:.1f} s after the kill, attempts {done['attempts']}"
+    record_fault(
+        "worker SIGKILLed mid-job",
+        [done],
+        f"done {recovered_s:.1f} s after the kill, attempts {done['attempts']}"
     )
     assert done["state"] == "succeeded", done
     assert done["attempts"] == 2
@@ -53,6 +56,9 @@ def test_job_longer_than_visibility_timeout_runs_once(cluster: Cluster) -> None:
     job_id = cluster.submit({**LONG_MUSIC, "duration_s": 60})
     done = cluster.wait_ended(job_id, timeout_s=240)
     started = done["finished_at"] - done["created_at"]
+    record_fault(
+        "job longer than the visibility timeout", [done], f"{started:.0f} s, attempts {done['attempts']}"
+    )
     assert started > 2 * cluster.visibility_timeout_s, f"job took only {started:.1f} s; make it longer"
     assert done["state"] == "succeeded"
     assert done["attempts"] == 1, "a live worker's job was handed out a second time"
@@ -64,8 +70,9 @@ def test_redis_restart_loses_no_queued_job(cluster: Cluster) -> None:
     cluster.redis.stop(kill=True)
     cluster.redis.start()
     cluster.start_worker("a")
-    states = [cluster.wait_ended(i, timeout_s=180)["state"] for i in ids]
-    assert states == ["succeeded"] * 5
+    done = [cluster.wait_ended(i, timeout_s=180) for i in ids]
+    record_fault("Redis SIGKILLed and restarted with jobs queued", done)
+    assert [j["state"] for j in done] == ["succeeded"] * 5
 
 
 def test_two_workers_share_the_queue_and_cancel_works(cluster: Cluster) -> None:

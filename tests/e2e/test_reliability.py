@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import record_fault
 from tests.e2e.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +49,9 @@ def test_storage_failure_and_raising_model_fail_clearly_and_worker_keeps_serving
     assert "Traceback" not in failed["error"]["message"]
 
     ok = cluster.submit({**SPEECH, "seed": 2})
-    assert cluster.wait_ended(ok, timeout_s=120)["state"] == "succeeded"
+    served = cluster.wait_ended(ok, timeout_s=120)
+    record_fault("storage write failure, then a raising model", [served], "both failed clearly, then served")
+    assert served["state"] == "succeeded"
     assert cluster.artifacts(ok) == ["audio.wav", "manifest.json"]
 
 
