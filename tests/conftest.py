@@ -55,7 +55,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section("faults injected")
     for f in FAULTS:
-        terminalreporter.write_line(f"{f.name}: {f.completed}/{f.jobs} jobs completed" + (f"; {f.detail}" if f.detail else ""))
+        detail = f"; {f.detail}" if f.detail else ""
+        terminalreporter.write_line(f"{f.name}: {f.completed}/{f.jobs} jobs completed{detail}")
     survived = sum(f.completed == f.jobs for f in FAULTS)
     lost = sum(f.jobs - f.completed for f in FAULTS)
     terminalreporter.write_line(f"faults survived: {survived} of {len(FAULTS)}; jobs lost: {lost}")
