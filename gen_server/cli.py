@@ -45,12 +45,14 @@ def start_retention_sweeper(store: ArtifactStore, retention_s: float, every_s: f
 
 
 def checked_store(settings: Settings) -> ArtifactStore | None:
-    """The configured store, or ``None`` after printing why ``SOUNDRY_STORAGE_URL`` is unusable."""
+    """The configured store, or ``None`` after printing why it is unusable (bad URL, no bucket, ...)."""
     from gen_server.errors import StorageError
     from gen_server.storage import open_store
 
     try:
-        return open_store(settings)
+        store = open_store(settings)
+        store.check()
+        return store
     except StorageError as e:
         print(f"soundry: {e.message}", file=sys.stderr)
         return None

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gen_server.errors import NotFound, StorageError
-from gen_server.storage import SWEPT_GROUPS, check_key
+from gen_server.storage import SWEPT_GROUPS, URL_SETTING, check_key
 
 DELETE_BATCH = 1000
 """Most keys one ``DeleteObjects`` request may name (the S3 API's limit)."""
@@ -90,6 +90,22 @@ class S3Store:
         except NotFound:
             return False
         return True
+
+    def check(self) -> None:
+        """The bucket exists and these credentials reach it (one ``HeadBucket``).
+
+        Raises:
+            StorageError: Naming the bucket and the server's answer (no bucket, access denied,
+                unreachable endpoint); never the credentials.
+        """
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            code = _code(e)
+            why = "no such bucket" if code in _MISSING | {"NoSuchBucket"} else _describe(e)
+            raise StorageError(f"{URL_SETTING}: cannot use bucket {self.bucket}: {why}") from e
+        except BotoCoreError as e:
+            raise StorageError(f"{URL_SETTING}: cannot reach bucket {self.bucket}: {e}") from e
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete the object ``prefix`` and every object under ``prefix/`` (not ``prefix-other``)."""

@@ -67,6 +67,9 @@ class ArtifactStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def sweep(self, older_than_s: float, now: float | None = None) -> int: ...
+    def check(self) -> None:
+        """Raise ``StorageError`` when the store cannot be used (checked at startup)."""
+        ...
 
 
 class LocalStore:
@@ -109,6 +112,16 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def check(self) -> None:
+        """The folder exists (made if missing) and this process may write to it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-check-", dir=self.root)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as e:
+            raise StorageError(f"cannot write to the artifact folder {self.root}: {e.strerror or e}") from e
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete the file ``prefix`` or the folder ``prefix/`` with everything in it."""

@@ -13,6 +13,7 @@ import pytest
 
 from gen_server import s3store
 from gen_server.errors import NotFound, StorageError
+from gen_server.redis_server import free_port
 from gen_server.s3store import S3Store
 from gen_server.settings import Settings
 from gen_server.storage import ArtifactStore, LocalStore, open_store
@@ -204,3 +205,36 @@ def test_cli_refuses_to_start_on_a_bad_storage_url(
     finally:
         get_settings.cache_clear()
     assert "SOUNDRY_STORAGE_URL: unsupported scheme 'gs'" in capsys.readouterr().err
+
+
+def test_check_passes_on_a_usable_store(store: ArtifactStore) -> None:
+    store.check()
+
+
+def test_check_names_what_makes_a_store_unusable(tmp_path: Path, s3_endpoint: str) -> None:
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StorageError, match="cannot write to the artifact folder"):
+        LocalStore(tmp_path / "a-file" / "artifacts").check()
+    with pytest.raises(StorageError, match="cannot use bucket no-such-bucket: no such bucket"):
+        S3Store("no-such-bucket", endpoint_url=s3_endpoint).check()
+    closed = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="cannot reach bucket b"):
+        S3Store("b", endpoint_url=closed).check()
+    assert time.monotonic() - started < 30  # retried a few times, then a clear answer
+
+
+def test_cli_refuses_to_start_without_its_bucket(
+    tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gen_server.cli import main as cli_main
+    from gen_server.settings import get_settings
+
+    monkeypatch.setenv("SOUNDRY_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SOUNDRY_STORAGE_URL", f"s3://missing-bucket?endpoint_url={s3_endpoint}")
+    get_settings.cache_clear()
+    try:
+        assert cli_main(["worker"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "cannot use bucket missing-bucket: no such bucket" in capsys.readouterr().err
