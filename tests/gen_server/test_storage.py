@@ -191,22 +191,6 @@ def test_bad_storage_url_is_a_clear_error(tmp_path: Path, url: str, says: str) -
     assert "wJalrXUtnFEMI" not in info.value.message
 
 
-def test_cli_refuses_to_start_on_a_bad_storage_url(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from gen_server.cli import main as cli_main
-    from gen_server.settings import get_settings
-
-    monkeypatch.setenv("SOUNDRY_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("SOUNDRY_STORAGE_URL", "gs://bucket")
-    get_settings.cache_clear()
-    try:
-        assert cli_main(["worker"]) == 2
-    finally:
-        get_settings.cache_clear()
-    assert "SOUNDRY_STORAGE_URL: unsupported scheme 'gs'" in capsys.readouterr().err
-
-
 def test_check_passes_on_a_usable_store(store: ArtifactStore) -> None:
     store.check()
 
@@ -224,17 +208,29 @@ def test_check_names_what_makes_a_store_unusable(tmp_path: Path, s3_endpoint: st
     assert time.monotonic() - started < 30  # retried a few times, then a clear answer
 
 
-def test_cli_refuses_to_start_without_its_bucket(
-    tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("gs://bucket", "SOUNDRY_STORAGE_URL: unsupported scheme 'gs'"),
+        ("s3://missing-bucket?endpoint_url={endpoint}", "cannot use bucket missing-bucket: no such bucket"),
+    ],
+)
+def test_cli_refuses_to_start_on_unusable_storage(
+    url: str,
+    says: str,
+    tmp_path: Path,
+    s3_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from gen_server.cli import main as cli_main
     from gen_server.settings import get_settings
 
     monkeypatch.setenv("SOUNDRY_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("SOUNDRY_STORAGE_URL", f"s3://missing-bucket?endpoint_url={s3_endpoint}")
+    monkeypatch.setenv("SOUNDRY_STORAGE_URL", url.format(endpoint=s3_endpoint))
     get_settings.cache_clear()
     try:
         assert cli_main(["worker"]) == 2
     finally:
         get_settings.cache_clear()
-    assert "cannot use bucket missing-bucket: no such bucket" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
