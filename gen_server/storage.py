@@ -153,6 +153,11 @@ class LocalStore:
         return removed
 
 
+def storage_location(settings: Settings) -> str:
+    """Where artifacts live, as ``soundry status`` shows it: the storage URL or the local folder."""
+    return settings.storage_url or f"file://{settings.artifacts_dir.resolve()}"
+
+
 def open_store(settings: Settings) -> ArtifactStore:
     """The store ``SOUNDRY_STORAGE_URL`` names; unset: files under ``$SOUNDRY_DATA_DIR/artifacts``.
 

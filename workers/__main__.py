@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.device:
         os.environ["SOUNDRY_DEVICE"] = args.device
+    if args.queues:  # what this worker reports too (soundry status, /metrics)
+        os.environ["SOUNDRY_QUEUES"] = args.queues
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     preload()
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     from workers.celery_app import app
 
     settings = get_settings()
-    queues = args.queues or settings.queues
+    queues = settings.queues
     name = args.name or f"soundry-{socket.gethostname()}-{os.getpid()}@%h"
     app.worker_main(
         [

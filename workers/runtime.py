@@ -27,7 +27,7 @@ from gen_server.contract.result import JobResult
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled
 from gen_server.settings import Settings, get_settings
-from gen_server.storage import ArtifactStore, open_store
+from gen_server.storage import ArtifactStore, open_store, storage_location
 from workers.backends.base import ProgressFn
 from workers.backends.registry import ModelManager, rss_bytes
 from workers.batcher import Batcher
@@ -189,6 +189,7 @@ class WorkerRuntime:
             "device": self.settings.device,
             "rss_bytes": rss_bytes(),
             "models": self.models.loaded_ids(),
+            "storage": storage_location(self.settings),
             "seen_at": time.time(),
         }
         self.redis.hset(keys.WORKERS, WORKER_ID, json.dumps(info))

@@ -55,6 +55,20 @@ def running_worker(data_dir: Path, redis_url: str, **env: str) -> Iterator[subpr
             stop_group(proc, signal.SIGTERM, timeout_s=20)
 
 
+def soundry_status(data_dir: Path, **env: str) -> str:
+    """``soundry status`` on a host with ``data_dir`` (its embedded Redis) and ``env``."""
+    run = subprocess.run(
+        [sys.executable, "-m", "gen_server.cli", "status"],
+        env=server_env(data_dir, 0, **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return run.stdout
+
+
 def local_files(data_dir: Path) -> list[Path]:
     """Artifact files a host wrote to its own data folder (none when the bucket holds them)."""
     folder = data_dir / "artifacts"
@@ -85,6 +99,12 @@ def test_api_and_worker_on_two_hosts_share_the_bucket(tmp_path: Path, s3_endpoin
             part = httpx.get(f"{url}/v1/jobs/{job_id}/audio", headers={"Range": "bytes=100-199"}, timeout=30)
             assert part.status_code == 206 and part.content == data[100:200]
             assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+
+            status = soundry_status(host_a, **env)
+            assert f"storage: s3://{bucket}/soundry" in status and "workers: 1" in status, status
+            assert ": queues speech, " in status and "not this host's" not in status, status
+            local = soundry_status(host_a, **{k: v for k, v in env.items() if k != "SOUNDRY_STORAGE_URL"})
+            assert f"storage s3://{bucket}/soundry (not this host's file://" in local, local
 
             upload = client.upload(data, "reference.wav")["id"]
             assert f"soundry/uploads/{upload}" in bucket_keys(s3_endpoint, bucket)
