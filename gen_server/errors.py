@@ -67,6 +67,12 @@ class TransientError(SoundryError):
     retryable = True
 
 
+class StorageUnavailable(TransientError):
+    """The artifact store did not answer (unreachable, timed out, busy): the job is retried."""
+
+    code = "storage_unavailable"
+
+
 class JobCancelled(SoundryError):
     code = "cancelled"
     http_status = 409

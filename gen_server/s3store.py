@@ -14,9 +14,16 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
-from gen_server.errors import NotFound, StorageError
+from gen_server.errors import NotFound, StorageError, StorageUnavailable
 from gen_server.storage import SWEPT_GROUPS, URL_SETTING, check_key
 
 DELETE_BATCH = 1000
@@ -24,6 +31,9 @@ DELETE_BATCH = 1000
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 """Error codes of a missing object (``HeadObject`` answers a bare 404 without a body)."""
+
+_UNREACHABLE = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+"""Failures to reach the server, after botocore's own retries: worth retrying the job later."""
 
 
 class S3Store:
@@ -195,16 +205,27 @@ class S3Store:
 
     @contextlib.contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
-        """Turn boto3 errors into ``NotFound`` (missing object) or ``StorageError`` naming ``key``."""
+        """Turn boto3 errors into errors naming ``key``.
+
+        A missing object is ``NotFound``; a server that cannot be reached or answers 5xx (after
+        botocore's retries) is ``StorageUnavailable``, so the job is retried with backoff; anything
+        else (access denied, no bucket, no credentials) is a permanent ``StorageError``.
+        """
+        where = f"{key} in bucket {self.bucket}"
         try:
             yield
         except ClientError as e:
             code = _code(e)
             if code in _MISSING:
                 raise NotFound(f"no artifact {key}") from e
-            raise StorageError(f"could not {action} {key} in bucket {self.bucket}: {_describe(e)}") from e
-        except BotoCoreError as e:  # no credentials, unreachable endpoint, connection lost mid-body
-            raise StorageError(f"could not {action} {key} in bucket {self.bucket}: {e}") from e
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout"):
+                raise StorageUnavailable(f"could not {action} {where}: {_describe(e)}") from e
+            raise StorageError(f"could not {action} {where}: {_describe(e)}") from e
+        except _UNREACHABLE as e:
+            raise StorageUnavailable(f"could not {action} {where}: {e}") from e
+        except BotoCoreError as e:  # no credentials, bad configuration
+            raise StorageError(f"could not {action} {where}: {e}") from e
 
 
 def _code(e: ClientError) -> str:

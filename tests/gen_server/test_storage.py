@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gen_server import s3store
-from gen_server.errors import NotFound, StorageError
+from gen_server.errors import NotFound, StorageError, StorageUnavailable
 from gen_server.redis_server import free_port
 from gen_server.s3store import S3Store
 from gen_server.settings import Settings
@@ -234,3 +234,12 @@ def test_cli_refuses_to_start_on_unusable_storage(
     finally:
         get_settings.cache_clear()
     assert says in capsys.readouterr().err
+
+
+def test_an_unreachable_bucket_is_worth_retrying(tmp_path: Path) -> None:
+    """Connection failures (after botocore's retries) are transient: the job is retried, not failed."""
+    store = S3Store("b", endpoint_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(StorageUnavailable) as info:
+        store.put("jobs/a/audio.wav", b"x")
+    assert info.value.retryable and info.value.http_status == 503
+    assert "jobs/a/audio.wav in bucket b" in info.value.message
