@@ -167,39 +167,14 @@ def write_audiogen(folder: Path, scale: AudiogenScale = "small") -> bool:
 
 def _fill_vits(folder: Path) -> None:
     import torch
-    from TTS.config.shared_configs import BaseAudioConfig
-    from TTS.tts.configs.shared_configs import CharactersConfig
-    from TTS.tts.configs.vits_config import VitsConfig
     from TTS.tts.models.vits import Vits, VitsArgs
+
+    from workers.tiny import vits_config
 
     # coqui's VitsArgs defaults are the LJSpeech VITS sizes; the discriminator (training only) is off,
     # and the duration predictor is the deterministic one, pinned to a natural speaking rate (below)
     args = VitsArgs(init_discriminator=False, use_sdp=False)
-    config = VitsConfig(
-        model_args=args,
-        audio=BaseAudioConfig(
-            sample_rate=22050, fft_size=1024, win_length=1024, hop_length=256, num_mels=80, mel_fmax=None
-        ),
-        characters=CharactersConfig(
-            characters_class="TTS.tts.models.vits.VitsCharacters",
-            characters="abcdefghijklmnopqrstuvwxyz",
-            punctuations="!'(),-.:;? ",
-            phonemes=None,
-            pad="<PAD>",
-            eos="<EOS>",
-            bos="<BOS>",
-            blank="<BLNK>",
-            is_unique=True,
-            is_sorted=True,
-        ),
-        use_phonemes=False,
-        phonemizer=None,
-        text_cleaner="basic_cleaners",
-        add_blank=True,
-        run_name="soundry-bench-vits",
-        output_path="",
-        datasets=[],
-    )
+    config = vits_config(args, run_name="soundry-bench-vits")
     model = Vits(config)
     model.eval()
     # Random duration weights make speech ~4x shorter than a trained voice, and the decoder's work

@@ -412,10 +412,42 @@ def write_tiny_audiogen(folder: Path) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def _write_vits(folder: Path, speakers: Sequence[str]) -> None:
+def vits_config(args: Any, *, run_name: str, **fields: Any) -> Any:
+    """A coqui ``VitsConfig`` for ``args``: 22.05 kHz, character input (lower-case letters, no
+    phonemizer, so no espeak), blanks between characters; ``fields`` adds or overrides settings."""
     from TTS.config.shared_configs import BaseAudioConfig
     from TTS.tts.configs.shared_configs import CharactersConfig
     from TTS.tts.configs.vits_config import VitsConfig
+
+    return VitsConfig(
+        model_args=args,
+        audio=BaseAudioConfig(
+            sample_rate=22050, fft_size=1024, win_length=1024, hop_length=256, num_mels=80, mel_fmax=None
+        ),
+        characters=CharactersConfig(
+            characters_class="TTS.tts.models.vits.VitsCharacters",
+            characters="abcdefghijklmnopqrstuvwxyz",
+            punctuations="!'(),-.:;? ",
+            phonemes=None,
+            pad="<PAD>",
+            eos="<EOS>",
+            bos="<BOS>",
+            blank="<BLNK>",
+            is_unique=True,
+            is_sorted=True,
+        ),
+        use_phonemes=False,
+        phonemizer=None,
+        text_cleaner="basic_cleaners",
+        add_blank=True,
+        run_name=run_name,
+        output_path="",
+        datasets=[],
+        **fields,
+    )
+
+
+def _write_vits(folder: Path, speakers: Sequence[str]) -> None:
     from TTS.tts.models.vits import Vits, VitsArgs
 
     args = VitsArgs(
@@ -437,32 +469,8 @@ def _write_vits(folder: Path, speakers: Sequence[str]) -> None:
         speaker_embedding_channels=16,
         init_discriminator=False,
     )
-    config = VitsConfig(
-        model_args=args,
-        audio=BaseAudioConfig(
-            sample_rate=22050, fft_size=1024, win_length=1024, hop_length=256, num_mels=80, mel_fmax=None
-        ),
-        characters=CharactersConfig(
-            characters_class="TTS.tts.models.vits.VitsCharacters",
-            characters="abcdefghijklmnopqrstuvwxyz",
-            punctuations="!'(),-.:;? ",
-            phonemes=None,
-            pad="<PAD>",
-            eos="<EOS>",
-            bos="<BOS>",
-            blank="<BLNK>",
-            is_unique=True,
-            is_sorted=True,
-        ),
-        use_phonemes=False,
-        phonemizer=None,
-        text_cleaner="basic_cleaners",
-        add_blank=True,
-        speakers=list(speakers),
-        use_speaker_embedding=True,
-        run_name="soundry-tiny-vits",
-        output_path="",
-        datasets=[],
+    config = vits_config(
+        args, run_name="soundry-tiny-vits", speakers=list(speakers), use_speaker_embedding=True
     )
     model = Vits.init_from_config(config)
     model.eval()
