@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -114,12 +114,7 @@ class SoundryClient:
 
     def wait(self, job_id: str, timeout_s: float = 300.0, poll_s: float = 0.25) -> dict[str, Any]:
         """Poll until the job ends (or ``timeout_s`` passes); returns its last view."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            job = self.get(job_id)
-            if job["state"] in TERMINAL_STATES or time.monotonic() > deadline:
-                return job
-            time.sleep(poll_s)
+        return _poll_until_ended(lambda: self.get(job_id), timeout_s, poll_s)
 
     def generate(self, request: dict[str, Any], timeout_s: float = 300.0) -> tuple[dict[str, Any], bytes]:
         """Submit, wait and download: the whole round trip (raises ApiError when the job fails)."""
@@ -198,12 +193,19 @@ class SoundryClient:
 
     def wait_scene(self, scene_id: str, timeout_s: float = 600.0, poll_s: float = 0.5) -> dict[str, Any]:
         """Poll until the scene ends (or ``timeout_s`` passes); returns its last view."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            view = self.scene(scene_id)
-            if view["state"] in TERMINAL_STATES or time.monotonic() > deadline:
-                return view
-            time.sleep(poll_s)
+        return _poll_until_ended(lambda: self.scene(scene_id), timeout_s, poll_s)
+
+
+def _poll_until_ended(
+    fetch: Callable[[], dict[str, Any]], timeout_s: float, poll_s: float
+) -> dict[str, Any]:
+    """``fetch()`` every ``poll_s`` until its ``state`` is terminal or ``timeout_s`` passes; the last view."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        view = fetch()
+        if view["state"] in TERMINAL_STATES or time.monotonic() > deadline:
+            return view
+        time.sleep(poll_s)
 
 
 class BatchRejected(ApiError):

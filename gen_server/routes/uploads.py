@@ -31,14 +31,24 @@ class UploadView(BaseModel):
     channels: int
 
 
+async def read_file(file: UploadFile, limit_bytes: int, what: str) -> bytes:
+    """The uploaded file's bytes, at most ``limit_bytes`` read.
+
+    Raises:
+        InvalidInput: on ``file`` when it is larger or empty (``what`` names it in the message).
+    """
+    data = await file.read(limit_bytes + 1)
+    if len(data) > limit_bytes:
+        raise InvalidInput(f"{what} exceeds {limit_bytes // 2**20} MiB", field="file")
+    if not data:
+        raise InvalidInput(f"{what} is empty", field="file")
+    return data
+
+
 @router.post("", status_code=201, response_model=UploadView, summary="Upload reference audio")
 async def upload_audio(file: UploadFile, service: Annotated[JobService, Depends(job_service)]) -> UploadView:
     """Decode the file (any common format) and keep it as WAV; refer to it by ``id`` in a job."""
-    data = await file.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise InvalidInput(f"upload exceeds {MAX_UPLOAD_BYTES // 2**20} MiB", field="file")
-    if not data:
-        raise InvalidInput("upload is empty", field="file")
+    data = await read_file(file, MAX_UPLOAD_BYTES, "upload")
     try:
         audio = decode(data, max_duration_s=MAX_UPLOAD_S)
     except InvalidInput as e:

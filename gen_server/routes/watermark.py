@@ -13,6 +13,7 @@ from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput, NotFound
 from gen_server.jobs import Caller, JobService
 from gen_server.provenance import detect_bytes
+from gen_server.routes.uploads import read_file
 
 router = APIRouter(prefix="/v1/watermark", tags=["watermark"])
 
@@ -36,11 +37,7 @@ async def detect(
     who: Annotated[Caller, Depends(caller)],
 ) -> DetectionView:
     """Decode the upload, look for the keyed watermark and map its payload back to a job."""
-    data = await file.read(MAX_DETECT_BYTES + 1)
-    if len(data) > MAX_DETECT_BYTES:
-        raise InvalidInput(f"file exceeds {MAX_DETECT_BYTES // 2**20} MiB", field="file")
-    if not data:
-        raise InvalidInput("file is empty", field="file")
+    data = await read_file(file, MAX_DETECT_BYTES, "file")
     try:
         found = await run_in_threadpool(detect_bytes, data, service.settings.watermark_key, service.store)
     except InvalidInput as e:
