@@ -36,6 +36,7 @@ from gen_server.storage import ArtifactStore, manifest_key
 from workers.celery_app import app
 from workers.pipeline import cached_result, finish
 from workers.runtime import WORKER_ID, runtime
+from workers.tasks import RETRY_TRANSIENT
 
 logger = logging.getLogger(__name__)
 
@@ -192,14 +193,7 @@ def render_scene(
     return result
 
 
-@app.task(
-    name=TASK_SCENE_MIX,
-    bind=True,
-    autoretry_for=(TransientError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=3,
-)
+@app.task(name=TASK_SCENE_MIX, bind=True, **RETRY_TRANSIENT)
 def scene_mix(self: Task, scene_id: str) -> dict[str, Any] | None:
     """Mix the scene ``scene_id`` (the task id is the scene id; its plan is in Redis)."""
     rt = runtime()

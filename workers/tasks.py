@@ -64,14 +64,16 @@ def _release(task: Task | None = None, **_: Any) -> None:
         _heartbeat.release(tag)
 
 
-@app.task(
-    name=TASK_GENERATE,
-    bind=True,
-    autoretry_for=(TransientError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=3,
-)
+RETRY_TRANSIENT: dict[str, Any] = {
+    "autoretry_for": (TransientError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 3,
+}
+"""Task options: transient errors (lost connection, storage unavailable) retry with backoff."""
+
+
+@app.task(name=TASK_GENERATE, bind=True, **RETRY_TRANSIENT)
 def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
     """Generate one job's audio; the task id is the job id."""
     job = JobSpec.model_validate(spec)
