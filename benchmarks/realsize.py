@@ -42,6 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from gen_server.batch import deep_merge
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "realsize.json"
@@ -65,16 +67,6 @@ VITS_FORMAT_VERSION = 2
 T5_VOCAB = 32128
 T5_BASE_DIM = 768
 T5_LARGE_DIM = 1024
-
-
-def _deep_update(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_update(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def audiocraft_config(kind: Literal["musicgen", "audiogen"], scale: str = "small") -> dict[str, Any]:
@@ -103,7 +95,7 @@ def audiocraft_config(kind: Literal["musicgen", "audiogen"], scale: str = "small
             "description": {"model": "lut", "lut": {"n_bins": T5_VOCAB, "dim": text_dim, "tokenizer": "noop"}}
         },
     }
-    return _deep_update(base, override)
+    return deep_merge(base, override)
 
 
 # --------------------------------------------------------------------------------------------------

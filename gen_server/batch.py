@@ -765,11 +765,12 @@ def resolve_output(out_dir: Path, rel: str) -> Path:
 # validation and planning
 
 
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` on top, nested dicts merged key by key (neither input is changed)."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -904,7 +905,7 @@ def plan_batch(
                 names[name.lower()] = item.pos.line
         defaults_req = {k: v for k, v in batch.defaults.items() if k in REQUEST_KEYS}
         item_req = {k: v for k, v in item.fields.items() if k in REQUEST_KEYS}
-        merged = _deep_merge(defaults_req, item_req)
+        merged = deep_merge(defaults_req, item_req)
         # variations: the item's own n/seeds/seed win over the defaults' as a group
         var_source = item.fields if any(k in item.fields for k in ("n", "seeds", "seed")) else batch.defaults
         var_prefix = "" if var_source is item.fields else "defaults."
