@@ -20,7 +20,17 @@ from gen_server.deps import authenticate
 from gen_server.errors import SoundryError
 from gen_server.jobs import JobService
 from gen_server.queue import JobQueue
-from gen_server.routes import batches, health, jobs, models, openai_compat, scenes, uploads, watermark
+from gen_server.routes import (
+    batches,
+    elevenlabs,
+    health,
+    jobs,
+    models,
+    openai_compat,
+    scenes,
+    uploads,
+    watermark,
+)
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import open_store
 
@@ -131,7 +141,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     app.state.keys = KeyStore(keys_path(settings.data_dir))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (jobs, models, uploads, openai_compat, batches, watermark, scenes):
+    for module in (jobs, models, uploads, openai_compat, elevenlabs, batches, watermark, scenes):
         app.include_router(module.router, dependencies=[Depends(authenticate)], responses=ERROR_RESPONSES)
     app.include_router(health.router)
 
