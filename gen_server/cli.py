@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gen_server.settings import Settings, child_env, get_settings
+from gen_server.settings import Settings, checked_settings, child_env
 
 if TYPE_CHECKING:
     from gen_server.storage import ArtifactStore
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Command = args.func
     try:
-        return func(args, get_settings())
+        return func(args, checked_settings())
     except KeyboardInterrupt:
         return 130
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     allow_downloads: bool = Field(default=False, description="Let workers fetch weights from the hub")
     model_memory_gb: float = 16.0
     model_idle_s: float = 900.0
+    dev_step_ms: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1000.0,
+        description="Test aid, dev preset only: every decoding step of a dev-* music/sfx model takes at "
+        "least this many milliseconds, so a job's length is set by its size, not by the CPU's speed; "
+        "refused unless SOUNDRY_DEV_MODELS=1",
+    )
 
     # worker
     device: str = "cpu"
@@ -73,6 +81,14 @@ class Settings(BaseSettings):
     max_text_chars: int = 5000
     job_retention_s: int = 7 * 24 * 3600
 
+    @model_validator(mode="after")
+    def _dev_aids_need_the_dev_preset(self) -> Settings:
+        if self.dev_step_ms and not self.dev_models:
+            raise ValueError(
+                "SOUNDRY_DEV_STEP_MS is a test aid of the dev models: set SOUNDRY_DEV_MODELS=1 or unset it"
+            )
+        return self
+
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.data_dir / "models"
@@ -86,6 +102,19 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The cached process settings."""
     return Settings()
+
+
+def checked_settings() -> Settings:
+    """:func:`get_settings` at a command's start: invalid settings end the process with their message."""
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors()
+        )
+        raise SystemExit(f"soundry: invalid settings: {problems}") from None
 
 
 def die_with_parent() -> None:

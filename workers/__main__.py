@@ -66,11 +66,12 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["SOUNDRY_QUEUES"] = args.queues
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    from gen_server.settings import checked_settings
+
+    settings = checked_settings()
     preload()
-    from gen_server.settings import get_settings
     from workers.celery_app import app
 
-    settings = get_settings()
     queues = settings.queues
     name = args.name or f"soundry-{socket.gethostname()}-{os.getpid()}@%h"
     app.worker_main(

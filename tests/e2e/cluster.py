@@ -18,12 +18,21 @@ from gen_server.redis_server import EmbeddedRedis
 from gen_server.settings import Settings
 from tests.helpers import ROOT, server_env
 
+MUSIC_FRAME_RATE_HZ = 50
+"""Decoding steps per second of audio of the tiny MusicGen (32 kHz EnCodec, hop 640, like the real one)."""
+
 
 class Cluster:
-    """Everything a user's single-host deployment runs, each part killable on its own."""
+    """Everything a user's single-host deployment runs, each part killable on its own.
 
-    def __init__(self, root: Path, visibility_timeout_s: int = 6) -> None:
+    ``dev_step_ms`` (``SOUNDRY_DEV_STEP_MS``, a dev-preset test aid) gives every decoding step of the
+    tiny music/sfx models a minimum length, so a test that needs a job to outlast something sizes it
+    with :meth:`paced_music_s` instead of guessing how fast this machine decodes.
+    """
+
+    def __init__(self, root: Path, visibility_timeout_s: int = 6, dev_step_ms: float = 0.0) -> None:
         self.root = root
+        self.dev_step_ms = dev_step_ms
         self.data_dir = root / "data"
         self.redis = EmbeddedRedis(root / "redis").start()
         self.visibility_timeout_s = visibility_timeout_s
@@ -32,6 +41,7 @@ class Cluster:
             0,
             SOUNDRY_REDIS_URL=self.redis.url,
             SOUNDRY_VISIBILITY_TIMEOUT_S=str(visibility_timeout_s),
+            SOUNDRY_DEV_STEP_MS=str(dev_step_ms),
         )
         settings = Settings(
             data_dir=self.data_dir,
@@ -41,6 +51,12 @@ class Cluster:
         )
         self.api = TestClient(create_app(settings, redis_url=self.redis.url, ui=False))
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def paced_music_s(self, at_least_s: float) -> float:
+        """A tiny-MusicGen clip length (seconds) whose decoding lasts at least ``at_least_s`` on any CPU."""
+        if not self.dev_step_ms:
+            raise ValueError("paced clips need a Cluster(dev_step_ms=...)")
+        return at_least_s / (self.dev_step_ms / 1000) / MUSIC_FRAME_RATE_HZ
 
     def start_worker(self, name: str, queues: str = "speech,sfx,music") -> subprocess.Popen[bytes]:
         log = (self.root / f"worker-{name}.log").open("ab")

@@ -27,6 +27,8 @@ from tests.helpers import ROOT
 pytestmark = pytest.mark.e2e
 
 MODEL = "dev-musicgen-tiny"
+STEP_MS = 20.0
+"""Least time per decoding step of the tiny models here: a batch lasts as long as a test needs on any CPU."""
 PROMPTS = ("warm lofi piano", "rock drums", "ambient pad", "glitchy synth", "jazz trio", "cello solo")
 
 # Generates each spec alone (a batch of one) through the worker's own pipeline functions, in a fresh
@@ -61,7 +63,7 @@ print(json.dumps(out))
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, visibility_timeout_s=6)
+    c = Cluster(tmp_path, visibility_timeout_s=6, dev_step_ms=STEP_MS)
     # One torch thread in the workers (and the solo reference, which uses the same environment): on a
     # busy shared 2-core machine two OpenMP threads spin against each other; a 5 s tiny clip took
     # 12 s with two threads and 0.5 s with one (the same reason as tests/workers/conftest.py).
@@ -137,14 +139,16 @@ def test_queued_compatible_jobs_share_model_calls_and_match_solo_runs(cluster: C
 
 
 def test_worker_killed_mid_batch_every_job_completes_once(cluster: Cluster) -> None:
-    ids = [cluster.submit(music(p, seed=200 + i, duration_s=8.0)) for i, p in enumerate(PROMPTS[:4])]
+    # the batch's decoding lasts >= 8 s by construction (paced steps): the kill lands mid-batch on any CPU
+    clip_s = cluster.paced_music_s(8.0)
+    ids = [cluster.submit(music(p, seed=200 + i, duration_s=clip_s)) for i, p in enumerate(PROMPTS[:4])]
     cluster.start_worker("a")
     for job_id in ids:  # all four in the batcher's one call, each with progress
         cluster.wait_for(job_id, lambda j: j["state"] == "running" and j["progress"] > 0.05, timeout_s=180)
     calls_before = model_calls(cluster)
     cluster.kill_worker("a")
     killed_at = time.monotonic()
-    assert calls_before == 0, "the batch finished before the kill; make the jobs longer"
+    assert calls_before == 0, "the batch finished before the kill"
     assert all(cluster.artifacts(i) == [] for i in ids)
     cluster.start_worker("b")
     done = [cluster.wait_ended(i, timeout_s=120) for i in ids]

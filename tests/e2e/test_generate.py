@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gen_server.client import ApiError, SoundryClient
@@ -146,17 +147,34 @@ def test_melody_and_continuation_uploads_reach_the_model(client: SoundryClient) 
     assert info.value.field == "melody_upload"
 
 
+def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS of ``a - b`` over the RMS of ``a``; infinite when the lengths differ."""
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.sqrt(np.mean((a - b) ** 2)) / max(np.sqrt(np.mean(a**2)), 1e-9))
+
+
 def test_xtts_cloning_from_uploaded_references(client: SoundryClient) -> None:
     """dev-xtts-tiny through the API: references uploaded, language chosen, the voice follows them."""
     low, high = (client.upload(_tone_wav(2.0, rate=24000, base_hz=f))["id"] for f in (110.0, 440.0))
     base = {"kind": "speech", "model": "dev-xtts-tiny", "text": "Guten Tag.", "language": "de", "seed": 3}
     job, first = client.generate({**base, "reference_uploads": [low]}, timeout_s=240)
     assert job["spec"]["language"] == "de" and job["spec"]["reference_uploads"] == [low]
+    _, again = client.generate({**base, "reference_uploads": [low]}, timeout_s=240)
     _, other = client.generate({**base, "reference_uploads": [high, low]}, timeout_s=240)
     a, rate = read_wav(first)
-    b, _ = read_wav(other)
     assert_sound(a, rate, expect_rate=24000, expect_s=None)
-    assert a.shape != b.shape or float(abs(a - b).max()) > 0.05, "the references had no effect"
+    # No fixed threshold on how different random-weight voices sound (0.05 sat on the edge of its
+    # distribution on another CPU). The same seed and references repeat the voice exactly; the two
+    # files then differ only by their jobs' watermark payloads (26 dB below the host, so a relative
+    # difference ~0.05-0.1). Other references change the voice itself: measured relative difference
+    # ~1 (uncorrelated noise-like voices), judged against the watermark-only difference of this run.
+    watermark_only = _relative_difference(a, read_wav(again)[0])
+    by_references = _relative_difference(a, read_wav(other)[0])
+    assert watermark_only < 0.2, f"the same seed and references did not repeat ({watermark_only:.3f})"
+    assert by_references > 3 * watermark_only, (
+        f"the references had no effect ({by_references:.3f} vs {watermark_only:.3f} for the watermark alone)"
+    )
     with pytest.raises(ApiError) as info:
         client.submit({**base, "reference_uploads": []})
     assert info.value.field == "reference_uploads"

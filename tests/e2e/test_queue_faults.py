@@ -15,11 +15,13 @@ pytestmark = pytest.mark.e2e
 
 LONG_MUSIC = {"kind": "music", "model": "dev-musicgen-tiny", "prompt": "long ambient drone", "seed": 11}
 SPEECH = {"kind": "speech", "text": "Queue test."}
+STEP_MS = 20.0
+"""Least time per decoding step of the tiny models here: jobs last as long as a test needs on any CPU."""
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, visibility_timeout_s=6)
+    c = Cluster(tmp_path, visibility_timeout_s=6, dev_step_ms=STEP_MS)
     yield c
     c.close()
 
@@ -33,7 +35,7 @@ def test_killed_worker_job_is_redelivered_and_completes_once(cluster: Cluster) -
     # the 90 s tiny clip took minutes (229 s after the kill once); one thread keeps it to seconds
     cluster.env["OMP_NUM_THREADS"] = "1"
     cluster.start_worker("a")
-    job_id = cluster.submit({**LONG_MUSIC, "duration_s": 90})
+    job_id = cluster.submit({**LONG_MUSIC, "duration_s": cluster.paced_music_s(30)})
     cluster.wait_for(job_id, running_with_progress, timeout_s=180)
     cluster.kill_worker("a")
     killed_at = time.monotonic()
@@ -53,7 +55,9 @@ def test_killed_worker_job_is_redelivered_and_completes_once(cluster: Cluster) -
 def test_job_longer_than_visibility_timeout_runs_once(cluster: Cluster) -> None:
     cluster.start_worker("a")
     cluster.start_worker("b")
-    job_id = cluster.submit({**LONG_MUSIC, "duration_s": 60})
+    # decoding alone lasts 3 x the visibility timeout, by construction (paced steps), on any CPU
+    clip_s = cluster.paced_music_s(3 * cluster.visibility_timeout_s)
+    job_id = cluster.submit({**LONG_MUSIC, "duration_s": clip_s})
     done = cluster.wait_ended(job_id, timeout_s=240)
     started = done["finished_at"] - done["created_at"]
     record_fault(
@@ -78,7 +82,7 @@ def test_redis_restart_loses_no_queued_job(cluster: Cluster) -> None:
 def test_two_workers_share_the_queue_and_cancel_works(cluster: Cluster) -> None:
     cluster.start_worker("a")
     cluster.start_worker("b")
-    long_id = cluster.submit({**LONG_MUSIC, "duration_s": 120})
+    long_id = cluster.submit({**LONG_MUSIC, "duration_s": cluster.paced_music_s(60)})
     cluster.wait_for(long_id, running_with_progress, timeout_s=180)
     ids = [cluster.submit({**SPEECH, "seed": i}) for i in range(4)]
     queued_id = cluster.submit({**SPEECH, "seed": 99})

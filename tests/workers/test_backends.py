@@ -64,6 +64,27 @@ def test_musicgen_exact_duration_and_progress(musicgen: MusicGenBackend, duratio
     assert all(a < b for a, b in itertools.pairwise(seen))
 
 
+def test_dev_step_pacing_sets_a_least_job_length_and_leaves_the_audio_alone(
+    worker_settings: Settings, dev_entries: dict[str, ModelEntry], musicgen: MusicGenBackend
+) -> None:
+    """SOUNDRY_DEV_STEP_MS (a test aid) makes each decoding step last at least that long, on any CPU.
+
+    Only a lower bound is asserted (sleeping guarantees it); how much longer it takes is the CPU's.
+    """
+    paced = MusicGenBackend(
+        dev_entries["dev-musicgen-tiny"], worker_settings.model_copy(update={"dev_step_ms": 40.0})
+    )
+    try:
+        started = time.monotonic()
+        audio = paced.generate(music(duration_s=0.5, seed=3), progress=lambda _: None)  # 25 steps
+        assert time.monotonic() - started >= 25 * 0.040
+    finally:
+        paced.unload()
+    np.testing.assert_array_equal(audio.samples, musicgen.generate(music(duration_s=0.5, seed=3)).samples)
+    with pytest.raises(ValueError, match="SOUNDRY_DEV_MODELS"):
+        Settings(dev_step_ms=5.0, dev_models=False)
+
+
 def test_musicgen_seed_repeats_and_varies(musicgen: MusicGenBackend) -> None:
     a = musicgen.generate(music(seed=7))
     b = musicgen.generate(music(seed=7))

@@ -26,6 +26,7 @@ import logging
 import math
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -306,9 +307,14 @@ class _Progress:
 
     Fractions stay below 1.0; the caller reports 1.0 once the audio is decoded. Exceptions raised by
     ``progress`` (cancellation) propagate through audiocraft and stop generation.
+
+    ``min_step_s`` (the dev preset's ``SOUNDRY_DEV_STEP_MS`` test aid) makes every decoding step last
+    at least that long, so a tiny model's job lasts ``steps x min_step_s`` on any CPU.
     """
 
-    def __init__(self, plan: Sequence[int], progress: ProgressFn) -> None:
+    def __init__(self, plan: Sequence[int], progress: ProgressFn, min_step_s: float = 0.0) -> None:
+        self._min_step_s = min_step_s
+        self._step_started = time.monotonic()
         self._plan = list(plan)
         self._total = float(sum(plan))
         self._progress = progress
@@ -317,6 +323,9 @@ class _Progress:
         self._last = 0.0
 
     def __call__(self, generated: int, steps: int) -> None:
+        if self._min_step_s:
+            time.sleep(max(self._min_step_s - (time.monotonic() - self._step_started), 0.0))
+            self._step_started = time.monotonic()
         self._step += 1
         k = min(self._chunk, len(self._plan) - 1)
         frac = min(self._step / max(steps, 1), 1.0)
@@ -512,7 +521,8 @@ class AudiocraftBackend:
         The global RNGs are seeded with ``seeds[0]`` too, for randomness outside token sampling
         (Demucs' random shift in the melody conditioner).
         """
-        model.set_custom_progress_callback(_Progress(plan, progress) if progress is not None else None)
+        pace = self.settings.dev_step_ms / 1000 if self.entry.dev else 0.0
+        model.set_custom_progress_callback(_Progress(plan, progress, pace) if progress is not None else None)
         try:
             seed_everything(seeds[0])
             import torch
