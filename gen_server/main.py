@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gen_server import elevenlabs as elevenlabs_compat
 from gen_server.auth import KeyStore, RateLimited, Unauthorized, keys_path
 from gen_server.contract.catalog import build_catalog
 from gen_server.contract.result import ERROR_RESPONSES
@@ -37,8 +38,24 @@ from gen_server.storage import open_store
 logger = logging.getLogger(__name__)
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status)
+ErrorBody = Callable[[int, str, str, str | None], dict[str, Any]]
+
+
+def soundry_error_body(status: int, code: str, message: str, field: str | None) -> dict[str, Any]:
+    del status
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+ERROR_SHAPES: tuple[tuple[Callable[[str], bool], ErrorBody], ...] = (
+    (elevenlabs_compat.applies_to, elevenlabs_compat.error_body),
+)
+"""(path test, body) for the compatibility routes whose clients expect another API's error shape."""
+
+
+def _error(path: str, status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    """The error response for a request to ``path``: Soundry's shape unless a compatible route's own."""
+    body = next((shape for applies, shape in ERROR_SHAPES if applies(path)), soundry_error_body)
+    return JSONResponse(body(status, code, message, field), status_code=status)
 
 
 def _field_of(loc: Sequence[Any]) -> str:
@@ -47,11 +64,11 @@ def _field_of(loc: Sequence[Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """One error shape everywhere: ``{"error": {"code", "message", "field"}}``."""
+    """One place maps errors to HTTP: ``{"error": {"code", "message", "field"}}`` (see :data:`ERROR_SHAPES`)."""
 
     @app.exception_handler(SoundryError)
-    async def soundry_error(_: Request, exc: SoundryError) -> JSONResponse:
-        response = _error(exc.http_status, exc.code, exc.message, exc.field)
+    async def soundry_error(request: Request, exc: SoundryError) -> JSONResponse:
+        response = _error(request.url.path, exc.http_status, exc.code, exc.message, exc.field)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthorized):
@@ -59,23 +76,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
         field = _field_of(first.get("loc", ("body",)))
         message = f"{field}: {first.get('msg', 'invalid value')}"
-        return _error(422, "invalid_input", message, field)
+        return _error(request.url.path, 422, "invalid_input", message, field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status_code, "http_error"
         )
-        return _error(exc.status_code, code, str(exc.detail))
+        return _error(request.url.path, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error")
-        return _error(500, "internal_error", "internal server error")
+        return _error(request.url.path, 500, "internal_error", "internal server error")
 
 
 class BodySizeLimit:
@@ -111,7 +128,7 @@ class BodySizeLimit:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit_mib = self.max_bytes / 2**20
-        response = _error(413, "too_large", f"request body exceeds {limit_mib:.0f} MiB", "body")
+        response = _error(scope["path"], 413, "too_large", f"request body exceeds {limit_mib:.0f} MiB", "body")
         await response(scope, receive, send)
 
 
