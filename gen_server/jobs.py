@@ -11,11 +11,11 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
-from gen_server.audio.encode import MEDIA_TYPES, decode, encode
+from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
 from gen_server.contract import keys
 from gen_server.contract.catalog import Catalog
 from gen_server.contract.result import JobError, JobResult, JobState, JobView
-from gen_server.contract.spec import AudioFormat, JobRequest, JobSpec, build_spec
+from gen_server.contract.spec import JobRequest, JobSpec, build_spec
 from gen_server.errors import Conflict, NotFound
 from gen_server.queue import JobQueue
 from gen_server.settings import Settings
@@ -228,8 +228,11 @@ class JobService:
         self.queue.revoke(job_id)
         return self.get(job_id, caller)
 
-    def audio(self, job_id: str, caller: Caller, fmt: AudioFormat | None = None) -> tuple[bytes, str, str]:
-        """The job's audio as (bytes, media type, format); transcoded when ``fmt`` differs."""
+    def audio(self, job_id: str, caller: Caller, fmt: EncodeFormat | None = None) -> tuple[bytes, str, str]:
+        """The job's audio as (bytes, media type, format); transcoded when ``fmt`` differs.
+
+        ``fmt`` may also be a headerless raw format (``pcm``, ``ulaw``, ``alaw``) at the job's own rate.
+        """
         view = self.get(job_id, caller)
         if view.result is None:
             raise Conflict(f"job '{job_id}' is {view.state}; audio exists once it succeeded", field="job_id")

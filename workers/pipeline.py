@@ -95,7 +95,7 @@ def finish(
         "job_id": spec.job_id,
         "prompt": spec.prompt[:500],
     }
-    data = encode(audio, spec.format, wav_subtype=spec.wav_subtype, tags=tags)
+    data = encode(audio, spec.format, wav_subtype=spec.wav_subtype, tags=tags, bitrate_kbps=spec.bitrate_kbps)
     result = JobResult(
         job_id=spec.job_id,
         artifact=audio_key(spec.job_id, spec.format),

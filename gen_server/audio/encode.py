@@ -10,6 +10,8 @@ Formats:
 * ``ogg``: Opus in Ogg through PyAV at 48 kHz (Opus's native rate), constrained VBR (128 kbit/s unless
   told); tags as Vorbis comments.
 * ``pcm``: raw signed 16-bit little-endian interleaved samples, no header (OpenAI-style ``pcm``).
+* ``ulaw`` / ``alaw``: raw 8-bit G.711 mu-law / A-law interleaved samples, no header (telephony, e.g.
+  Twilio media streams), through PyAV's ``pcm_mulaw`` / ``pcm_alaw``.
 
 :func:`decode` reads any container PyAV (FFmpeg) knows, refuses oversized or overlong inputs before
 decoding them fully, and raises :class:`~gen_server.errors.InvalidInput` for anything that is not
@@ -46,7 +48,7 @@ from gen_server.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
-EncodeFormat = AudioFormat | Literal["pcm", "aac"]
+EncodeFormat = AudioFormat | Literal["pcm", "ulaw", "alaw", "aac"]
 
 MEDIA_TYPES: Final[dict[str, str]] = {
     "wav": "audio/wav",
@@ -54,9 +56,11 @@ MEDIA_TYPES: Final[dict[str, str]] = {
     "mp3": "audio/mpeg",
     "ogg": "audio/ogg",
     "pcm": "audio/pcm",
+    "ulaw": "audio/basic",
+    "alaw": "audio/x-alaw-basic",
     "aac": "audio/aac",
 }
-"""Format name -> MIME type of the encoded bytes (``pcm``: raw s16le, rate given out of band)."""
+"""Format name -> MIME type of the encoded bytes (``pcm``, ``ulaw``, ``alaw``: raw, rate told out of band)."""
 
 DEFAULT_BITRATE_KBPS: Final[dict[str, int]] = {"mp3": 192, "ogg": 128}
 DEFAULT_MAX_BYTES: Final[int] = 100 * 1024 * 1024
@@ -90,7 +94,8 @@ def encode(
 
     Args:
         audio: ``[channels, frames]`` float audio at any rate.
-        fmt: ``wav``, ``flac``, ``mp3``, ``ogg`` (Opus) or ``pcm`` (raw s16le, no header, no tags).
+        fmt: ``wav``, ``flac``, ``mp3``, ``ogg`` (Opus), ``aac`` (ADTS, no tags), or a headerless raw
+            format without tags: ``pcm`` (s16le), ``ulaw`` or ``alaw`` (G.711, 8 bits a sample).
         wav_subtype: Sample format for WAV (``pcm16``, ``pcm24``, ``float32``); FLAC uses 16 bits for
             ``pcm16`` and 24 bits otherwise; ignored by lossy formats.
         tags: Provenance tags (e.g. ``title``, ``comment``, ``software``, ``job_id``, ``model``,
@@ -117,6 +122,8 @@ def encode(
     if fmt == "pcm":
         pcm = np.round(np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype("<i2")
         return pcm.T.tobytes()
+    if fmt in ("ulaw", "alaw"):
+        return _encode_g711(audio, fmt)
     if fmt == "aac":
         return _encode_aac(audio, bitrate_kbps or 128)
     raise InvalidInput(f"unknown audio format '{fmt}'; use one of {', '.join(MEDIA_TYPES)}", field="format")
@@ -133,6 +140,26 @@ def _encode_aac(audio: Audio, kbps: int) -> bytes:
         stream.bit_rate = kbps * 1000
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(np.clip(audio.samples, -1.0, 1.0)), format="fltp", layout=layout
+        )
+        frame.sample_rate = audio.sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def _encode_g711(audio: Audio, fmt: Literal["ulaw", "alaw"]) -> bytes:
+    """Raw G.711 (one byte a sample, channels interleaved) at the audio's own rate."""
+    if audio.channels > 2:
+        raise InvalidInput(f"{fmt} output takes 1 or 2 channels, got {audio.channels}", field="post.channels")
+    codec, container_fmt = ("pcm_mulaw", "mulaw") if fmt == "ulaw" else ("pcm_alaw", "alaw")
+    layout = "stereo" if audio.channels == 2 else "mono"
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container_fmt) as container:
+        stream = cast(av.AudioStream, container.add_stream(codec, rate=audio.sample_rate, layout=layout))
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(_clip(audio.samples)), format="fltp", layout=layout
         )
         frame.sample_rate = audio.sample_rate
         for packet in stream.encode(frame):

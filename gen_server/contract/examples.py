@@ -42,6 +42,7 @@ SPEECH_SPEC: dict[str, Any] = {
     },
     "format": "wav",
     "wav_subtype": "pcm16",
+    "bitrate_kbps": None,
     "callback_url": None,
     "owner": None,
 }

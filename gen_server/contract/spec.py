@@ -15,6 +15,8 @@ AudioFormat = Literal["wav", "flac", "mp3", "ogg"]
 WavSubtype = Literal["pcm16", "pcm24", "float32"]
 MAX_SEED = 2**31 - 1
 DEFAULT_TOP_K = 250
+BITRATE_RANGES_KBPS: dict[str, tuple[int, int]] = {"mp3": (8, 320), "ogg": (8, 510)}
+"""Lossy formats and the bitrates (kbit/s) their encoders take (MP3: libmp3lame CBR; ogg: Opus)."""
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -79,6 +81,12 @@ class JobRequest(BaseModel):
     post: PostProcess = Field(default_factory=PostProcess)
     format: AudioFormat = "wav"
     wav_subtype: WavSubtype = "pcm16"
+    bitrate_kbps: int | None = Field(
+        None,
+        ge=8,
+        le=510,
+        description="Bitrate of mp3 (8-320, default 192) or ogg/Opus (8-510, default 128) output, kbit/s",
+    )
     callback_url: str | None = Field(
         None, description="Webhook: POSTed the final job JSON, signed with HMAC-SHA256 (X-Soundry-Signature)"
     )
@@ -111,6 +119,9 @@ class JobSpec(BaseModel):
     post: PostProcess
     format: AudioFormat = "wav"
     wav_subtype: WavSubtype = "pcm16"
+    bitrate_kbps: int | None = Field(
+        None, description="Lossy bitrate in kbit/s; the format's default if none"
+    )
     callback_url: str | None = None
     owner: str | None = None
 
@@ -199,6 +210,12 @@ def build_spec(
         raise _fail("sampling controls apply to music and sfx only", "sampling")
     if req.post.target_lufs is not None and req.post.peak_normalize:
         raise _fail("choose target_lufs or peak_normalize, not both", "post.peak_normalize")
+    if req.bitrate_kbps is not None:
+        if req.format not in BITRATE_RANGES_KBPS:
+            raise _fail(f"bitrate_kbps applies to mp3 and ogg output, not {req.format}", "bitrate_kbps")
+        low, high = BITRATE_RANGES_KBPS[req.format]
+        if not low <= req.bitrate_kbps <= high:
+            raise _fail(f"bitrate_kbps for {req.format} must be {low}-{high}", "bitrate_kbps")
 
     language = req.language
     if language is None and entry.voice_cloning:
@@ -221,6 +238,7 @@ def build_spec(
         post=req.post,
         format=req.format,
         wav_subtype=req.wav_subtype,
+        bitrate_kbps=req.bitrate_kbps,
         callback_url=req.callback_url,
         owner=owner,
     )

@@ -159,6 +159,8 @@ CASES: list[tuple[str, dict[str, Any] | None, int, str | None]] = [
         "language",
     ),
     ("unknown format", job(kind="music", prompt="x", format="aiff"), 422, "format"),
+    ("bitrate on wav", job(kind="sfx", prompt="x", format="wav", bitrate_kbps=128), 422, "bitrate_kbps"),
+    ("mp3 bitrate too high", job(kind="sfx", prompt="x", format="mp3", bitrate_kbps=448), 422, "bitrate_kbps"),
     ("unknown field", job(kind="music", prompt="x", tempo=120), 422, "tempo"),
     (
         "missing upload",

@@ -105,8 +105,23 @@ def test_media_types() -> None:
         "mp3": "audio/mpeg",
         "ogg": "audio/ogg",
         "pcm": "audio/pcm",
+        "ulaw": "audio/basic",
+        "alaw": "audio/x-alaw-basic",
         "aac": "audio/aac",
     }
+
+
+@pytest.mark.parametrize(("fmt", "demuxer"), [("ulaw", "mulaw"), ("alaw", "alaw")])
+def test_raw_g711(fmt: enc.EncodeFormat, demuxer: str) -> None:
+    """One byte a sample, no header; FFmpeg's own G.711 decoder reads it back within G.711's error."""
+    a = Audio(stereo(0.5, sr=8000).samples[:1], 8000)
+    data = encode(a, fmt, tags=TAGS)
+    assert len(data) == a.frames
+    with av.open(io.BytesIO(data), format=demuxer, options={"sample_rate": "8000", "ch_layout": "mono"}) as c:
+        frames = [f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]
+    decoded = np.concatenate(frames).astype(np.float32) / 32768.0  # FFmpeg decodes G.711 to s16
+    assert decoded.size == a.frames
+    assert float(np.abs(decoded - a.samples[0]).max()) < 0.03
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg"])
