@@ -1,5 +1,7 @@
 """API keys: created by ``soundry keys create``, stored hashed, sent as ``Authorization: Bearer``.
 
+ElevenLabs-style clients may send the key as ``xi-api-key`` instead (see ``gen_server.deps``).
+
 Keys live in ``$SOUNDRY_DATA_DIR/keys.json`` (SHA-256 digests only, never the keys), so they can be
 created while the server is down and shared by several API hosts on one data folder. With no keys
 the server is a local single-user one and binds to loopback only.

@@ -23,8 +23,16 @@ def catalog(request: Request) -> Catalog:
     return cat
 
 
+def presented_key(request: Request) -> str | None:
+    """The API key a request carries: ``Authorization: Bearer <key>`` or (ElevenLabs' way) ``xi-api-key``."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("xi-api-key", "").strip() or None
+
+
 def authenticate(request: Request) -> None:
-    """Resolve the caller from ``Authorization: Bearer``; enforce the key's rate limit (429).
+    """Resolve the caller from its API key (:func:`presented_key`); enforce the key's rate limit (429).
 
     With no keys configured every caller is the local user (the server then binds to loopback only).
     """
@@ -32,11 +40,13 @@ def authenticate(request: Request) -> None:
     if not keys.enabled:
         request.state.caller = LOCAL
         return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", field="authorization")
-    key = keys.verify(token.strip())
+    token = presented_key(request)
+    if token is None:
+        raise Unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>' or 'xi-api-key: <key>'",
+            field="authorization",
+        )
+    key = keys.verify(token)
     service = job_service(request)
     window = int(time.time() // 60)
     counter = f"soundry:rate:{key.id}:{window}"

@@ -64,7 +64,8 @@ def _field_of(loc: Sequence[Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """One place maps errors to HTTP: ``{"error": {"code", "message", "field"}}`` (see :data:`ERROR_SHAPES`)."""
+    """The one place mapping errors to HTTP: ``{"error": {"code", "message", "field"}}``, or the shape
+    :data:`ERROR_SHAPES` gives a compatibility route."""
 
     @app.exception_handler(SoundryError)
     async def soundry_error(request: Request, exc: SoundryError) -> JSONResponse:
@@ -128,7 +129,8 @@ class BodySizeLimit:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit_mib = self.max_bytes / 2**20
-        response = _error(scope["path"], 413, "too_large", f"request body exceeds {limit_mib:.0f} MiB", "body")
+        message = f"request body exceeds {limit_mib:.0f} MiB"
+        response = _error(scope["path"], 413, "too_large", message, "body")
         await response(scope, receive, send)
 
 

@@ -1,63 +1,119 @@
-"""ElevenLabs-compatible endpoints (sound effects; speech to follow), for apps using its official SDK."""
+"""ElevenLabs-compatible endpoints, for apps using its API or official SDKs (``base_url`` = this server).
+
+The mapping onto Soundry jobs lives in :mod:`gen_server.elevenlabs`; errors on these paths take
+ElevenLabs' shape (``{"detail": {"status", "message"}}``, see ``gen_server.main``).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from gen_server.audio.encode import MEDIA_TYPES
+from gen_server import elevenlabs as el
 from gen_server.contract import examples
-from gen_server.contract.spec import JobRequest, Sampling
-from gen_server.deps import caller, job_service
+from gen_server.contract.catalog import Catalog
+from gen_server.deps import caller, catalog, job_service
 from gen_server.jobs import Caller, JobService
-from gen_server.routes.openai_compat import _run
 
-router = APIRouter(tags=["compatibility"])
+router = APIRouter(tags=["compatibility"], responses=el.ERROR_RESPONSES)
 Service = Annotated[JobService, Depends(job_service)]
 Who = Annotated[Caller, Depends(caller)]
-
-
-class SoundGenerationRequest(BaseModel):
-    """The common ``POST /v1/sound-generation`` shape for sound effects."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"text": "glass shattering on concrete", "duration_seconds": 2.0}]},
-    )
-
-    text: str = Field(min_length=1, max_length=2000)
-    duration_seconds: float | None = Field(None, ge=0.5, le=60.0, allow_inf_nan=False)
-    prompt_influence: float = Field(0.3, ge=0.0, le=1.0, allow_inf_nan=False)
-    model_id: str | None = Field(None, description="A catalog sfx model (the default when omitted)")
-    output_format: Literal["mp3", "wav", "flac", "ogg"] = "mp3"
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-
-
-def influence_to_cfg(influence: float) -> float:
-    """Map prompt influence (0..1) to classifier-free guidance: 0 -> 1.0, 0.3 -> 2.8, 1 -> 7.0."""
-    return 1.0 + 6.0 * influence
+Models = Annotated[Catalog, Depends(catalog)]
+OutputFormatQuery = Annotated[
+    el.OutputFormatCode,
+    Query(
+        description="codec_samplerate[_bitrate]: mp3/opus at that rate and kbit/s; wav; pcm (raw s16le "
+        "mono); ulaw/alaw (raw G.711, 8 kHz)",
+        examples=["mp3_44100_128"],
+    ),
+]
+Ignored = Query(description="Accepted for compatibility; no effect", examples=[True])
+AUDIO: dict[int | str, dict[str, Any]] = {200: {"content": examples.binary(*el.MEDIA_TYPES_OUT)}}
 
 
 @router.post(
     "/v1/sound-generation",
-    summary="Synchronous text to sound effect",
+    summary="ElevenLabs-compatible text to sound effect (synchronous)",
     response_class=Response,
-    responses={200: {"content": examples.binary("audio/mpeg", "audio/wav", "audio/flac", "audio/ogg")}},
+    responses=AUDIO,
 )
-async def sound_generation(body: SoundGenerationRequest, service: Service, who: Who) -> Response:
-    """Queue an sfx job, wait for it and return the audio (``duration_seconds`` omitted: 4 s)."""
-    req = JobRequest(
-        kind="sfx",
-        model=body.model_id,
-        prompt=body.text,
-        duration_s=body.duration_seconds or 4.0,
-        seed=body.seed,
-        sampling=Sampling(cfg_coef=influence_to_cfg(body.prompt_influence)),
-        format=body.output_format,
+async def sound_generation(
+    body: el.SoundGenerationRequest,
+    service: Service,
+    who: Who,
+    output_format: OutputFormatQuery = "mp3_44100_128",
+    enable_logging: Annotated[bool | None, Ignored] = None,
+) -> Response:
+    """Make one sound effect and answer its audio in ``output_format`` (``duration_seconds`` null: 5 s)."""
+    fmt = el.output_format(output_format)
+    req = el.sound_job(body, fmt)
+    data = await run_in_threadpool(el.generate, service, who, req, fmt)
+    return Response(data, media_type=fmt.media_type)
+
+
+@router.post(
+    "/v1/text-to-speech/{voice_id}",
+    summary="ElevenLabs-compatible text to speech (whole file)",
+    response_class=Response,
+    responses=AUDIO,
+)
+async def text_to_speech(
+    voice_id: Annotated[
+        str,
+        Path(
+            description="A voice from GET /v1/voices (<model> or <model>:<speaker>), a speaker name, or an "
+            "ElevenLabs premade voice id (the default voice)",
+            examples=["piper-en_US-joe-medium"],
+        ),
+    ],
+    body: el.TextToSpeechRequest,
+    service: Service,
+    who: Who,
+    output_format: OutputFormatQuery = "mp3_44100_128",
+    enable_logging: Annotated[bool | None, Ignored] = None,
+    optimize_streaming_latency: Annotated[
+        int | None, Query(ge=0, le=4, description="Accepted for compatibility; no effect", examples=[0])
+    ] = None,
+) -> Response:
+    """Speak ``text`` with ``voice_id`` and answer the whole file in ``output_format``."""
+    fmt = el.output_format(output_format)
+    req = el.speech_job(voice_id, body, fmt, service.catalog)
+    data = await run_in_threadpool(el.generate, service, who, req, fmt)
+    return Response(data, media_type=fmt.media_type)
+
+
+@router.get(
+    "/v1/voices",
+    response_model=el.VoicesResponse,
+    summary="ElevenLabs-compatible voice list (every speaker of every speech model)",
+)
+def list_voices(models: Models, show_legacy: Annotated[bool | None, Ignored] = None) -> el.VoicesResponse:
+    return el.VoicesResponse(voices=el.voices(models))
+
+
+@router.get("/v2/voices", response_model=el.VoicesPage, summary="ElevenLabs-compatible voice search")
+def search_voices(
+    models: Models,
+    search: Annotated[
+        str | None,
+        Query(max_length=200, description="Part of a voice id (case-insensitive)", examples=["vits"]),
+    ] = None,
+    page_size: Annotated[int, Query(ge=1, le=100, examples=[10])] = 10,
+    next_page_token: Annotated[
+        str | None, Query(pattern=r"^\d{1,6}$", description="From the previous page", examples=["10"])
+    ] = None,
+) -> el.VoicesPage:
+    """Voices whose id contains ``search``, ``page_size`` at a time (``next_page_token`` pages on)."""
+    found = [v for v in el.voices(models) if not search or search.lower() in v.voice_id.lower()]
+    start = int(next_page_token or 0)
+    page = found[start : start + page_size]
+    more = start + page_size < len(found)
+    return el.VoicesPage(
+        voices=page,
+        has_more=more,
+        total_count=len(found),
+        next_page_token=str(start + page_size) if more else None,
     )
-    data = await run_in_threadpool(_run, service, who, req)
-    return Response(data, media_type=MEDIA_TYPES[body.output_format])
