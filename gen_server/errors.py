@@ -76,3 +76,13 @@ class StorageUnavailable(TransientError):
 class JobCancelled(SoundryError):
     code = "cancelled"
     http_status = 409
+
+
+def from_code(code: str, message: str, field: str | None = None) -> SoundryError:
+    """The error a job ended with, raised again in the API (its class found by ``code``)."""
+    classes: list[type[SoundryError]] = [SoundryError]
+    for cls in classes:
+        if cls.code == code:
+            return cls(message, field=field)
+        classes.extend(cls.__subclasses__())
+    return GenerationFailed(message, field=field)

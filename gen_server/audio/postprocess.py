@@ -433,6 +433,13 @@ def to_channels(audio: Audio, n: int) -> Audio:
 # ------------------------------------------------------------------------------------------ chain
 
 
+def _check(audio: Audio, kind: str) -> None:
+    if kind not in KIND_DEFAULTS:
+        raise InvalidInput(f"unknown kind '{kind}'; expected one of {', '.join(KIND_DEFAULTS)}", field="kind")
+    if not np.all(np.isfinite(audio.samples)):
+        raise InvalidInput("audio contains NaN or infinite samples")
+
+
 def apply_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
     """Run the post-processing chain for a job.
 
@@ -453,10 +460,7 @@ def apply_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
     Raises:
         InvalidInput: Unknown kind, or audio containing NaN/inf.
     """
-    if kind not in KIND_DEFAULTS:
-        raise InvalidInput(f"unknown kind '{kind}'; expected one of {', '.join(KIND_DEFAULTS)}", field="kind")
-    if not np.all(np.isfinite(audio.samples)):
-        raise InvalidInput("audio contains NaN or infinite samples")
+    _check(audio, kind)
     d = KIND_DEFAULTS[kind]
     out = remove_dc(audio)
     if options.trim_silence if options.trim_silence is not None else d.trim_silence:
@@ -480,3 +484,24 @@ def apply_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
         out = normalize_loudness(out, d.target_lufs, ceiling)
     logger.debug("post-processed %s clip: %.2f s at %d Hz", kind, out.duration_s, out.sample_rate)
     return out
+
+
+def stream_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
+    """Post-processing for one chunk of a streamed job (a sentence of speech), before the whole exists.
+
+    Resampling and channels as :func:`apply_chain`; loudness to the job's target (or the kind's) per
+    chunk under the true-peak ceiling. Trimming and fades belong to the whole clip and are left out:
+    the stored file (:func:`apply_chain` on the whole) may therefore differ slightly in level and length.
+
+    Raises:
+        InvalidInput: Unknown kind, or audio containing NaN/inf.
+    """
+    _check(audio, kind)
+    out = audio
+    if options.sample_rate is not None:
+        out = resample(out, options.sample_rate)
+    if options.channels is not None:
+        out = to_channels(out, options.channels)
+    target = options.target_lufs if options.target_lufs is not None else KIND_DEFAULTS[kind].target_lufs
+    return normalize_loudness(out, target, options.true_peak_dbtp)
+

@@ -457,7 +457,7 @@ class KeyedWatermarker:
 
     # -- embedding -------------------------------------------------------------------------------
 
-    def embed(self, audio: Audio, payload: int) -> Audio:
+    def embed(self, audio: Audio, payload: int, *, at_s: float = 0.0) -> Audio:
         """Add a watermark carrying ``payload``.
 
         Args:
@@ -465,6 +465,8 @@ class KeyedWatermarker:
                 (computed from their mean). A clip shorter than one period (1.5 s) carries part of
                 the mark; silence carries none.
             payload: Unsigned 32-bit integer.
+            at_s: Where ``audio`` starts in a longer stream, seconds: the mark is laid on that stream's
+                period grid, so chunks marked one by one (streamed audio) read as one mark when joined.
 
         Returns:
             Marked audio, same shape and rate, with a residual at least ``target_snr_db`` below the
@@ -477,9 +479,11 @@ class KeyedWatermarker:
             raise ValueError(f"payload must fit in 32 bits, got {payload}")
         if audio.frames == 0:
             return audio
-        host = _to_mono16(audio)
-        power = float(np.mean(audio.samples.astype(np.float64) ** 2))
-        residual = self._residual(host, payload, power * 10 ** (-self.target_snr_db / 10))
+        lead = round((at_s % PERIOD_S) * FS)  # silence in front puts the chunk on the stream's grid
+        host = np.pad(_to_mono16(audio), (lead, 0))
+        # the budget is a mean over ``host``: scaled so the residual stays target_snr_db below ``audio``
+        power = float(np.mean(audio.samples.astype(np.float64) ** 2)) * (host.size - lead) / host.size
+        residual = self._residual(host, payload, power * 10 ** (-self.target_snr_db / 10))[lead:]
         if not np.any(residual):
             return audio
         if audio.sample_rate != FS:

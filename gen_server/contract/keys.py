@@ -13,6 +13,11 @@ def cancel(job_id: str) -> str:
     return f"{PREFIX}:cancel:{job_id}"
 
 
+def stream(job_id: str) -> str:
+    """Stream: the job's audio chunks as they are made, then an end entry (workers/streaming.py)."""
+    return f"{PREFIX}:stream:{job_id}"
+
+
 def attempts(job_id: str) -> str:
     return f"{PREFIX}:attempts:{job_id}"
 

@@ -1,47 +1,52 @@
-"""Drop-in endpoints for apps that already speak OpenAI's speech API or the common SFX API shape."""
+"""OpenAI-compatible speech: ``POST /v1/audio/speech`` and ``GET /v1/audio/voices``.
+
+One request is one speech job (one record, one watermark payload). Its audio is streamed from the
+job's stream (sentence by sentence, see :mod:`gen_server.streams`) through one encoder
+(:class:`~gen_server.audio.stream_encode.StreamEncoder`), so every ``response_format`` is one valid
+file, streamed or not; ``stream_format=sse`` sends OpenAI's ``speech.audio.delta`` / ``speech.audio.done``
+events instead. Errors use the shape OpenAI's SDK reads (``error.message/type/param/code``).
+
+``instructions``: only pace is mapped ("slowly", "quickly", ...: a speed factor); no model served here
+takes style prompts, so tone, accent and emotion words are accepted and ignored.
+"""
 
 from __future__ import annotations
 
-import io
+import base64
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-import numpy as np
-import soundfile as sf
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
+from gen_server.audio.encode import MEDIA_TYPES
+from gen_server.audio.stream_encode import StreamEncoder
 from gen_server.contract import examples
+from gen_server.contract.catalog import Catalog, ModelEntry
 from gen_server.contract.spec import JobRequest
 from gen_server.deps import caller, job_service
-from gen_server.errors import GenerationFailed, InvalidInput
+from gen_server.errors import InvalidInput, from_code
 from gen_server.jobs import Caller, JobService
+from gen_server.settings import Settings
+from gen_server.streams import End, Piece, read_job_stream
 
 router = APIRouter(tags=["compatibility"])
 Service = Annotated[JobService, Depends(job_service)]
-SPEECH_MEDIA_TYPES = ("audio/mpeg", "audio/ogg", "audio/aac", "audio/flac", "audio/wav", "audio/pcm")
 Who = Annotated[Caller, Depends(caller)]
 
-OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 OPENAI_VOICES = (
-    "alloy",
-    "ash",
-    "ballad",
-    "coral",
-    "echo",
-    "fable",
-    "onyx",
-    "nova",
-    "sage",
-    "shimmer",
-    "verse",
+    *("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse"),
+    *("marin", "cedar"),
 )
+OPENAI_MODEL = re.compile(r"^(tts-1(-hd)?(-\d{4})?|gpt-4o(-mini)?-tts(-\d{4}-\d{2}-\d{2})?)$")
+"""OpenAI's speech model ids, dated snapshots included (tts-1-1106, gpt-4o-mini-tts-2025-03-20)."""
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
-_OUR_FORMAT: dict[str, EncodeFormat] = {
+STREAM_FORMAT: dict[str, str] = {
     "mp3": "mp3",
     "opus": "ogg",
     "aac": "aac",
@@ -49,9 +54,15 @@ _OUR_FORMAT: dict[str, EncodeFormat] = {
     "wav": "wav",
     "pcm": "pcm",
 }
-_STREAMED = ("pcm", "wav", "mp3")
+"""OpenAI ``response_format`` -> :class:`StreamEncoder` format."""
 PCM_RATE = 24000
-_SENTENCE = re.compile(r"(?<=[.!?;:])\s+")
+"""OpenAI's speech rate: ``pcm`` is 24 kHz 16-bit mono; every format is made at this rate."""
+_PACE = (
+    (re.compile(r"\b(very|extremely|really) (slow(ly)?|unhurried)\b", re.I), 0.75),
+    (re.compile(r"\b(very|extremely|really) (fast|quick(ly)?|rapid(ly)?)\b", re.I), 1.35),
+    (re.compile(r"\b(slow(ly|er)?|unhurried|leisurely|calm(ly)?)\b", re.I), 0.85),
+    (re.compile(r"\b(fast(er)?|quick(ly|er)?|rapid(ly)?|brisk(ly)?|hurried(ly)?)\b", re.I), 1.15),
+)
 
 
 class SpeechRequest(BaseModel):
@@ -64,117 +75,195 @@ class SpeechRequest(BaseModel):
         },
     )
 
-    model: str = Field(description="tts-1, tts-1-hd, gpt-4o-mini-tts (the default voice) or a catalog id")
+    model: str = Field(
+        description="tts-1, tts-1-hd, gpt-4o-mini-tts (dated ids too) or a catalog speech model"
+    )
     input: str = Field(min_length=1, max_length=4096)
-    voice: str = Field("alloy", description="An OpenAI voice name (default speaker) or a catalog speaker")
+    voice: str = Field("alloy", description="An OpenAI voice name (see GET /v1/audio/voices) or a speaker")
     response_format: SpeechFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
-    instructions: str | None = Field(None, description="Accepted for compatibility; not used")
+    instructions: str | None = Field(
+        None, max_length=4096, description="Pace words set the speed factor; other style words are ignored"
+    )
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio", description="audio: the file's bytes as they are made; sse: speech.audio.delta events"
+    )
 
 
-def _job_request(body: SpeechRequest, service: JobService, text: str, fmt: str) -> JobRequest:
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """An OpenAI voice name and the Soundry model and speaker that speak it."""
+
+    name: str
+    model: str
+    speaker: str | None
+
+
+def voice_map(settings: Settings, catalog: Catalog) -> dict[str, Voice]:
+    """Every OpenAI voice name -> a Soundry voice (``SOUNDRY_OPENAI_VOICES``, then the default model).
+
+    Raises:
+        InvalidInput: ``SOUNDRY_OPENAI_VOICES`` is malformed or names an unknown model or speaker.
+    """
+    default = catalog.default_for("speech")
+    voices = {
+        name: Voice(
+            name, default.id, default.speakers[i % len(default.speakers)] if default.speakers else None
+        )
+        for i, name in enumerate(OPENAI_VOICES)
+    }
+    for item in filter(None, (part.strip() for part in settings.openai_voices.split(","))):
+        name, sep, target = item.partition("=")
+        model_id, _, speaker = target.strip().partition(":")
+        if not sep or not name.strip() or not model_id:
+            raise InvalidInput(f"SOUNDRY_OPENAI_VOICES: '{item}' is not NAME=MODEL[:SPEAKER]", field="voice")
+        entry = catalog.get(model_id, field="voice")
+        if speaker and speaker not in entry.speakers:
+            known = ", ".join(entry.speakers) or "none"
+            raise InvalidInput(
+                f"SOUNDRY_OPENAI_VOICES: '{entry.id}' has no speaker '{speaker}'; speakers: {known}",
+                field="voice",
+            )
+        voices[name.strip()] = Voice(name.strip(), entry.id, speaker or None)
+    return voices
+
+
+def pace(instructions: str | None) -> float:
+    """The speed factor that ``instructions`` ask for (1.0 when they say nothing about pace)."""
+    for pattern, factor in _PACE:
+        if instructions and pattern.search(instructions):
+            return factor
+    return 1.0
+
+
+def speech_job(body: SpeechRequest, service: JobService) -> JobRequest:
+    """The speech job an OpenAI request stands for: model and speaker from the voice, 24 kHz mono.
+
+    Raises:
+        InvalidInput: Unknown model or voice (fields ``model``/``voice``).
+    """
     catalog = service.catalog
-    entry = catalog.default_for("speech") if body.model in OPENAI_MODELS else catalog.get(body.model)
+    voices = voice_map(service.settings, catalog)
+    entry: ModelEntry
+    if OPENAI_MODEL.match(body.model):
+        voice = voices.get(body.voice)
+        entry = catalog.get(voice.model) if voice else catalog.default_for("speech")
+        speaker = voice.speaker if voice else None
+    else:
+        entry = catalog.get(body.model)
+        voice = voices.get(body.voice)
+        speaker = voice.speaker if voice and voice.model == entry.id else None
     if entry.kind != "speech":
         raise InvalidInput(f"model '{entry.id}' is not a speech model", field="model")
-    voice: str | None
     if body.voice in entry.speakers:
-        voice = body.voice
-    elif body.voice in OPENAI_VOICES:
-        voice = None
-    else:
-        known = ", ".join((*OPENAI_VOICES, *entry.speakers))
+        speaker = body.voice
+    elif body.voice not in voices:
+        known = ", ".join((*voices, *entry.speakers))
         raise InvalidInput(f"unknown voice '{body.voice}'; voices: {known}", field="voice")
     return JobRequest(
         kind="speech",
         model=entry.id,
-        text=text,
-        voice=voice,
-        speed=body.speed,
-        format=fmt,
+        text=body.input,
+        voice=speaker,
+        speed=min(max(body.speed * pace(body.instructions), 0.25), 4.0),
+        format="wav",
         post={"sample_rate": PCM_RATE, "channels": 1},
     )
 
 
-def _chunks(text: str, first_chars: int = 120, rest_chars: int = 400) -> list[str]:
-    """Sentences grouped so the first chunk is short (fast first audio) and later ones larger."""
-    groups: list[str] = []
-    for sentence in (s.strip() for s in _SENTENCE.split(text.strip())):
-        if not sentence:
-            continue
-        limit = first_chars if len(groups) <= 1 else rest_chars
-        if groups and len(groups) > 1 and len(groups[-1]) + len(sentence) < limit:
-            groups[-1] = f"{groups[-1]} {sentence}"
-        else:
-            groups.append(sentence)
-    return groups or [text]
+def _first_or_error(items: Iterator[Piece | End]) -> Piece | None:
+    """The stream's first piece; a job that ended without audio raises its own error here (a 4xx/5xx)."""
+    first = next(items)
+    if isinstance(first, End):
+        if first.state == "succeeded":
+            return None
+        error = first.error
+        raise from_code(error.code, error.message, error.field) if error else from_code("", "speech failed")
+    return first
 
 
-def _run(service: JobService, who: Caller, req: JobRequest) -> bytes:
-    view = service.submit(req, who)
-    done = service.wait(view.id, who, timeout_s=600)
-    if done.state != "succeeded":
-        message = done.error.message if done.error else f"speech job ended {done.state}"
-        raise GenerationFailed(message)
-    data, _, _ = service.audio(view.id, who)
-    return data
+def _encoded(first: Piece | None, rest: Iterator[Piece | End], encoder: StreamEncoder) -> Iterator[bytes]:
+    """The encoded file, chunk by chunk. A job failing mid-stream ends it early (bytes already sent)."""
+    if first is not None:
+        yield encoder.feed(first.pcm)
+        for item in rest:
+            if isinstance(item, Piece):
+                if data := encoder.feed(item.pcm):
+                    yield data
+            elif item.state != "succeeded":
+                return  # no valid ending can be written for a file whose audio stopped
+    yield encoder.close()
 
 
-def _wav_stream_header(rate: int) -> bytes:
-    """A 16-bit mono WAV header with unknown length (streamed WAV, as OpenAI sends it)."""
-    byte_rate = rate * 2
-    return (
-        b"RIFF"
-        + (0xFFFFFFFF).to_bytes(4, "little")
-        + b"WAVEfmt "
-        + (16).to_bytes(4, "little")
-        + (1).to_bytes(2, "little")
-        + (1).to_bytes(2, "little")
-        + rate.to_bytes(4, "little")
-        + byte_rate.to_bytes(4, "little")
-        + (2).to_bytes(2, "little")
-        + (16).to_bytes(2, "little")
-        + b"data"
-        + (0xFFFFFFFF).to_bytes(4, "little")
-    )
-
-
-def _pcm16(wav: bytes) -> bytes:
-    samples, _ = sf.read(io.BytesIO(wav), dtype="int16")
-    return np.asarray(samples).tobytes()
+def _sse(chunks: Iterator[bytes], body: SpeechRequest) -> Iterator[bytes]:
+    """OpenAI's speech SSE: ``speech.audio.delta`` events (base64 audio), then ``speech.audio.done``."""
+    for data in chunks:
+        if data:
+            event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()}
+            yield f"data: {json.dumps(event)}\n\n".encode()
+    tokens = len(body.input.split())  # no tokenizer here: words stand in for input tokens
+    usage = {"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens}
+    yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
 
 
 @router.post(
     "/v1/audio/speech",
-    summary="OpenAI-compatible text to speech (streamed for pcm, wav and mp3)",
+    summary="OpenAI-compatible text to speech, streamed as it is made",
     response_class=StreamingResponse,
-    responses={200: {"content": examples.binary(*SPEECH_MEDIA_TYPES)}},
+    responses={
+        200: {
+            "content": {
+                **examples.binary(*{MEDIA_TYPES[f] for f in STREAM_FORMAT.values()}),
+                "text/event-stream": {},
+            }
+        }
+    },
 )
 async def speech(body: SpeechRequest, service: Service, who: Who) -> StreamingResponse:
-    """Speak ``input``; pcm/wav/mp3 stream sentence by sentence as soon as each is ready."""
-    fmt = body.response_format
-    media_type = MEDIA_TYPES[_OUR_FORMAT[fmt]]
-    if fmt not in _STREAMED:
-        req = _job_request(body, service, body.input, "wav")
-        wav = await run_in_threadpool(_run, service, who, req)
-        data = await run_in_threadpool(lambda: encode(decode(wav), _OUR_FORMAT[fmt], tags={}))
-        return StreamingResponse(iter([data]), media_type=media_type)
-    chunks = _chunks(body.input)
-    requests = [_job_request(body, service, c, "mp3" if fmt == "mp3" else "wav") for c in chunks]
-    views = [service.submit(r, who) for r in requests]  # all queued at once, served in order
-    gap = np.zeros(int(0.25 * PCM_RATE), dtype=np.int16).tobytes()
+    """Speak ``input`` as one job; the audio streams sentence by sentence in the asked format."""
+    view = await run_in_threadpool(service.submit, speech_job(body, service), who)
+    items = read_job_stream(service, view.id, who)
+    first = await run_in_threadpool(_first_or_error, items)
+    fmt = STREAM_FORMAT[body.response_format]
+    encoder = StreamEncoder(fmt, PCM_RATE, 1, title=f"Soundry speech, job {view.id}")
+    chunks = _encoded(first, items, encoder)
+    headers = {"X-Soundry-Job-Id": view.id}
+    if body.stream_format == "sse":
+        return StreamingResponse(_sse(chunks, body), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
 
-    async def stream() -> AsyncIterator[bytes]:
-        if fmt == "wav":
-            yield _wav_stream_header(PCM_RATE)
-        for i, view in enumerate(views):
-            done = await run_in_threadpool(service.wait, view.id, who, 600.0, 0.02)
-            if done.state != "succeeded":
-                return
-            data, _, _ = await run_in_threadpool(service.audio, view.id, who)
-            if fmt == "mp3":
-                yield data
-            else:
-                yield (gap if i else b"") + await run_in_threadpool(_pcm16, data)
 
-    return StreamingResponse(stream(), media_type=media_type)
+class VoiceInfo(BaseModel):
+    """One voice of ``GET /v1/audio/voices``."""
+
+    id: str
+    name: str
+    model: str
+    speaker: str | None
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceInfo]
+
+
+@router.get("/v1/audio/voices", summary="The OpenAI voice names and the Soundry voices behind them")
+async def voices(service: Service, who: Who) -> VoiceList:
+    """Every OpenAI voice name (``SOUNDRY_OPENAI_VOICES`` decides which model and speaker speak it)."""
+    del who
+    mapped = voice_map(service.settings, service.catalog).values()
+    return VoiceList(
+        voices=[VoiceInfo(id=v.name, name=v.name, model=v.model, speaker=v.speaker) for v in mapped]
+    )
+
+
+def run_job(service: JobService, who: Caller, req: JobRequest) -> bytes:
+    """Submit ``req``, wait for it and return its audio (synchronous compatibility routes)."""
+    view = service.submit(req, who)
+    done = service.wait(view.id, who, timeout_s=600)
+    if done.state != "succeeded":
+        error = done.error
+        raise (
+            from_code(error.code, error.message, error.field) if error else from_code("", f"job {done.state}")
+        )
+    data, _, _ = service.audio(view.id, who)
+    return data

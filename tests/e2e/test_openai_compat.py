@@ -1,26 +1,66 @@
-"""Apps that speak OpenAI's speech API work unchanged: the official ``openai`` client against Soundry."""
+"""Apps that speak OpenAI's speech API work unchanged: the official ``openai`` client against Soundry.
+
+Every ``response_format``, streamed (``with_streaming_response``) and not, is one file that PyAV
+decodes whole, as long as the WAV of the same request (within 5%), for text with abbreviations.
+"""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 
+import av
 import httpx
+import mutagen.mp3
 import numpy as np
+import openai
 import pytest
-import soundfile as sf
 from openai import OpenAI
 
-from gen_server.audio.encode import decode
 from tests.helpers import transcribe, words
 
 pytestmark = pytest.mark.e2e
 
 TEXT = "Hello from Soundry. The weather today is sunny and warm."
+HARD_TEXT = (
+    "Dr. Smith met Mr. Jones at 3 p.m. in the U.S. office. They talked for an hour! "
+    "Was it useful? He lived in the U.K. until 1973."
+)
+FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+RATE = 24000
 
 
 @pytest.fixture(scope="module")
 def openai_client(server_url: str) -> OpenAI:
-    return OpenAI(base_url=f"{server_url}/v1", api_key="not-needed-on-a-keyless-server", timeout=120)
+    return OpenAI(base_url=f"{server_url}/v1", api_key="not-needed-on-a-keyless-server", timeout=240)
+
+
+def decoded_seconds(data: bytes, fmt: str) -> float:
+    """Length of ``data`` decoded whole by PyAV (an independent decoder; pcm: bytes / 2 / 24 kHz)."""
+    if fmt == "pcm":
+        assert len(data) % 2 == 0
+        return len(data) / 2 / RATE
+    with av.open(io.BytesIO(data)) as container:
+        frames = sum(frame.samples for frame in container.decode(audio=0))
+        rate = container.streams.audio[0].rate
+    return frames / rate
+
+
+def speak(client: OpenAI, fmt: str, *, streamed: bool, text: str = HARD_TEXT, **kw: object) -> bytes:
+    args = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": fmt, **kw}
+    if not streamed:
+        return client.audio.speech.create(**args).content  # type: ignore[arg-type]
+    chunks: list[bytes] = []
+    with client.audio.speech.with_streaming_response.create(**args) as response:  # type: ignore[arg-type]
+        chunks.extend(response.iter_bytes())
+    return b"".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def wav_seconds(openai_client: OpenAI) -> float:
+    """The reference: the same request as WAV (seeded Piper: every request speaks the same audio)."""
+    return decoded_seconds(speak(openai_client, "wav", streamed=False), "wav")
 
 
 def test_models_list(openai_client: OpenAI) -> None:
@@ -32,56 +72,111 @@ def test_speech_wav_is_intelligible(openai_client: OpenAI) -> None:
     response = openai_client.audio.speech.create(
         model="tts-1", voice="alloy", input=TEXT, response_format="wav"
     )
-    samples, rate = sf.read(io.BytesIO(response.content), dtype="float32")
-    assert rate == 24000
-    heard = set(words(transcribe(samples, rate)))
+    with av.open(io.BytesIO(response.content)) as container:
+        samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    heard = set(words(transcribe(samples.astype(np.float32) / 32768.0, RATE)))
     assert len([w for w in words(TEXT) if w in heard]) >= len(words(TEXT)) // 2, heard
 
 
-@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac"])
-def test_speech_formats_decode(openai_client: OpenAI, fmt: str) -> None:
-    response = openai_client.audio.speech.create(
-        model="tts-1",
-        voice="nova",
-        input="Format check.",
-        response_format=fmt,  # type: ignore[arg-type]
-    )
-    audio = decode(response.content)
-    assert audio.duration_s > 0.3
-    assert float(np.abs(audio.samples).max()) > 0.01
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_is_one_whole_file(
+    openai_client: OpenAI, wav_seconds: float, fmt: str, streamed: bool
+) -> None:
+    data = speak(openai_client, fmt, streamed=streamed)
+    seconds = decoded_seconds(data, fmt)
+    assert wav_seconds > 5.0  # four sentences, no cut inside "Dr. Smith ... U.S. office."
+    assert abs(seconds - wav_seconds) <= 0.05 * wav_seconds, (fmt, seconds, wav_seconds)
+    if fmt == "mp3":  # players read the length from the file (mutagen: what tag editors and players use)
+        length = mutagen.mp3.MP3(io.BytesIO(data)).info.length
+        assert abs(length - wav_seconds) <= 0.05 * wav_seconds, length
+        assert data.count(b"ID3") <= 1, "more than one ID3 tag: concatenated files"
 
 
-def test_speech_streams_pcm_chunks(openai_client: OpenAI) -> None:
-    text = "First sentence arrives early. " + " ".join(f"Then sentence number {i} follows." for i in range(3))
+def test_pcm_streams_in_pieces_and_first_audio_before_the_end(openai_client: OpenAI) -> None:
+    text = "First sentence arrives early. " + " ".join(f"Then sentence number {i} follows." for i in range(4))
     chunks: list[bytes] = []
     with openai_client.audio.speech.with_streaming_response.create(
         model="tts-1", voice="alloy", input=text, response_format="pcm", speed=1.2
     ) as response:
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
+        chunks.extend(chunk for chunk in response.iter_bytes() if chunk)
     assert len(chunks) >= 2, "pcm was not streamed in pieces"
     pcm = np.frombuffer(b"".join(chunks), dtype=np.int16)
-    assert pcm.size / 24000 > 2.0
+    assert pcm.size / RATE > 2.0
     assert np.abs(pcm).max() > 1000
 
 
-def test_unknown_voice_is_422_naming_voice(server_url: str) -> None:
-    r = httpx.post(f"{server_url}/v1/audio/speech", json={"model": "tts-1", "input": "hi", "voice": "zzz"})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "voice"
+def test_one_job_one_watermark_per_request(openai_client: OpenAI, server_url: str) -> None:
+    before = {j["id"] for j in httpx.get(f"{server_url}/v1/jobs", params={"limit": 200}).json()}
+    with openai_client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=HARD_TEXT, response_format="mp3"
+    ) as response:
+        job_id = response.headers["x-soundry-job-id"]
+        data = response.read()
+    after = {j["id"] for j in httpx.get(f"{server_url}/v1/jobs", params={"limit": 200}).json()}
+    assert after - before == {job_id}, "one request, one job"
+    job = httpx.get(f"{server_url}/v1/jobs/{job_id}").json()
+    assert job["state"] == "succeeded"
+    found = httpx.post(
+        f"{server_url}/v1/watermark/detect", files={"file": ("speech.mp3", data, "audio/mpeg")}, timeout=120
+    ).json()
+    assert found["detected"] and found["payload"] == job["result"]["watermark_payload"], found
 
 
-def test_sound_generation_returns_audio(server_url: str) -> None:
-    r = httpx.post(
-        f"{server_url}/v1/sound-generation",
+def test_sse_deltas_join_into_the_file(openai_client: OpenAI, server_url: str, wav_seconds: float) -> None:
+    with httpx.stream(
+        "POST",
+        f"{server_url}/v1/audio/speech",
         json={
-            "text": "glass shattering",
-            "duration_seconds": 1.5,
-            "prompt_influence": 0.5,
-            "output_format": "wav",
+            "model": "gpt-4o-mini-tts",
+            "voice": "marin",
+            "input": HARD_TEXT,
+            "response_format": "mp3",
+            "stream_format": "sse",
         },
         timeout=240,
-    )
-    assert r.status_code == 200, r.text
-    samples, rate = sf.read(io.BytesIO(r.content), dtype="float32")
-    assert rate == 16000
-    assert abs(len(samples) / rate - 1.5) < 0.1
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    assert [e["type"] for e in events[-1:]] == ["speech.audio.done"]
+    assert {e["type"] for e in events[:-1]} == {"speech.audio.delta"}
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+    assert abs(decoded_seconds(audio, "mp3") - wav_seconds) <= 0.05 * wav_seconds
+
+
+@pytest.mark.parametrize("model", ["tts-1-hd", "tts-1-1106", "gpt-4o-mini-tts-2025-03-20", "gpt-4o-mini-tts"])
+@pytest.mark.parametrize("voice", ["cedar", "verse"])
+def test_current_voice_names_and_dated_models_are_accepted(
+    openai_client: OpenAI, model: str, voice: str
+) -> None:
+    data = openai_client.audio.speech.create(
+        model=model, voice=voice, input="Ok.", response_format="pcm"
+    ).content
+    assert len(data) / 2 / RATE > 0.2
+
+
+def test_instructions_set_the_pace(openai_client: OpenAI) -> None:
+    normal = speak(openai_client, "pcm", streamed=False, text=TEXT)
+    slow = speak(openai_client, "pcm", streamed=False, text=TEXT, instructions="Speak slowly and calmly.")
+    assert len(slow) > 1.08 * len(normal)
+
+
+def test_voices_are_listed(server_url: str) -> None:
+    voices = httpx.get(f"{server_url}/v1/audio/voices").json()["voices"]
+    assert {"alloy", "marin", "cedar"} <= {v["id"] for v in voices}
+    assert all(v["model"] == "piper-en_US-joe-medium" for v in voices)
+
+
+def test_errors_reach_the_sdk_in_openais_shape(openai_client: OpenAI, server_url: str) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        openai_client.audio.speech.create(model="tts-1", voice="zzz", input="hi")
+    assert "unknown voice 'zzz'" in info.value.message
+    body = httpx.post(
+        f"{server_url}/v1/audio/speech", json={"model": "tts-1", "input": "hi", "voice": "zzz"}
+    ).json()
+    assert body["error"]["param"] == "voice" and body["error"]["type"] == "invalid_request_error"
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        openai_client.audio.speech.create(model="tts-1", voice="alloy", input="?!")  # nothing to speak
+    assert info.value.body["param"] == "text"  # type: ignore[index]
+    with pytest.raises(openai.UnprocessableEntityError):
+        openai_client.audio.speech.create(model="musicgen-small", voice="alloy", input="hi")

@@ -11,6 +11,8 @@ from gen_server.contract.catalog import ModelEntry
 
 ProgressFn = Callable[[float], None]
 """Called with the fraction done in [0, 1]; may raise ``JobCancelled`` to stop generation."""
+AudioSink = Callable[[Audio], None]
+"""Takes each finished piece of a clip, in order, while generation goes on (streaming); never raises."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,8 @@ class GenRequest:
         melody: Melody reference (melody models), ``[channels, frames]`` at any rate.
         continuation: Audio to continue (music, sfx).
         references: Voice references for cloning (1-3 clips).
+        on_audio: Receives each finished piece of the clip in order, at the model's rate, while the
+            rest is made (speech: a sentence with its pause); the pieces joined are the returned clip.
     """
 
     prompt: str
@@ -39,6 +43,7 @@ class GenRequest:
     melody: Audio | None = None
     continuation: Audio | None = None
     references: tuple[Audio, ...] = field(default_factory=tuple)
+    on_audio: AudioSink | None = field(default=None, compare=False)
 
 
 class Backend(Protocol):

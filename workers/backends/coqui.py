@@ -41,7 +41,7 @@ from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
 from workers.backends._audiocraft import module_bytes, release_memory, seed_everything, unavailable_message
 from workers.backends.base import GenRequest, ProgressFn
-from workers.text import join_segments, segment_text
+from workers.text import join_segments, segment_text, with_pause
 
 if TYPE_CHECKING:
     import torch
@@ -305,6 +305,9 @@ class CoquiBackend:
                             **kwargs,
                         )
                     waves.append(_trim_tail(np.asarray(wav, dtype=np.float32).reshape(-1), self.sample_rate))
+                    if request.on_audio is not None:
+                        piece = with_pause(waves[-1], segment.pause_after_s, self.sample_rate)
+                        request.on_audio(Audio.mono(piece, self.sample_rate))
                     if progress is not None:
                         progress((i + 1) / len(segments))
             samples = join_segments(waves, [s.pause_after_s for s in segments], self.sample_rate)

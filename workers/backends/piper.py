@@ -33,7 +33,7 @@ from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
 from workers.backends.base import GenRequest, ProgressFn
-from workers.text import join_segments, segment_text
+from workers.text import join_segments, segment_text, with_pause
 
 logger = logging.getLogger(__name__)
 
@@ -368,6 +368,9 @@ class PiperBackend:
                 with noise.seeded(request.seed, i) if noise is not None else nullcontext():
                     chunks = [c.audio_float_array for c in voice.synthesize(segment.text, syn_config=config)]
                 waves.append(np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32))
+                if request.on_audio is not None:
+                    piece = with_pause(waves[-1], segment.pause_after_s, self.sample_rate)
+                    request.on_audio(Audio.mono(piece, self.sample_rate))
                 if progress is not None:
                     progress((i + 1) / len(segments))
             samples = join_segments(waves, [s.pause_after_s for s in segments], self.sample_rate)
