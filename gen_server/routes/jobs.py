@@ -35,15 +35,67 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("", status_code=202, response_model=JobView, summary="Queue a generation job")
+MAX_PREFER_WAIT_S = 60
+"""Longest ``Prefer: wait=N`` honoured (seconds); larger values wait this long."""
+
+Prefer = Annotated[
+    str | None,
+    Header(
+        max_length=200,
+        description=f"RFC 7240 preferences: wait=N waits up to N s (at most {MAX_PREFER_WAIT_S}) for the job "
+        "to end; ended: 201 with the finished job, else 202 as without it",
+        examples=["wait=30"],
+    ),
+]
+
+
+def prefer_wait_s(prefer: str | None) -> int | None:
+    """The seconds a ``Prefer`` header's ``wait`` preference asks for, capped at :data:`MAX_PREFER_WAIT_S`.
+
+    Preferences are comma-separated, each ``token[=value]`` with optional ``;`` parameters; a malformed
+    or negative ``wait`` is ignored, as RFC 7240 says of preferences a server does not understand.
+    """
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";", 1)[0].partition("=")
+        value = value.strip().strip('"')
+        if name.strip().lower() == "wait" and value.isdigit():
+            return min(int(value), MAX_PREFER_WAIT_S)
+    return None
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobView,
+    summary="Queue a generation job",
+    responses={201: {"model": JobView, "description": "Prefer: wait=N given and the job ended in time"}},
+)
 def submit_job(
     req: JobRequest,
     service: Service,
     who: Who,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
+    prefer: Prefer = None,
 ) -> JobView:
-    """Validate and queue a job; returns at once with its id (poll it or stream its events)."""
-    return service.submit(req, who, idempotency_key=idempotency_key)
+    """Validate and queue a job; returns at once with its id (poll it or stream its events).
+
+    With ``Prefer: wait=N`` the answer waits up to N seconds (at most 60) for the job to end: 201 with
+    the finished job (succeeded, failed or cancelled) and ``Location``, else 202 with the job as it is
+    then; either way ``Preference-Applied: wait=N`` says how long it waited at most. This handler runs
+    in the server's threadpool, so waiting never blocks the event loop.
+    """
+    view = service.submit(req, who, idempotency_key=idempotency_key)
+    wait_s = prefer_wait_s(prefer)
+    if wait_s is None:
+        return view
+    response.headers["Preference-Applied"] = f"wait={wait_s}"
+    if view.state not in TERMINAL and wait_s > 0:
+        view = service.wait(view.id, who, timeout_s=wait_s)
+    if view.state in TERMINAL:
+        response.status_code = 201
+        response.headers["Location"] = view.links["self"]
+    return view
 
 
 @router.get("", response_model=list[JobView], summary="List jobs, newest first")
@@ -64,7 +116,11 @@ def get_job(job_id: JobId, service: Service, who: Who) -> JobView:
 
 
 @router.delete("/{job_id}", response_model=JobView, summary="Cancel a queued or running job")
+@router.post(
+    "/{job_id}/cancel", response_model=JobView, summary="Cancel a job (same as DELETE /v1/jobs/{id})"
+)
 def cancel_job(job_id: JobId, service: Service, who: Who) -> JobView:
+    """Revoke a queued job or stop a running one at its next step; an ended job is 409 (cancelled: 200)."""
     return service.cancel(job_id, who)
 
 
