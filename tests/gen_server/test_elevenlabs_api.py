@@ -61,7 +61,10 @@ def test_sdk_searches_voices_page_by_page(sdk: ElevenLabs) -> None:
     assert first.total_count == 2 and first.has_more and first.next_page_token
     second = sdk.voices.search(search="dev-vits", page_size=1, next_page_token=first.next_page_token)
     assert not second.has_more
-    assert {first.voices[0].voice_id, second.voices[0].voice_id} == {"dev-vits-tiny:alice", "dev-vits-tiny:bob"}
+    assert {first.voices[0].voice_id, second.voices[0].voice_id} == {
+        "dev-vits-tiny:alice",
+        "dev-vits-tiny:bob",
+    }
 
 
 def test_xi_api_key_works_on_every_route(key_and_api: tuple[str, TestClient]) -> None:
@@ -99,7 +102,9 @@ def test_sdk_with_a_wrong_key_gets_api_error(key_and_api: tuple[str, TestClient]
         ({"output_format": "mp3_44100_320"}, "output_format"),
     ],
 )
-def test_sound_generation_refusals_name_the_field(sdk: ElevenLabs, kwargs: dict[str, Any], field: str) -> None:
+def test_sound_generation_refusals_name_the_field(
+    sdk: ElevenLabs, kwargs: dict[str, Any], field: str
+) -> None:
     with pytest.raises(ApiError) as e:
         b"".join(sdk.text_to_sound_effects.convert(text="a door creaks", **kwargs))
     assert e.value.status_code == 422
@@ -151,7 +156,12 @@ def test_output_formats_map_to_codec_rate_and_bitrate() -> None:
     opus = el.output_format("opus_48000_64")
     assert (opus.job_format, opus.delivered, opus.bitrate_kbps) == ("ogg", "ogg", 64)
     pcm = el.output_format("pcm_24000")
-    assert (pcm.job_format, pcm.delivered, pcm.bitrate_kbps, pcm.media_type) == ("wav", "pcm", None, "audio/pcm")
+    assert (pcm.job_format, pcm.delivered, pcm.bitrate_kbps, pcm.media_type) == (
+        "wav",
+        "pcm",
+        None,
+        "audio/pcm",
+    )
     assert el.output_format("ulaw_8000").delivered == "ulaw"
 
 
@@ -161,7 +171,10 @@ def test_voice_ids_resolve(tmp_path: Path) -> None:
     assert el.resolve_voice(catalog, "JBFqnCBsd6RMkjVDRZzb", None) == (default, None)  # premade: default
     assert el.resolve_voice(catalog, "dev-vits-tiny:bob", None)[1] == "bob"
     assert el.resolve_voice(catalog, "alice", None) == (catalog.get("dev-vits-tiny"), "alice")
-    assert el.resolve_voice(catalog, "dev-vits-tiny", "eleven_flash_v2_5") == (catalog.get("dev-vits-tiny"), None)
+    assert el.resolve_voice(catalog, "dev-vits-tiny", "eleven_flash_v2_5") == (
+        catalog.get("dev-vits-tiny"),
+        None,
+    )
     assert el.resolve_voice(catalog, "21m00Tcm4TlvDq8ikWAM", "dev-vits-tiny")[0].id == "dev-vits-tiny"
     with pytest.raises(el.VoiceNotFound):
         el.resolve_voice(catalog, "dev-vits-tiny:carol", None)
