@@ -317,7 +317,7 @@ class TextToSpeechRequest(BaseModel):
     next_request_ids: list[str] | None = Field(None, description="Accepted; no effect")
     use_pvc_as_ivc: bool | None = Field(None, description="Accepted; no effect")
     apply_text_normalization: Literal["auto", "on", "off"] | None = Field(
-        None, description="Accepted; Soundry always normalises numbers and abbreviations"
+        None, description="Accepted; Soundry always spells numbers out"
     )
     apply_language_text_normalization: bool | None = Field(None, description="Accepted; no effect")
     pronunciation_dictionary_locators: list[dict[str, Any]] | None = Field(
