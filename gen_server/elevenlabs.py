@@ -26,6 +26,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat
+from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog, Kind, ModelEntry
 from gen_server.contract.spec import MAX_SEED, AudioFormat, JobRequest, PostProcess, Sampling
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable, NotFound
@@ -342,27 +343,10 @@ class Voice(BaseModel):
     high_quality_base_model_ids: list[str] = Field(default_factory=list)
 
 
-VOICE_EXAMPLE: Final[dict[str, Any]] = {
-    "voice_id": "piper-en_US-joe-medium",
-    "name": "piper-en_US-joe-medium",
-    "category": "premade",
-    "description": "Piper voice en_US-joe-medium (offline, CPU-fast)",
-    "labels": {
-        "model": "piper-en_US-joe-medium",
-        "language": "en",
-        "licence": "voice CC0",
-        "default": "true",
-    },
-    "preview_url": None,
-    "available_for_tiers": [],
-    "high_quality_base_model_ids": ["piper-en_US-joe-medium"],
-}
-
-
 class VoicesResponse(BaseModel):
     """``GET /v1/voices``."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"voices": [VOICE_EXAMPLE]}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.ELEVENLABS_VOICES]})
 
     voices: list[Voice]
 
@@ -370,13 +354,7 @@ class VoicesResponse(BaseModel):
 class VoicesPage(BaseModel):
     """``GET /v2/voices`` (what the SDK's ``voices.search()`` reads)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"voices": [VOICE_EXAMPLE], "has_more": False, "total_count": 1, "next_page_token": None}
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.ELEVENLABS_VOICES_PAGE]})
 
     voices: list[Voice]
     has_more: bool
@@ -389,10 +367,11 @@ def _speakable(entry: ModelEntry) -> bool:
 
 
 def voices(catalog: Catalog) -> list[Voice]:
-    """Every voice: one per speaker of each speech model that needs no reference audio."""
+    """Every voice, the default first: one per speaker of each speech model that needs no reference audio."""
     default = catalog.default_for("speech")
     out: list[Voice] = []
-    for entry in (e for e in catalog if _speakable(e)):
+    entries = sorted((e for e in catalog if _speakable(e)), key=lambda e: e.id != default.id)
+    for entry in entries:
         labels = {"model": entry.id, "licence": entry.licence}
         if entry.languages:
             labels["language"] = ",".join(entry.languages)

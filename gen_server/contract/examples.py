@@ -121,6 +121,31 @@ MODEL_LIST: dict[str, Any] = {
     "data": [{"object": "model", "owned_by": "musicgen", **MODEL_ENTRY}],
 }
 
+ELEVENLABS_VOICE: dict[str, Any] = {
+    "voice_id": "piper-en_US-joe-medium",
+    "name": "piper-en_US-joe-medium",
+    "category": "premade",
+    "description": "Piper voice en_US-joe-medium (offline, CPU-fast)",
+    "labels": {
+        "model": "piper-en_US-joe-medium",
+        "licence": "voice CC0 (model card); engine piper-tts GPL-3.0-or-later",
+        "language": "en",
+        "default": "true",
+    },
+    "preview_url": None,
+    "available_for_tiers": [],
+    "high_quality_base_model_ids": ["piper-en_US-joe-medium"],
+}
+
+ELEVENLABS_VOICES: dict[str, Any] = {"voices": [ELEVENLABS_VOICE]}
+
+ELEVENLABS_VOICES_PAGE: dict[str, Any] = {
+    "voices": [ELEVENLABS_VOICE],
+    "has_more": True,
+    "total_count": 3,
+    "next_page_token": "1",
+}
+
 UPLOAD_VIEW: dict[str, Any] = {"id": UPLOAD_ID, "duration_s": 6.0, "sample_rate": 44100, "channels": 2}
 
 DETECTION_VIEW: dict[str, Any] = {

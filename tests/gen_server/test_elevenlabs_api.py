@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from gen_server import elevenlabs as el
 from gen_server.auth import KeyStore, keys_path
+from gen_server.contract import examples
 from gen_server.contract.catalog import build_catalog
 from gen_server.main import create_app
 from gen_server.redis_server import EmbeddedRedis
@@ -163,6 +164,11 @@ def test_output_formats_map_to_codec_rate_and_bitrate() -> None:
         "audio/pcm",
     )
     assert el.output_format("ulaw_8000").delivered == "ulaw"
+
+
+def test_default_voice_comes_first_as_the_openapi_example_shows(tmp_path: Path) -> None:
+    catalog = build_catalog(Settings(data_dir=tmp_path, dev_models=True))
+    assert el.voices(catalog)[0].model_dump() == examples.ELEVENLABS_VOICE
 
 
 def test_voice_ids_resolve(tmp_path: Path) -> None:
