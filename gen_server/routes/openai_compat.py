@@ -85,6 +85,7 @@ class SpeechRequest(BaseModel):
     instructions: str | None = Field(
         None, max_length=4096, description="Pace words set the speed factor; other style words are ignored"
     )
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Soundry extension: repeat a take exactly")
     stream_format: Literal["audio", "sse"] = Field(
         "audio", description="audio: the file's bytes as they are made; sse: speech.audio.delta events"
     )
@@ -166,6 +167,7 @@ def speech_job(body: SpeechRequest, service: JobService) -> JobRequest:
         text=body.input,
         voice=speaker,
         speed=min(max(body.speed * pace(body.instructions), 0.25), 4.0),
+        seed=body.seed,
         format="wav",
         post={"sample_rate": PCM_RATE, "channels": 1},
     )
