@@ -1,4 +1,4 @@
-"""Reading a job's audio stream (written by workers/streaming.py) as it is made.
+"""Reading a job's audio stream (written by workers/streaming.py) as it is made, and encoding it.
 
 A reader gets everything so far, then the rest live (``XREAD BLOCK`` on the job's Redis stream), and
 stops at the stream's ``end`` entry, or when the job record says the job ended (a job that failed or
@@ -17,8 +17,11 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from gen_server.audio.encode import decode
+from gen_server.audio.stream_encode import StreamEncoder
 from gen_server.contract import keys
 from gen_server.contract.result import JobError, JobState
+from gen_server.errors import from_code
 from gen_server.jobs import TERMINAL, Caller, JobService
 
 BLOCK_MS = 500
@@ -99,3 +102,55 @@ def read_stream(client: redis.Redis, job_id: str, ended: Callable[[], End | None
             pcm = pcm[max(have - offset, 0) :]
             have = max(have, offset) + pcm.shape[0]
             yield Piece(pcm, int(fields[b"rate"]))
+
+
+class StreamBroken(Exception):
+    """The job failed after its stream began: raised inside the response so the connection is cut.
+
+    A streamed HTTP body cannot carry a status after it began; ending it cleanly would make a cut file
+    look whole, while an aborted chunked response is an error every HTTP client reports.
+    """
+
+
+def encoded_job_stream(
+    service: JobService, job_id: str, caller: Caller, fmt: str
+) -> tuple[Iterator[bytes], int, int]:
+    """The job's audio as one file in ``fmt``, chunk by chunk as it is made (blocks: call in a thread).
+
+    Returns:
+        The file's chunks, its sample rate (Hz) and channel count.
+
+    The first piece is awaited here, so a job that fails before it made any audio raises its own error
+    (a proper 4xx/5xx). A job whose model does not stream (or whose stream expired) is sent from its
+    stored file when it ends.
+
+    Raises:
+        SoundryError: The job ended without audio (its own error), or ``fmt`` cannot be streamed.
+    """
+    items = read_job_stream(service, job_id, caller)
+    first = next(items)
+    if isinstance(first, End):
+        if first.state != "succeeded":
+            error = first.error
+            raise from_code(error.code, error.message, error.field) if error else from_code("", first.state)
+        service.wait(job_id, caller, timeout_s=60)  # the stream's end can come before the result is stored
+        data, _, _ = service.audio(job_id, caller)  # made without streaming: the stored file
+        audio = decode(data)
+        pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).round().astype("<i2").T
+        first = Piece(np.ascontiguousarray(pcm), audio.sample_rate)
+    encoder = StreamEncoder(fmt, first.sample_rate, first.channels, title=f"Soundry job {job_id}")
+    return _encoded(job_id, first, items, encoder), first.sample_rate, first.channels
+
+
+def _encoded(
+    job_id: str, first: Piece, rest: Iterator[Piece | End], encoder: StreamEncoder
+) -> Iterator[bytes]:
+    yield encoder.feed(first.pcm)
+    for item in rest:
+        if isinstance(item, Piece):
+            if data := encoder.feed(item.pcm):
+                yield data
+        elif item.state != "succeeded":
+            message = item.error.message if item.error else item.state
+            raise StreamBroken(f"job {job_id} ended {item.state} while streaming: {message}")
+    yield encoder.close()

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
+from gen_server.audio.encode import MEDIA_TYPES
 from gen_server.contract import examples
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import AudioFormat, JobRequest
 from gen_server.deps import caller, job_service
 from gen_server.errors import SoundryError
 from gen_server.jobs import TERMINAL, Caller, JobService
+from gen_server.streams import encoded_job_stream
 
 
 class RangeNotSatisfiable(SoundryError):
@@ -173,6 +175,34 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     if start >= size or start > end:
         raise RangeNotSatisfiable(f"range {header!r} is outside the {size}-byte file", field="range")
     return start, end
+
+
+StreamFormat = Literal["wav", "pcm", "mp3", "ogg", "flac", "aac"]
+
+
+@router.get(
+    "/{job_id}/stream",
+    summary="The job's audio while it is being made (everything so far, then live)",
+    response_class=StreamingResponse,
+    responses={200: {"content": examples.binary(*(MEDIA_TYPES[f] for f in get_args(StreamFormat)))}},
+)
+async def stream_job(
+    job_id: JobId,
+    service: Service,
+    who: Who,
+    format: Annotated[StreamFormat, Query(description="Container/codec of the stream")] = "wav",
+) -> StreamingResponse:
+    """Speech streams sentence by sentence as the worker makes it, from any API host; a late client gets
+    everything so far first. Models that do not stream yet (music, effects) send the whole file when the
+    job ends. A job that fails before any audio answers with its error; one that fails mid-stream has its
+    connection cut (an incomplete chunked body), so no client mistakes a cut file for a whole one.
+    ``wav`` streams carry an unknown-length header; ``pcm`` is raw 16-bit little-endian at the job's rate
+    (``X-Soundry-Sample-Rate``, ``X-Soundry-Channels``).
+    """
+    chunks, rate, channels = await run_in_threadpool(encoded_job_stream, service, job_id, who, format)
+    headers = {"X-Soundry-Job-Id": job_id, "X-Soundry-Sample-Rate": str(rate)}
+    headers["X-Soundry-Channels"] = str(channels)
+    return StreamingResponse(chunks, media_type=MEDIA_TYPES[format], headers=headers)
 
 
 @router.get(

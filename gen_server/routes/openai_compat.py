@@ -25,7 +25,6 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gen_server.audio.encode import MEDIA_TYPES
-from gen_server.audio.stream_encode import StreamEncoder
 from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog, ModelEntry
 from gen_server.contract.spec import JobRequest
@@ -33,7 +32,7 @@ from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput, from_code
 from gen_server.jobs import Caller, JobService
 from gen_server.settings import Settings
-from gen_server.streams import End, Piece, read_job_stream
+from gen_server.streams import encoded_job_stream
 
 router = APIRouter(tags=["compatibility"])
 Service = Annotated[JobService, Depends(job_service)]
@@ -173,30 +172,6 @@ def speech_job(body: SpeechRequest, service: JobService) -> JobRequest:
     )
 
 
-def _first_or_error(items: Iterator[Piece | End]) -> Piece | None:
-    """The stream's first piece; a job that ended without audio raises its own error here (a 4xx/5xx)."""
-    first = next(items)
-    if isinstance(first, End):
-        if first.state == "succeeded":
-            return None
-        error = first.error
-        raise from_code(error.code, error.message, error.field) if error else from_code("", "speech failed")
-    return first
-
-
-def _encoded(first: Piece | None, rest: Iterator[Piece | End], encoder: StreamEncoder) -> Iterator[bytes]:
-    """The encoded file, chunk by chunk. A job failing mid-stream ends it early (bytes already sent)."""
-    if first is not None:
-        yield encoder.feed(first.pcm)
-        for item in rest:
-            if isinstance(item, Piece):
-                if data := encoder.feed(item.pcm):
-                    yield data
-            elif item.state != "succeeded":
-                return  # no valid ending can be written for a file whose audio stopped
-    yield encoder.close()
-
-
 def _sse(chunks: Iterator[bytes], body: SpeechRequest) -> Iterator[bytes]:
     """OpenAI's speech SSE: ``speech.audio.delta`` events (base64 audio), then ``speech.audio.done``."""
     for data in chunks:
@@ -224,11 +199,8 @@ def _sse(chunks: Iterator[bytes], body: SpeechRequest) -> Iterator[bytes]:
 async def speech(body: SpeechRequest, service: Service, who: Who) -> StreamingResponse:
     """Speak ``input`` as one job; the audio streams sentence by sentence in the asked format."""
     view = await run_in_threadpool(service.submit, speech_job(body, service), who)
-    items = read_job_stream(service, view.id, who)
-    first = await run_in_threadpool(_first_or_error, items)
     fmt = STREAM_FORMAT[body.response_format]
-    encoder = StreamEncoder(fmt, PCM_RATE, 1, title=f"Soundry speech, job {view.id}")
-    chunks = _encoded(first, items, encoder)
+    chunks, _, _ = await run_in_threadpool(encoded_job_stream, service, view.id, who, fmt)
     headers = {"X-Soundry-Job-Id": view.id}
     if body.stream_format == "sse":
         return StreamingResponse(_sse(chunks, body), media_type="text/event-stream", headers=headers)
