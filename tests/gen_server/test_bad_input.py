@@ -160,7 +160,7 @@ CASES: list[tuple[str, dict[str, Any] | None, int, str | None]] = [
     ),
     ("unknown format", job(kind="music", prompt="x", format="aiff"), 422, "format"),
     ("bitrate on wav", job(kind="sfx", prompt="x", format="wav", bitrate_kbps=128), 422, "bitrate_kbps"),
-    ("mp3 bitrate too high", job(kind="sfx", prompt="x", format="mp3", bitrate_kbps=448), 422, "bitrate_kbps"),
+    ("mp3 bitrate > 320", job(kind="sfx", prompt="x", format="mp3", bitrate_kbps=448), 422, "bitrate_kbps"),
     ("unknown field", job(kind="music", prompt="x", tempo=120), 422, "tempo"),
     (
         "missing upload",
