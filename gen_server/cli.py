@@ -20,6 +20,11 @@ logger = logging.getLogger("soundry")
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
+API_KEY_HELP = (
+    "API key, when the server requires one (default: SOUNDRY_API_KEY); prefer the variable: a key on "
+    "the command line is visible to other users of this machine in `ps`"
+)
+
 
 def start_retention_sweeper(store: ArtifactStore, retention_s: float, every_s: float = 3600.0) -> None:
     """Delete artifacts older than ``retention_s`` now and then every hour (daemon thread).
@@ -63,24 +68,32 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from gen_server.auth import KeyStore, keys_path
+    from gen_server.instance_secrets import builtin_defaults_in_use, checked_secrets
     from gen_server.main import create_app
     from gen_server.redis_server import EmbeddedRedis
     from gen_server.supervisor import Supervisor
 
-    if (
-        settings.host not in ("127.0.0.1", "localhost", "::1")
-        and not KeyStore(keys_path(settings.data_dir)).enabled
-    ):
-        print(
-            f"soundry: refusing to listen on {settings.host} without API keys; create one with "
-            "`soundry keys create --name NAME` (or keep SOUNDRY_HOST=127.0.0.1)",
-            file=sys.stderr,
-        )
-        return 2
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        problems = [
+            f"while {name} is set to the built-in default, which is public (unset it to have a secret "
+            "generated in the data folder, or set your own)"
+            for name in builtin_defaults_in_use(settings)
+        ]
+        if not KeyStore(keys_path(settings.data_dir)).enabled:
+            problems.insert(0, "without API keys; create one with `soundry keys create --name NAME`")
+        if problems:
+            print(
+                f"soundry: refusing to listen on {settings.host} "
+                + ", and ".join(problems)
+                + " (or keep SOUNDRY_HOST=127.0.0.1)",
+                file=sys.stderr,
+            )
+            return 2
     store = checked_store(settings)
     if store is None:
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    checked_secrets(settings)  # generated on first start, before the worker starts; logged once
     embedded: EmbeddedRedis | None = None
     worker: Supervisor | None = None
     url = settings.redis_url
@@ -181,7 +194,7 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
         server=args.server,
         out_dir=Path(args.out) if args.out else None,
         concurrency=args.concurrency,
-        api_key=args.api_key,
+        api_key=args.api_key or settings.api_key,
         validate_only=args.validate_only,
         job_timeout_s=args.job_timeout,
     )
@@ -231,6 +244,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from gen_server.errors import SoundryError
+    from gen_server.instance_secrets import checked_secrets
     from gen_server.provenance import detect_bytes
 
     path = Path(args.file)
@@ -243,7 +257,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     if store is None:
         return 2
     try:
-        found = detect_bytes(data, settings.watermark_key, store)
+        found = detect_bytes(data, checked_secrets(settings).watermark_key, store)
     except SoundryError as e:
         print(f"soundry: {path}: {e.message}", file=sys.stderr)
         return 2
@@ -332,7 +346,7 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{where(e.field)}: {e.message}", file=sys.stderr)
         return 2
     url = args.server or default_server(settings)
-    client = SoundryClient(url, api_key=args.api_key, timeout_s=60.0)
+    client = SoundryClient(url, api_key=args.api_key or settings.api_key, timeout_s=60.0)
     # the same file sent again re-attaches to its scene (like `soundry batch`); --new renders it afresh
     key = None if args.new else "scene-file-" + hashlib.sha256(text.encode()).hexdigest()[:40]
     try:
@@ -433,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--server", help="API base URL (default: http://SOUNDRY_HOST:SOUNDRY_PORT)")
     batch.add_argument("--out", help="output folder (default: ./<file stem>-batch)")
     batch.add_argument("--concurrency", type=int, default=4, help="jobs in flight at once (default 4)")
-    batch.add_argument("--api-key", help="API key, when the server requires one")
+    batch.add_argument("--api-key", help=API_KEY_HELP)
     batch.add_argument("--validate-only", action="store_true", help="check the file, submit nothing")
     batch.add_argument(
         "--job-timeout", type=float, default=1800.0, help="seconds to wait for one job (default 1800)"
@@ -452,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     scene.add_argument(
         "--out", help="output file (default: ./<file stem>.<format>); the suffix picks the format"
     )
-    scene.add_argument("--api-key", help="API key, when the server requires one")
+    scene.add_argument("--api-key", help=API_KEY_HELP)
     scene.add_argument(
         "--new", action="store_true", help="render again even if this file was rendered before"
     )

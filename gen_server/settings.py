@@ -62,18 +62,26 @@ class Settings(BaseSettings):
         "milliseconds (at most four windows in all)",
     )
 
-    # provenance
-    watermark_key: str = Field(
-        default="soundry-default-watermark-key", description="Secret key of the keyed watermark (change it)"
+    # provenance and webhooks; read the secrets through gen_server.instance_secrets, never directly
+    watermark_key: str | None = Field(
+        default=None,
+        description="Secret key of the keyed watermark; unset: generated once into "
+        "DATA_DIR/secrets/watermark.key",
     )
-
-    webhook_secret: str = Field(
-        default="soundry-default-webhook-secret", description="HMAC-SHA256 key signing webhook bodies"
+    webhook_secret: str | None = Field(
+        default=None,
+        description="Standard Webhooks signing secret (whsec_ + base64 of 24-64 bytes); unset: generated "
+        "once into DATA_DIR/secrets/webhook.secret",
     )
     allow_private_webhooks: bool = Field(
         default=False, description="Allow callback URLs on private/loopback addresses"
     )
-    webhook_max_attempts: int = 5
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Deliveries of one webhook event at most (retries spread over ~28 h)"
+    )
+
+    # CLI client commands (batch, scene)
+    api_key: str | None = Field(default=None, description="API key the CLI's client commands send")
 
     # limits
     max_body_bytes: int = 64 * 1024 * 1024

@@ -66,9 +66,11 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["SOUNDRY_QUEUES"] = args.queues
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    from gen_server.instance_secrets import checked_secrets
     from gen_server.settings import checked_settings
 
     settings = checked_settings()
+    checked_secrets(settings)  # generated into the data folder on first start unless set; logged once
     preload()
     from workers.celery_app import app
 

@@ -26,6 +26,7 @@ from gen_server.contract.catalog import Catalog, build_catalog
 from gen_server.contract.result import JobResult
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled
+from gen_server.instance_secrets import watermark_key
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import ArtifactStore, open_store, storage_location
 from workers.backends.base import ProgressFn
@@ -81,7 +82,8 @@ class WorkerRuntime:
         self.store: ArtifactStore = open_store(settings)
         self.catalog: Catalog = build_catalog(settings)
         self.models = ModelManager(settings)
-        self.watermarker = KeyedWatermarker(settings.watermark_key.encode())
+        self.watermark_key = watermark_key(settings)
+        self.watermarker = KeyedWatermarker(self.watermark_key)
         self.batcher = Batcher(
             self.models,
             max_batch=settings.max_batch,
@@ -115,7 +117,7 @@ class WorkerRuntime:
                     spec,
                     generated.audio,
                     watermarker=self.watermarker,
-                    watermark_key=self.settings.watermark_key.encode(),
+                    watermark_key=self.watermark_key,
                     store=self.store,
                     generation_s=generated.generation_s,
                     batch_size=generated.batch_size,

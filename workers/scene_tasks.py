@@ -225,7 +225,7 @@ def scene_mix(self: Task, scene_id: str) -> dict[str, Any] | None:
             plan,
             store=rt.store,
             watermarker=rt.watermarker,
-            watermark_key=rt.settings.watermark_key.encode(),
+            watermark_key=rt.watermark_key,
             progress=report,
         )
     except TransientError:

@@ -9,6 +9,7 @@ from celery import Task
 
 from gen_server.contract import keys
 from gen_server.contract.spec import JobSpec
+from gen_server.instance_secrets import webhook_secret
 from gen_server.settings import get_settings
 from gen_server.webhooks import body_for, deliver
 from workers.celery_app import app
@@ -25,7 +26,7 @@ def send_webhook(self: Task, job_id: str, url: str, body: str) -> int | None:
 
     settings = get_settings()
     attempt = deliver(
-        url, body.encode(), settings.webhook_secret, allow_private=settings.allow_private_webhooks
+        url, body.encode(), webhook_secret(settings), allow_private=settings.allow_private_webhooks
     )
     rt = runtime()
     rt.redis.rpush(keys.webhook_attempts(job_id), attempt.model_dump_json())

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gen_server.contract import examples
 from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput, NotFound
+from gen_server.instance_secrets import resolve
 from gen_server.jobs import Caller, JobService
 from gen_server.provenance import detect_bytes
 from gen_server.routes.uploads import read_file
@@ -39,7 +40,8 @@ async def detect(
     """Decode the upload, look for the keyed watermark and map its payload back to a job."""
     data = await read_file(file, MAX_DETECT_BYTES, "file")
     try:
-        found = await run_in_threadpool(detect_bytes, data, service.settings.watermark_key, service.store)
+        key = resolve(service.settings).watermark_key
+        found = await run_in_threadpool(detect_bytes, data, key, service.store)
     except InvalidInput as e:
         raise InvalidInput(e.message, field="file") from e
     job_id = found.job_id

@@ -44,8 +44,9 @@ from workers.backends.registry import create_backend
 from gen_server.contract.catalog import build_catalog
 from workers.pipeline import finish, gen_request
 
+from gen_server.instance_secrets import watermark_key
 settings = get_settings()
-key = settings.watermark_key.encode()
+key = watermark_key(settings)
 store = LocalStore(Path(tempfile.mkdtemp()))
 out = []
 backend = None

@@ -32,7 +32,6 @@ pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
 
 SCENE_FILE = ROOT / "prompts" / "scenes" / "podcast_intro.yaml"
-SERVER_WATERMARK_KEY = b"soundry-default-watermark-key"  # the server's default SOUNDRY_WATERMARK_KEY
 
 
 @dataclass(frozen=True)
@@ -88,15 +87,18 @@ def test_scene_renders_at_its_loudness_target(rendered: Rendered) -> None:
     assert view["mix"]["true_peak_dbtp"] == pytest.approx(peak, abs=0.05)
 
 
-def test_scene_is_a_job_with_a_watermarked_track(rendered: Rendered, client: SoundryClient) -> None:
+def test_scene_is_a_job_with_a_watermarked_track(
+    rendered: Rendered, client: SoundryClient, server_dir: Path
+) -> None:
     view = rendered.view
+    server_watermark_key = (server_dir / "secrets" / "watermark.key").read_bytes().strip()  # generated
     job = client.get(view["id"])
     assert job["state"] == "succeeded" and job["kind"] == "music" and job["model"] == "scene"
     assert job["result"]["watermark_payload"] == view["result"]["watermark_payload"]
     assert client.audio(view["id"], "flac")[:4] == b"fLaC"  # transcoding works like any job's
-    found = KeyedWatermarker(SERVER_WATERMARK_KEY).detect(rendered.audio)
+    found = KeyedWatermarker(server_watermark_key).detect(rendered.audio)
     assert found.detected, found
-    assert found.payload == payload_for_job(view["id"], SERVER_WATERMARK_KEY)
+    assert found.payload == payload_for_job(view["id"], server_watermark_key)
     assert f"{found.payload:08x}" == view["result"]["watermark_payload"]
 
 

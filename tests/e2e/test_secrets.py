@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from gen_server.client import SoundryClient
+from gen_server.instance_secrets import new_webhook_secret
 from gen_server.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.e2e.test_webhooks import Receiver
 from tests.helpers import ROOT, running_server, server_env
@@ -46,7 +47,7 @@ def written_files(root: Path) -> list[Path]:
 
 
 def test_secrets_never_reach_logs_or_stored_state(tmp_path: Path) -> None:
-    webhook_secret = "whsec-" + secrets.token_hex(16)
+    webhook_secret = new_webhook_secret()
     watermark_key = "wmkey-" + secrets.token_hex(16)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
