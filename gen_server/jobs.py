@@ -172,7 +172,9 @@ class JobService:
             finished_at=float(finished) if finished else None,
             worker=record.get("worker"),
             attempts=int(self.redis.get(keys.attempts(job_id)) or 0),
-            webhook_attempts=[json.loads(a) for a in self.redis.lrange(keys.webhook_attempts(job_id), 0, 50)]
+            webhook_attempts=[
+                json.loads(a) for a in self.redis.lrange(keys.webhook_attempts(job_id), -50, -1)
+            ]
             if spec.callback_url
             else [],
             spec=spec,

@@ -20,7 +20,7 @@ from gen_server.settings import get_settings
 from workers.celery_app import app
 from workers.heartbeat import Heartbeat, delivery_tag
 from workers.runtime import runtime
-from workers.webhook_tasks import notify
+from workers.webhook_tasks import job_events
 
 logger = logging.getLogger(__name__)
 
@@ -79,34 +79,38 @@ def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
     job = JobSpec.model_validate(spec)
     rt = runtime()
     attempt = rt.count_attempt(job.job_id)
+    events = job_events(job)  # webhooks: queued, never waited for
     if attempt > rt.settings.max_attempts:
         message = f"job stopped after {attempt - 1} attempts: it crashed or lost its worker each time"
         rt.record_error(job.job_id, "worker_lost", message)
+        events.completed("failed", None, {"code": "worker_lost", "message": message, "field": None})
         logger.error("job %s: %s", job.job_id, message)
         raise Ignore()
 
     def report(fraction: float) -> None:
         self.update_state(state="PROGRESS", meta={"progress": round(fraction, 4)})
+        events.progress(fraction)
 
     logger.info("job %s (attempt %d): %s on %s", job.job_id, attempt, job.kind, job.model)
+    events.started()
     try:
         result = rt.execute(job, report)
     except JobCancelled as e:
         rt.record_error(job.job_id, e.code, e.message)
-        notify(job, "cancelled", None, e.to_dict())
+        events.completed("cancelled", None, e.to_dict())
         logger.info("job %s cancelled", job.job_id)
         raise Ignore() from e
     except TransientError:
         raise
     except SoundryError as e:
         rt.record_error(job.job_id, e.code, e.message, e.field)
-        notify(job, "failed", None, e.to_dict())
+        events.completed("failed", None, e.to_dict())
         logger.warning("job %s failed: %s", job.job_id, e.message)
         raise
     except Exception as e:
         message = f"{type(e).__name__}: {e}"
         rt.record_error(job.job_id, "generation_failed", message)
-        notify(job, "failed", None, {"code": "generation_failed", "message": message, "field": None})
+        events.completed("failed", None, {"code": "generation_failed", "message": message, "field": None})
         logger.exception("job %s crashed", job.job_id)
         raise
     logger.info(
@@ -118,5 +122,5 @@ def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
     )
     payload = result.model_dump(mode="json")
     if not result.cached:
-        notify(job, "succeeded", payload, None)
+        events.completed("succeeded", payload, None)
     return payload

@@ -44,6 +44,7 @@ SPEECH_SPEC: dict[str, Any] = {
     "wav_subtype": "pcm16",
     "bitrate_kbps": None,
     "callback_url": None,
+    "webhook_events_filter": ["completed"],
     "owner": None,
 }
 

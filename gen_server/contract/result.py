@@ -58,7 +58,9 @@ class JobView(BaseModel):
     result: JobResult | None = None
     error: JobError | None = None
     webhook_attempts: list[dict[str, Any]] = Field(
-        default_factory=list, description="Webhook deliveries: time, HTTP status or error"
+        default_factory=list,
+        description="The latest 50 webhook delivery attempts, oldest first: time (unix s), event type, "
+        "webhook-id, HTTP status or error",
     )
     links: dict[str, str] = Field(default_factory=dict)
 

@@ -13,6 +13,9 @@ from gen_server.errors import InvalidInput
 
 AudioFormat = Literal["wav", "flac", "mp3", "ogg"]
 WavSubtype = Literal["pcm16", "pcm24", "float32"]
+WebhookEvent = Literal["start", "progress", "completed"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("start", "progress", "completed")
+"""Webhook events in the order a job sends them: started, progress (at most every 0.5 s), completed."""
 MAX_SEED = 2**31 - 1
 DEFAULT_TOP_K = 250
 BITRATE_RANGES_KBPS: dict[str, tuple[int, int]] = {"mp3": (8, 320), "ogg": (8, 510)}
@@ -88,7 +91,17 @@ class JobRequest(BaseModel):
         description="Bitrate of mp3 (8-320, default 192) or ogg/Opus (8-510, default 128) output, kbit/s",
     )
     callback_url: str | None = Field(
-        None, description="Webhook: POSTed the final job JSON, signed with HMAC-SHA256 (X-Soundry-Signature)"
+        None,
+        description="Webhook URL: receives the events in webhook_events_filter as signed Standard Webhooks "
+        'POSTs of {"type", "timestamp", "data": job} (headers webhook-id, webhook-timestamp, '
+        "webhook-signature)",
+    )
+    webhook_events_filter: list[WebhookEvent] = Field(
+        ["completed"],
+        min_length=1,
+        max_length=3,
+        description="Events POSTed to callback_url: start (a worker starts the job), progress (at most one "
+        "per 0.5 s), completed (succeeded, failed or cancelled)",
     )
 
     @field_validator("prompt", "text")
@@ -123,6 +136,7 @@ class JobSpec(BaseModel):
         None, description="Lossy bitrate in kbit/s; the format's default if none"
     )
     callback_url: str | None = None
+    webhook_events_filter: tuple[WebhookEvent, ...] = ("completed",)
     owner: str | None = None
 
     @property
@@ -217,6 +231,9 @@ def build_spec(
         if not low <= req.bitrate_kbps <= high:
             raise _fail(f"bitrate_kbps for {req.format} must be {low}-{high}", "bitrate_kbps")
 
+    if "webhook_events_filter" in req.model_fields_set and not req.callback_url:
+        raise _fail("webhook_events_filter needs a callback_url", "webhook_events_filter")
+
     language = req.language
     if language is None and entry.voice_cloning:
         language = "en"
@@ -240,6 +257,7 @@ def build_spec(
         wav_subtype=req.wav_subtype,
         bitrate_kbps=req.bitrate_kbps,
         callback_url=req.callback_url,
+        webhook_events_filter=tuple(e for e in WEBHOOK_EVENTS if e in req.webhook_events_filter),
         owner=owner,
     )
 

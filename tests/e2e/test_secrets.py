@@ -1,23 +1,24 @@
 """No secrets in logs or stored state: API keys, the webhook secret and the watermark key stay out.
 
-A server of its own runs with distinctive secrets, serves an authenticated job with a signed
-webhook, refuses a wrong key, and then every byte it wrote (its log, the job records and queue
-messages in Redis' append-only file, artifacts, the key file) is searched for each secret.
+A server of its own runs with a webhook secret from the environment and a watermark key it generates
+in its data folder, serves an authenticated job with a signed webhook, refuses a wrong key, and then
+every byte it wrote (its log, the job records and queue messages in Redis' append-only file,
+artifacts, the key file; not the secrets folder, where the generated key lives) is searched for each
+secret.
 """
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from gen_server.client import SoundryClient
 from gen_server.instance_secrets import new_webhook_secret
-from gen_server.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.e2e.test_webhooks import Receiver
 from tests.helpers import ROOT, running_server, server_env
 
@@ -43,12 +44,11 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
 
 
 def written_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()]
+    return [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "secrets"]
 
 
 def test_secrets_never_reach_logs_or_stored_state(tmp_path: Path) -> None:
     webhook_secret = new_webhook_secret()
-    watermark_key = "wmkey-" + secrets.token_hex(16)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     api_key = create_key(data_dir, "secrets-test")
@@ -57,7 +57,6 @@ def test_secrets_never_reach_logs_or_stored_state(tmp_path: Path) -> None:
         with running_server(
             data_dir,
             SOUNDRY_WEBHOOK_SECRET=webhook_secret,
-            SOUNDRY_WATERMARK_KEY=watermark_key,
             SOUNDRY_ALLOW_PRIVATE_WEBHOOKS="1",
         ) as url:
             wrong = httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {api_key}x"})
@@ -72,7 +71,9 @@ def test_secrets_never_reach_logs_or_stored_state(tmp_path: Path) -> None:
     finally:
         receiver.server.shutdown()
     headers, body = receiver.calls[0]
-    assert verify(webhook_secret, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])  # it was used
+    Webhook(webhook_secret).verify(body, headers)  # the environment's secret was used
+    watermark_key = (data_dir / "secrets" / "watermark.key").read_text().strip()  # generated at start
+    assert not (data_dir / "secrets" / "webhook.secret").exists()
 
     written = sorted(str(p.relative_to(data_dir)) for p in written_files(data_dir))
     assert "serve.log" in written and any(name.endswith(".aof") or "appendonly" in name for name in written)
