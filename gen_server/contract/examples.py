@@ -238,6 +238,18 @@ EVENTS = (
     f'event: end\ndata: {{"id": "{JOB_ID}", "state": "succeeded", "progress": 1.0, ...}}\n\n'
 )
 
+SPEECH_SSE = (
+    'data: {"type": "speech.audio.delta", "audio": "SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYxLjcuMTAw..."}\n\n'
+    'data: {"type": "speech.audio.done", '
+    '"usage": {"input_tokens": 3, "output_tokens": 0, "total_tokens": 3}}\n\n'
+)
+OPENAI_VOICES: dict[str, Any] = {
+    "voices": [
+        {"id": "alloy", "name": "alloy", "model": "piper-en_US-joe-medium", "speaker": None},
+        {"id": "nova", "name": "nova", "model": "vits-vctk", "speaker": "p225"},
+    ]
+}
+
 
 def binary(*media_types: str) -> dict[str, Any]:
     """``content`` of a response whose body is a file (audio, zip) in any of ``media_types``."""

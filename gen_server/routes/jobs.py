@@ -190,7 +190,7 @@ async def stream_job(
     job_id: JobId,
     service: Service,
     who: Who,
-    format: Annotated[StreamFormat, Query(description="Container/codec of the stream")] = "wav",
+    format: Annotated[StreamFormat, Query(description="Container and codec", examples=["mp3"])] = "wav",
 ) -> StreamingResponse:
     """Speech streams sentence by sentence as the worker makes it, from any API host; a late client gets
     everything so far first. Models that do not stream yet (music, effects) send the whole file when the

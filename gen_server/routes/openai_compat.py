@@ -191,7 +191,7 @@ def _sse(chunks: Iterator[bytes], body: SpeechRequest) -> Iterator[bytes]:
         200: {
             "content": {
                 **examples.binary(*{MEDIA_TYPES[f] for f in STREAM_FORMAT.values()}),
-                "text/event-stream": {},
+                "text/event-stream": {"example": examples.SPEECH_SSE},
             }
         }
     },
@@ -220,7 +220,11 @@ class VoiceList(BaseModel):
     voices: list[VoiceInfo]
 
 
-@router.get("/v1/audio/voices", summary="The OpenAI voice names and the Soundry voices behind them")
+@router.get(
+    "/v1/audio/voices",
+    summary="The OpenAI voice names and the Soundry voices behind them",
+    responses={200: {"content": examples.json_example(examples.OPENAI_VOICES)}},
+)
 async def voices(service: Service, who: Who) -> VoiceList:
     """Every OpenAI voice name (``SOUNDRY_OPENAI_VOICES`` decides which model and speaker speak it)."""
     del who
