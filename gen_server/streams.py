@@ -113,7 +113,7 @@ class StreamBroken(Exception):
 
 
 def encoded_job_stream(
-    service: JobService, job_id: str, caller: Caller, fmt: str
+    service: JobService, job_id: str, caller: Caller, fmt: str, bitrate_kbps: int | None = None
 ) -> tuple[Iterator[bytes], int, int]:
     """The job's audio as one file in ``fmt``, chunk by chunk as it is made (blocks: call in a thread).
 
@@ -138,7 +138,8 @@ def encoded_job_stream(
         audio = decode(data)
         pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).round().astype("<i2").T
         first = Piece(np.ascontiguousarray(pcm), audio.sample_rate)
-    encoder = StreamEncoder(fmt, first.sample_rate, first.channels, title=f"Soundry job {job_id}")
+    title = f"Soundry job {job_id}"
+    encoder = StreamEncoder(fmt, first.sample_rate, first.channels, bitrate_kbps=bitrate_kbps, title=title)
     return _encoded(job_id, first, items, encoder), first.sample_rate, first.channels
 
 

@@ -10,6 +10,7 @@ codec context and muxer open for the whole response and returns the bytes each c
   frame, which a constant bitrate does not need).
 * ``wav``: a 16-bit PCM header whose sizes say "unknown" (``0xFFFFFFFF``, as OpenAI streams WAV), then PCM.
 * ``pcm``: raw signed 16-bit little-endian interleaved samples.
+* ``ulaw`` / ``alaw``: raw G.711 (8-bit), through FFmpeg's ``pcm_mulaw`` / ``pcm_alaw``.
 
 PyAV's encoder converts sample format and rate itself (libswresample) when the codec needs another
 (Opus runs at 48 kHz unless the input is 8/12/16/24 kHz). The module is torch-free like the rest of
@@ -26,12 +27,14 @@ import numpy.typing as npt
 
 from gen_server.errors import InvalidInput
 
-STREAM_FORMATS: Final[tuple[str, ...]] = ("mp3", "ogg", "aac", "flac", "wav", "pcm")
+STREAM_FORMATS: Final[tuple[str, ...]] = ("mp3", "ogg", "aac", "flac", "wav", "pcm", "ulaw", "alaw")
 _CODECS: Final[dict[str, tuple[str, str]]] = {  # format -> (codec, muxer)
     "mp3": ("libmp3lame", "mp3"),
     "ogg": ("libopus", "ogg"),
     "aac": ("aac", "adts"),
     "flac": ("flac", "flac"),
+    "ulaw": ("pcm_mulaw", "mulaw"),
+    "alaw": ("pcm_alaw", "alaw"),
 }
 _MP3_RATES: Final[tuple[int, ...]] = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 _OPUS_RATES: Final[tuple[int, ...]] = (8000, 12000, 16000, 24000, 48000)

@@ -10,13 +10,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from gen_server import elevenlabs as el
 from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog
 from gen_server.deps import caller, catalog, job_service
 from gen_server.jobs import Caller, JobService
+from gen_server.streams import encoded_job_stream
 
 router = APIRouter(tags=["compatibility"], responses=el.ERROR_RESPONSES)
 Service = Annotated[JobService, Depends(job_service)]
@@ -54,6 +55,19 @@ async def sound_generation(
     return Response(data, media_type=fmt.media_type)
 
 
+VoiceId = Annotated[
+    str,
+    Path(
+        description="A voice from GET /v1/voices (<model> or <model>:<speaker>), a speaker name, or an "
+        "ElevenLabs premade voice id (the default voice)",
+        examples=["piper-en_US-joe-medium"],
+    ),
+]
+LatencyQuery = Annotated[
+    int | None, Query(ge=0, le=4, description="Accepted for compatibility; no effect", examples=[0])
+]
+
+
 @router.post(
     "/v1/text-to-speech/{voice_id}",
     summary="ElevenLabs-compatible text to speech (whole file)",
@@ -61,28 +75,46 @@ async def sound_generation(
     responses=AUDIO,
 )
 async def text_to_speech(
-    voice_id: Annotated[
-        str,
-        Path(
-            description="A voice from GET /v1/voices (<model> or <model>:<speaker>), a speaker name, or an "
-            "ElevenLabs premade voice id (the default voice)",
-            examples=["piper-en_US-joe-medium"],
-        ),
-    ],
+    voice_id: VoiceId,
     body: el.TextToSpeechRequest,
     service: Service,
     who: Who,
     output_format: OutputFormatQuery = "mp3_44100_128",
     enable_logging: Annotated[bool | None, Ignored] = None,
-    optimize_streaming_latency: Annotated[
-        int | None, Query(ge=0, le=4, description="Accepted for compatibility; no effect", examples=[0])
-    ] = None,
+    optimize_streaming_latency: LatencyQuery = None,
 ) -> Response:
     """Speak ``text`` with ``voice_id`` and answer the whole file in ``output_format``."""
     fmt = el.output_format(output_format)
     req = el.speech_job(voice_id, body, fmt, service.catalog)
     data = await run_in_threadpool(el.generate, service, who, req, fmt)
     return Response(data, media_type=fmt.media_type)
+
+
+@router.post(
+    "/v1/text-to-speech/{voice_id}/stream",
+    summary="ElevenLabs-compatible text to speech, streamed sentence by sentence",
+    response_class=StreamingResponse,
+    responses=AUDIO,
+)
+async def text_to_speech_stream(
+    voice_id: VoiceId,
+    body: el.TextToSpeechRequest,
+    service: Service,
+    who: Who,
+    output_format: OutputFormatQuery = "mp3_44100_128",
+    enable_logging: Annotated[bool | None, Ignored] = None,
+    optimize_streaming_latency: LatencyQuery = None,
+) -> StreamingResponse:
+    """Speak ``text`` as one job; the file in ``output_format`` streams as each sentence is made."""
+    fmt = el.output_format(output_format)
+    req = el.speech_job(voice_id, body, fmt, service.catalog)
+    with el.renamed_fields(el.JOB_FIELDS["speech"]):
+        view = await run_in_threadpool(service.submit, req, who)
+    stream_format = "ogg" if fmt.codec == "opus" else fmt.codec
+    chunks, _, _ = await run_in_threadpool(
+        encoded_job_stream, service, view.id, who, stream_format, fmt.bitrate_kbps
+    )
+    return StreamingResponse(chunks, media_type=fmt.media_type, headers={"X-Soundry-Job-Id": view.id})
 
 
 @router.get(

@@ -29,7 +29,7 @@ from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog, ModelEntry
 from gen_server.contract.spec import JobRequest
 from gen_server.deps import caller, job_service
-from gen_server.errors import InvalidInput, from_code
+from gen_server.errors import InvalidInput
 from gen_server.jobs import Caller, JobService
 from gen_server.settings import Settings
 from gen_server.streams import encoded_job_stream
@@ -233,15 +233,3 @@ async def voices(service: Service, who: Who) -> VoiceList:
         voices=[VoiceInfo(id=v.name, name=v.name, model=v.model, speaker=v.speaker) for v in mapped]
     )
 
-
-def run_job(service: JobService, who: Caller, req: JobRequest) -> bytes:
-    """Submit ``req``, wait for it and return its audio (synchronous compatibility routes)."""
-    view = service.submit(req, who)
-    done = service.wait(view.id, who, timeout_s=600)
-    if done.state != "succeeded":
-        error = done.error
-        raise (
-            from_code(error.code, error.message, error.field) if error else from_code("", f"job {done.state}")
-        )
-    data, _, _ = service.audio(view.id, who)
-    return data

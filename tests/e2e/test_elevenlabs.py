@@ -138,6 +138,29 @@ def test_speech_with_a_catalog_speaker_as_raw_pcm(client: ElevenLabs) -> None:
     assert len(data) % 2 == 0 and len(data) / 2 / 16000 > 0.2
 
 
+@pytest.mark.parametrize(
+    ("output_format", "open_options", "rate"),
+    [
+        ("mp3_44100_128", {}, 44100),
+        ("opus_48000_64", {}, 48000),
+        ("ulaw_8000", {"format": "mulaw", "sample_rate": "8000", "ch_layout": "mono"}, 8000),
+    ],
+)
+def test_speech_streams_one_whole_file_as_long_as_the_whole_route(
+    client: ElevenLabs, output_format: str, open_options: dict[str, str], rate: int
+) -> None:
+    """``/stream`` (one job, one encoder fed sentence by sentence) against the whole-file route."""
+    text = "Dr. Smith arrived at 3 p.m. in the U.S. office. Then he left. It was late."
+    args = {"voice_id": "piper-en_US-joe-medium", "text": text, "seed": 11, "output_format": output_format}
+    chunks = [c for c in client.text_to_speech.stream(**args) if c]  # type: ignore[arg-type]
+    whole = b"".join(client.text_to_speech.convert(**args))  # type: ignore[arg-type]
+    assert len(chunks) >= 2, "not streamed"
+    streamed, got_rate = pyav_decode(b"".join(chunks), **open_options)
+    stored, _ = pyav_decode(whole, **open_options)
+    assert got_rate == rate and streamed.shape[0] == 1
+    assert abs(streamed.shape[1] - stored.shape[1]) <= 0.05 * stored.shape[1]
+
+
 def test_a_wrong_key_is_refused(keyed_server: tuple[str, str]) -> None:
     url, _ = keyed_server
     wrong = ElevenLabs(base_url=url, api_key="sk-soundry-not-a-key", timeout=60)

@@ -30,7 +30,7 @@ def api_schema(redis_server: EmbeddedRedis, tmp_path: Path) -> schemathesis.sche
     return (
         schemathesis.openapi.from_asgi("/openapi.json", app)
         .exclude(path_regex=r"^/v1/(audio/speech|sound-generation|text-to-speech/[^/]+)$")
-        .exclude(path_regex=r"/events$")
+        .exclude(path_regex=r"/(events|stream)$")
     )
 
 
