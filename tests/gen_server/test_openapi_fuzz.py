@@ -20,6 +20,8 @@ from gen_server.main import create_app
 from gen_server.redis_server import EmbeddedRedis
 from gen_server.settings import Settings
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def api_schema(redis_server: EmbeddedRedis, tmp_path: Path) -> schemathesis.schemas.BaseSchema:

@@ -54,7 +54,7 @@ REQUIRED = {
     "music": dict.fromkeys(ATTACKS, 0.80),
 }
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 
 # ------------------------------------------------------------------------------------ test signals
