@@ -41,9 +41,19 @@ logger = logging.getLogger(__name__)
 ErrorBody = Callable[[int, str, str, str | None], dict[str, Any]]
 
 
+def _error_type(status: int) -> str:
+    """OpenAI's error ``type`` for a status (its SDK and apps written against it read it)."""
+    if status >= 500:
+        return "server_error"
+    return {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "invalid_request_error"
+    )
+
+
 def soundry_error_body(status: int, code: str, message: str, field: str | None) -> dict[str, Any]:
-    del status
-    return {"error": {"code": code, "message": message, "field": field}}
+    """Soundry's ``code``/``message``/``field``, plus OpenAI's ``type``/``param`` (its SDK reads them)."""
+    body = {"code": code, "message": message, "field": field, "type": _error_type(status), "param": field}
+    return {"error": body}
 
 
 ERROR_SHAPES: tuple[tuple[Callable[[str], bool], ErrorBody], ...] = (

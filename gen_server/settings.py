@@ -41,6 +41,13 @@ class Settings(BaseSettings):
         "refused unless SOUNDRY_DEV_MODELS=1",
     )
 
+    openai_voices: str = Field(
+        default="",
+        description="OpenAI voice names -> Soundry voices for /v1/audio/speech, comma-separated "
+        "NAME=MODEL[:SPEAKER] (e.g. alloy=piper-en_US-joe-medium,nova=vits-vctk:p225); unmapped names "
+        "get the default speech model's speakers in turn",
+    )
+
     # worker
     device: str = "cpu"
     queues: str = "speech,sfx,music"

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 
@@ -33,6 +33,7 @@ from workers.backends.base import ProgressFn
 from workers.backends.registry import ModelManager, rss_bytes
 from workers.batcher import Batcher
 from workers.pipeline import cached_result, finish, gen_request
+from workers.streaming import StreamPublisher, end_stream
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class WorkerRuntime:
         self._running: dict[str, threading.Event] = {}
         self._running_lock = threading.Lock()
 
-    def execute(self, spec: JobSpec, report: ProgressFn) -> JobResult:
+    def execute(self, spec: JobSpec, report: ProgressFn, attempt: int = 1) -> JobResult:
         """Run ``spec`` in the calling (task) thread, the model call through the batcher.
 
         The cancel flag is checked first and then at every progress tick while the job waits for its
@@ -111,13 +112,15 @@ class WorkerRuntime:
                 logger.info("job %s already has its artifact; not regenerating", spec.job_id)
             else:
                 entry = self.catalog.get(spec.model)
-                request = gen_request(spec, self.store)
+                key = self.watermark_key
+                stream = StreamPublisher(self.redis, spec, self.watermarker, key, attempt)
+                request = replace(gen_request(spec, self.store), on_audio=stream.on_audio)
                 generated = self.batcher.run(entry, request, progress, job_id=spec.job_id)
                 result = finish(
                     spec,
                     generated.audio,
                     watermarker=self.watermarker,
-                    watermark_key=self.watermark_key,
+                    watermark_key=key,
                     store=self.store,
                     generation_s=generated.generation_s,
                     batch_size=generated.batch_size,
@@ -130,6 +133,7 @@ class WorkerRuntime:
                 pipe.hincrbyfloat(keys.STATS_GEN_SECONDS, spec.model, result.generation_s / result.batch_size)
                 pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, spec.model, result.duration_s)
             pipe.execute()
+            end_stream(self.redis, spec.job_id, "succeeded")
         return result
 
     @contextlib.contextmanager
@@ -183,6 +187,8 @@ class WorkerRuntime:
         )
         pipe.hincrby(keys.STATS_JOBS, "cancelled" if code == "cancelled" else "failed", 1)
         pipe.execute()
+        error = {"code": code, "message": message, "field": field}
+        end_stream(self.redis, job_id, "cancelled" if code == "cancelled" else "failed", error)
 
     def report_status(self) -> None:
         """Publish this worker's queues, memory and loaded models (read by /metrics and `soundry status`)."""

@@ -94,7 +94,7 @@ def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
     logger.info("job %s (attempt %d): %s on %s", job.job_id, attempt, job.kind, job.model)
     events.started()
     try:
-        result = rt.execute(job, report)
+        result = rt.execute(job, report, attempt)
     except JobCancelled as e:
         rt.record_error(job.job_id, e.code, e.message)
         events.completed("cancelled", None, e.to_dict())
