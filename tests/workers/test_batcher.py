@@ -1,4 +1,15 @@
-"""The batcher thread on the real tiny backends: grouping, windows, per-job audio, cancel, errors."""
+"""The batcher thread on the real tiny backends: grouping, windows, per-job audio, cancel, errors.
+
+Nothing here depends on how fast this machine decodes:
+
+* grouping tests give the batcher ``max_batch`` = the number of requests they send, so the call
+  starts the moment the last one is queued, with a generous window that is never waited out;
+* window tests use windows several times longer than the gaps between arrivals (each gap has at
+  least 0.75 s of slack for a busy machine) and assert lower bounds only;
+* tests that need a call to still be running when they act (cancel, stop, queue behind it) use
+  the paced tiny MusicGen (``SOUNDRY_DEV_STEP_MS``): every decoding step lasts at least
+  ``STEP_MS``, so a call lasts at least ``steps x STEP_MS`` on any CPU.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +32,16 @@ from workers.backends.base import Backend, GenRequest, ProgressFn
 from workers.backends.coqui import CoquiBackend
 from workers.backends.musicgen import MusicGenBackend
 from workers.backends.registry import ModelManager
-from workers.batcher import Batcher, Generated
+from workers.batcher import Batcher, Generated, Slot
 
 MUSIC = "dev-musicgen-tiny"
 SFX = "dev-audiogen-tiny"
 VITS = "dev-vits-tiny"
 PROMPTS = ("warm lofi piano", "rock drums", "ambient pad", "glitchy synth", "jazz trio", "cello solo")
+STEP_MS = 20.0
+"""Least time per decoding step of the paced tiny MusicGen: 50 steps (plus 3) per second of audio."""
+LONG_WINDOW_S = 30.0
+"""A window never waited out: the batcher goes as soon as ``max_batch`` requests are queued."""
 
 
 def music(prompt: str = "warm lofi piano", seed: int = 1, duration_s: float = 1.0, **kw: Any) -> GenRequest:
@@ -55,20 +70,36 @@ def backends(musicgen: MusicGenBackend, audiogen: AudioGenBackend, vits: CoquiBa
     return {MUSIC: musicgen, SFX: audiogen, VITS: vits}
 
 
+@pytest.fixture(scope="module")
+def paced_musicgen(
+    worker_settings: Settings, dev_entries: dict[str, ModelEntry]
+) -> Iterator[MusicGenBackend]:
+    """The tiny MusicGen with every decoding step lasting at least ``STEP_MS`` (same audio, same seeds)."""
+    backend = MusicGenBackend(dev_entries[MUSIC], worker_settings.model_copy(update={"dev_step_ms": STEP_MS}))
+    backend.load()
+    yield backend
+    backend.unload()
+
+
 @pytest.fixture
 def make_batcher(
-    worker_settings: Settings, backends: dict[str, Backend]
+    worker_settings: Settings, backends: dict[str, Backend], paced_musicgen: MusicGenBackend
 ) -> Iterator[Callable[..., tuple[Batcher, Calls]]]:
-    """``make_batcher(max_batch=, window_s=, factory=)``: a started batcher over the loaded backends."""
+    """``make_batcher(max_batch=, window_s=, factory=, paced=)``: a started batcher over the loaded backends.
+
+    ``paced``: music requests run on :func:`paced_musicgen` (calls last at least ``steps x STEP_MS``).
+    """
     made: list[Batcher] = []
 
     def make(
         max_batch: int = 8,
         window_s: float = 0.3,
         factory: Callable[[ModelEntry, Settings], Backend] | None = None,
+        paced: bool = False,
     ) -> tuple[Batcher, Calls]:
         calls = Calls()
-        models = ModelManager(worker_settings, factory=factory or (lambda entry, _s: backends[entry.id]))
+        chosen = {**backends, MUSIC: paced_musicgen} if paced else backends
+        models = ModelManager(worker_settings, factory=factory or (lambda entry, _s: chosen[entry.id]))
         batcher = Batcher(models, max_batch=max_batch, window_s=window_s, on_model_call=calls).start()
         made.append(batcher)
         return batcher, calls
@@ -102,7 +133,7 @@ def run_all(
     for t in threads:
         t.start()
     for t in threads:
-        t.join(120)
+        t.join(300)
     assert all(not t.is_alive() for t in threads)
     return [r for r in out if r is not None]
 
@@ -122,7 +153,7 @@ def test_compatible_requests_share_one_call_and_each_gets_its_own_clip(
     musicgen: MusicGenBackend,
     dev_entries: dict[str, ModelEntry],
 ) -> None:
-    batcher, calls = make_batcher(max_batch=8, window_s=0.5)
+    batcher, calls = make_batcher(max_batch=len(PROMPTS), window_s=LONG_WINDOW_S)  # goes when all are in
     requests = [music(p, seed=100 + i) for i, p in enumerate(PROMPTS)]
     slots = [batcher.submit(dev_entries[MUSIC], r, job_id=f"j{i}") for i, r in enumerate(requests)]
     results = [s.result(120) for s in slots]
@@ -139,15 +170,16 @@ def test_audiogen_batch_matches_solo_and_batch_composition_does_not_matter(
     audiogen: AudioGenBackend,
     dev_entries: dict[str, ModelEntry],
 ) -> None:
-    batcher, calls = make_batcher(window_s=0.5)
     entry = dev_entries[SFX]
     a = GenRequest("dog barking", seed=5, duration_s=1.0, top_k=0, top_p=0.9)
     others = [
         GenRequest(p, seed=40 + i, duration_s=1.0, top_k=0, top_p=0.9) for i, p in enumerate(PROMPTS[:3])
     ]
-    first = generated(run_all(batcher, entry, [a, *others]))
-    second = generated(run_all(batcher, entry, [others[2], a]))
-    assert calls.sizes(SFX) == [4, 2]
+    four, four_calls = make_batcher(max_batch=4, window_s=LONG_WINDOW_S)  # each goes when all are in
+    two, two_calls = make_batcher(max_batch=2, window_s=LONG_WINDOW_S)
+    first = generated(run_all(four, entry, [a, *others]))
+    second = generated(run_all(two, entry, [others[2], a]))
+    assert four_calls.sizes(SFX) == [4] and two_calls.sizes(SFX) == [2]
     alone = solo(audiogen, a).samples
     np.testing.assert_array_equal(first[0].audio.samples, alone)
     np.testing.assert_array_equal(second[1].audio.samples, alone)
@@ -157,7 +189,8 @@ def test_incompatible_requests_run_alone_or_in_their_own_group(
     make_batcher: Callable[..., tuple[Batcher, Calls]],
     dev_entries: dict[str, ModelEntry],
 ) -> None:
-    batcher, calls = make_batcher(window_s=0.5)
+    # all 8 queued (= max_batch): the first group goes at once; 2 s is only the slack for the submits
+    batcher, calls = make_batcher(max_batch=8, window_s=2.0)
     cont = Audio(np.full((1, 16000), 0.1, dtype=np.float32), 32000)
     jobs: list[tuple[str, GenRequest]] = [
         (MUSIC, music("a", seed=1)),
@@ -186,7 +219,7 @@ def test_long_form_is_never_batched(musicgen: MusicGenBackend) -> None:
 def test_max_batch_splits_a_burst(
     make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
 ) -> None:
-    batcher, calls = make_batcher(max_batch=2, window_s=0.5)
+    batcher, calls = make_batcher(max_batch=2, window_s=2.0)  # full pairs go at once; the last waits 2 s
     slots = [batcher.submit(dev_entries[MUSIC], music(p, seed=i)) for i, p in enumerate(PROMPTS[:5])]
     assert [s.result(120).batch_size for s in slots] == [2, 2, 2, 2, 1]
     assert calls.sizes() == [2, 2, 1]
@@ -195,7 +228,7 @@ def test_max_batch_splits_a_burst(
 def test_window_is_waited_for_and_late_compatible_requests_join(
     make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
 ) -> None:
-    window_s = 0.8
+    window_s = 2.0  # the second comes 0.2 s after the first: 1.8 s of slack for a busy machine
     batcher, calls = make_batcher(window_s=window_s)
     entry = dev_entries[MUSIC]
     started = time.monotonic()
@@ -211,35 +244,52 @@ def test_window_is_waited_for_and_late_compatible_requests_join(
 def test_a_burst_spread_past_one_window_still_shares_one_call(
     make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
 ) -> None:
-    """Arrivals closer together than the window keep it open, up to ``max_wait_s`` (4 windows)."""
-    window_s = 0.6  # gaps of 0.25 s leave 0.35 s of slack for a busy machine
-    batcher, calls = make_batcher(window_s=window_s)
+    """Arrivals closer together than the window keep it open, up to ``max_wait_s`` (4 windows).
+
+    Eight arrivals 0.25 s apart (0.75 s of slack each under a 1 s window) span 1.75 s, well past one
+    window and well inside the 4 s cap; the eighth fills the batch, which then goes at once.
+    """
+    window_s, count = 1.0, 8
+    batcher, calls = make_batcher(max_batch=count, window_s=window_s)
     entry = dev_entries[MUSIC]
     slots = []
-    for i in range(5):  # one every 0.25 s: the last comes 1.0 s after the first, well past one window
-        slots.append(batcher.submit(entry, music(PROMPTS[i], seed=i)))
-        time.sleep(0.25)
-    assert [s.result(120).batch_size for s in slots] == [5] * 5
-    assert calls.sizes() == [5]
+    for i in range(count):
+        if i:
+            time.sleep(0.25)
+        slots.append(batcher.submit(entry, music(PROMPTS[i % len(PROMPTS)], seed=i)))
+    assert slots[-1].submitted_at - slots[0].submitted_at > window_s  # by construction: 7 x 0.25 s
+    assert [s.result(120).batch_size for s in slots] == [count] * count
+    assert calls.sizes() == [count]
 
 
 def test_a_steady_stream_is_cut_at_max_wait(
     make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
 ) -> None:
-    """A stream that never pauses does not hold the first request longer than 4 windows."""
-    window_s = 0.2
+    """A stream that never pauses does not hold the first request longer than 4 windows.
+
+    Arrivals every 0.15 s under a 1 s window (0.85 s of slack each) keep the window open until the
+    cap; the stream goes on 2 s past it. Only what the cap guarantees is asserted, never how long the
+    model call takes: the first call waited for the cap and took more than one window's arrivals,
+    but not the arrivals after the cap.
+    """
+    window_s, gap_s = 1.0, 0.15
     batcher, calls = make_batcher(max_batch=64, window_s=window_s)  # never full: only the cap cuts
+    assert batcher.max_wait_s == 4 * window_s
     entry = dev_entries[MUSIC]
-    started = time.monotonic()
     first = batcher.submit(entry, music("a", seed=1))
-    others = []
-    while not first.done() and time.monotonic() - started < 5:
+    cap_at = first.submitted_at + batcher.max_wait_s
+    others: list[Slot] = []
+    done_at = None
+    while time.monotonic() < cap_at + 2.0:
+        time.sleep(gap_s)
+        if done_at is None and first.done():
+            done_at = time.monotonic()
         others.append(batcher.submit(entry, music(PROMPTS[len(others) % len(PROMPTS)], seed=2 + len(others))))
-        time.sleep(0.1)
     served = first.result(120)
-    held = time.monotonic() - started
-    assert 4 * window_s <= held < 4 * window_s + 3.0, held  # cut at max_wait, plus the tiny model's call
-    assert served.batch_size < 1 + len(others)  # later arrivals went to the next call
+    assert done_at is None or done_at >= cap_at, "served before the cap"
+    in_first_window = sum(o.submitted_at <= first.submitted_at + window_s for o in others)
+    assert served.batch_size > 1 + in_first_window  # held past one window...
+    assert served.batch_size < 1 + len(others)  # ...and cut at the cap: later arrivals went to later calls
     for slot in others:
         slot.result(120)
     assert sum(calls.sizes()) == 1 + len(others) and len(calls.sizes()) >= 2
@@ -263,8 +313,9 @@ def test_cancelling_one_job_of_a_batch_leaves_the_others_untouched(
     musicgen: MusicGenBackend,
     dev_entries: dict[str, ModelEntry],
 ) -> None:
-    batcher, calls = make_batcher(window_s=0.5)
-    requests = [music(p, seed=20 + i, duration_s=4.0) for i, p in enumerate(PROMPTS[:3])]
+    # paced: the call lasts >= 2 s (100+ steps of 20 ms), so job 1 is cancelled while it runs
+    batcher, calls = make_batcher(max_batch=3, window_s=LONG_WINDOW_S, paced=True)
+    requests = [music(p, seed=20 + i, duration_s=2.0) for i, p in enumerate(PROMPTS[:3])]
     seen: list[float] = []
     results = run_all(
         batcher, dev_entries[MUSIC], requests, progress=[seen.append, cancel_when_running(), None]
@@ -283,12 +334,13 @@ def test_cancelling_one_job_of_a_batch_leaves_the_others_untouched(
 def test_cancelling_every_job_of_a_batch_stops_the_call(
     make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
 ) -> None:
-    batcher, calls = make_batcher(window_s=0.3)
+    # paced: a 20 s clip is >= 20 s of decoding, so the call is still early on when both are cancelled
+    batcher, calls = make_batcher(max_batch=2, window_s=2.0, paced=True)
     slots = [
         batcher.submit(dev_entries[MUSIC], music(p, seed=i, duration_s=20.0))
         for i, p in enumerate(PROMPTS[:2])
     ]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while slots[0].progress == 0.0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert 0.0 < slots[0].progress < 0.9
@@ -298,24 +350,27 @@ def test_cancelling_every_job_of_a_batch_stops_the_call(
         with pytest.raises(JobCancelled, match="every job"):  # stopped, not run to the end
             slot.result(60)
     assert calls.sizes() == [2]
-    after = batcher.submit(dev_entries[MUSIC], music(seed=9)).result(60)  # the batcher is free again
+    after = batcher.submit(dev_entries[MUSIC], music(seed=9)).result(120)  # the batcher is free again
     assert after.batch_size == 1
 
 
 def test_a_job_cancelled_while_waiting_never_reaches_the_model(
     make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
 ) -> None:
-    batcher, calls = make_batcher(window_s=0.5)
+    # paced: the busy call lasts >= 3 s, so the next two are queued behind it on any CPU
+    batcher, calls = make_batcher(window_s=0.5, paced=True)
     entry = dev_entries[MUSIC]
-    busy = batcher.submit(entry, music("busy", seed=1, duration_s=6.0, temperature=0.9))  # runs alone
-    while busy.progress == 0.0 and not busy.done():
+    busy = batcher.submit(entry, music("busy", seed=1, duration_s=3.0, temperature=0.9))  # runs alone
+    deadline = time.monotonic() + 120
+    while busy.progress == 0.0 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert 0.0 < busy.progress < 1.0 and not busy.done()
     waiting = batcher.submit(entry, music("x", seed=2))
     waiting.cancel()
     kept = batcher.submit(entry, music("y", seed=3))
     assert kept.result(120).batch_size == 1
     with pytest.raises(JobCancelled):
-        waiting.result(10)
+        waiting.result(60)
     assert busy.result(120).batch_size == 1
     assert calls.sizes() == [1, 1]
 
@@ -326,7 +381,7 @@ def test_a_job_cancelled_while_waiting_never_reaches_the_model(
 def test_an_error_fails_every_job_of_the_call_with_its_cause(
     make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
 ) -> None:
-    batcher, calls = make_batcher(window_s=0.5)
+    batcher, calls = make_batcher(max_batch=3, window_s=2.0)  # the three go together at once
     bad = [music(p, seed=i, top_k=65) for i, p in enumerate(PROMPTS[:3])]  # top_k above the codebook (64)
     results = run_all(batcher, dev_entries[MUSIC], bad)
     assert calls.sizes() == [3]
@@ -378,7 +433,7 @@ def test_out_of_memory_retries_as_smaller_batches_then_fails_clearly(
     dev_entries: dict[str, ModelEntry],
 ) -> None:
     flaky = Flaky(musicgen, limit=2)
-    batcher, _ = make_batcher(window_s=0.5, factory=lambda _e, _s: flaky)
+    batcher, _ = make_batcher(max_batch=5, window_s=LONG_WINDOW_S, factory=lambda _e, _s: flaky)
     requests = [music(p, seed=60 + i) for i, p in enumerate(PROMPTS[:5])]
     results = generated(run_all(batcher, dev_entries[MUSIC], requests))
     assert flaky.sizes == [5, 2, 3, 1, 2]  # 5 -> halves 2 + 3 -> 3 -> halves 1 + 2
@@ -387,7 +442,7 @@ def test_out_of_memory_retries_as_smaller_batches_then_fails_clearly(
         np.testing.assert_array_equal(got.audio.samples, solo(musicgen, request).samples)
 
     hopeless = Flaky(musicgen, limit=0)
-    batcher, _ = make_batcher(window_s=0.3, factory=lambda _e, _s: hopeless)
+    batcher, _ = make_batcher(max_batch=2, window_s=LONG_WINDOW_S, factory=lambda _e, _s: hopeless)
     failed = run_all(batcher, dev_entries[MUSIC], [music("a", seed=1), music("b", seed=2)])
     assert hopeless.sizes == [2, 1, 1]
     for error in failed:
@@ -408,13 +463,16 @@ def test_per_row_sampling_restores_audiocraft_on_error() -> None:
 def test_stop_finishes_the_running_call_and_fails_waiting_requests(
     make_batcher: Callable[..., tuple[Batcher, Calls]], dev_entries: dict[str, ModelEntry]
 ) -> None:
-    batcher, calls = make_batcher(window_s=0.2)
+    # paced: the running call lasts >= 2 s, so the second request is still waiting when stop() comes
+    batcher, calls = make_batcher(window_s=0.2, paced=True)
     entry = dev_entries[MUSIC]
-    running = batcher.submit(entry, music("busy", seed=1, duration_s=4.0))
-    while running.progress == 0.0 and not running.done():
+    running = batcher.submit(entry, music("busy", seed=1, duration_s=2.0))
+    deadline = time.monotonic() + 120
+    while running.progress == 0.0 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert 0.0 < running.progress < 1.0 and not running.done()
     waiting = batcher.submit(entry, music("later", seed=2, duration_s=2.0))
-    batcher.stop()
+    batcher.stop(timeout_s=120)  # lets the running call finish
     assert running.result(1).batch_size == 1
     with pytest.raises(TransientError):
         waiting.result(1)
@@ -451,17 +509,27 @@ def test_a_dead_batcher_thread_is_restarted(
 
 
 @pytest.fixture
-def runtime(worker_settings: Settings, redis_server: Any, tmp_path: Any) -> Iterator[Any]:
-    """A real WorkerRuntime (Redis, storage, catalog, models behind its batcher) on the tiny models."""
+def make_runtime(worker_settings: Settings, redis_server: Any, tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """``make_runtime(max_batch=, batch_window_ms=)``: a real WorkerRuntime (Redis, storage, catalog,
+    models behind its batcher) on the tiny models."""
     from workers.runtime import WorkerRuntime
 
-    settings = worker_settings.model_copy(
-        update={"redis_url": redis_server.url, "data_dir": tmp_path / "data", "batch_window_ms": 300.0}
-    )
-    rt = WorkerRuntime(settings)
-    yield rt
-    rt.batcher.stop()
-    rt.models.unload_all()
+    made: list[Any] = []
+
+    def make(max_batch: int = 8, batch_window_ms: float = 300.0) -> Any:
+        update = {
+            "redis_url": redis_server.url,
+            "data_dir": tmp_path / "data",
+            "max_batch": max_batch,
+            "batch_window_ms": batch_window_ms,
+        }
+        made.append(WorkerRuntime(worker_settings.model_copy(update=update)))
+        return made[-1]
+
+    yield make
+    for rt in made:
+        rt.batcher.stop()
+        rt.models.unload_all()
 
 
 def spec(job_id: str, prompt: str, seed: int) -> Any:
@@ -496,7 +564,7 @@ def execute_all(rt: Any, specs: Sequence[Any]) -> tuple[list[Any], list[list[flo
     for t in threads:
         t.start()
     for t in threads:
-        t.join(120)
+        t.join(300)
     return results, reports
 
 
@@ -506,7 +574,12 @@ def model_calls(rt: Any) -> int:
     return int(rt.redis.hget(keys.STATS_MODEL_CALLS, MUSIC) or 0)
 
 
-def test_runtime_batches_task_threads_and_each_job_stores_its_own_file(runtime: Any) -> None:
+def test_runtime_batches_task_threads_and_each_job_stores_its_own_file(
+    make_runtime: Callable[..., Any],
+) -> None:
+    # max_batch = the 4 task threads: the call goes once all four are queued, however slowly each
+    # thread gets there (a busy machine may spread them over more than a short window)
+    runtime = make_runtime(max_batch=4, batch_window_ms=1000 * LONG_WINDOW_S)
     before = model_calls(runtime)
     specs = [spec(f"rt-batch-{i}", p, 300 + i) for i, p in enumerate(PROMPTS[:4])]
     results, reports = execute_all(runtime, specs)
@@ -521,7 +594,8 @@ def test_runtime_batches_task_threads_and_each_job_stores_its_own_file(runtime: 
     assert manifest["result"]["batch_size"] == 4
 
 
-def test_runtime_runs_a_job_delivered_twice_only_once(runtime: Any) -> None:
+def test_runtime_runs_a_job_delivered_twice_only_once(make_runtime: Callable[..., Any]) -> None:
+    runtime = make_runtime()
     before = model_calls(runtime)
     twin = spec("rt-twice", "warm lofi piano", 7)
     results, _ = execute_all(runtime, [twin, twin])
