@@ -5,9 +5,21 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from gen_server.client import SoundryClient
+
 pytestmark = pytest.mark.e2e
 
 SFX = {"kind": "sfx", "model": "dev-audiogen-tiny", "prompt": "a door creaks", "duration_s": 1, "seed": 3}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_worker(client: SoundryClient) -> None:
+    """One job of the same model to its end first, waited for as long as a slow machine needs.
+
+    ``Prefer: wait`` is capped at 60 s by the server; a cold worker (start-up, model load) on a busy
+    single core can take longer than that, a warm one takes seconds for this 1 s clip.
+    """
+    assert client.generate({**SFX, "seed": 1}, timeout_s=300)[0]["state"] == "succeeded"
 
 
 def test_prefer_wait_answers_201_with_the_finished_job(server_url: str) -> None:

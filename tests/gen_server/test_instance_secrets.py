@@ -40,7 +40,7 @@ def resolve_in_new_process(data_dir: Path, **env: str) -> list[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         check=True,
     )
     values: list[str] = json.loads(run.stdout.strip().splitlines()[-1])
@@ -76,7 +76,8 @@ def test_processes_starting_together_agree_on_one_secret(tmp_path: Path) -> None
         )
         for _ in range(6)
     ]
-    outputs = [json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in procs]
+    # six interpreters starting at once: minutes on a busy single core is still a pass
+    outputs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
     assert all(o == outputs[0] for o in outputs)
     assert sorted(p.name for p in (tmp_path / "data" / "secrets").iterdir()) == [
         "watermark.key",
@@ -126,7 +127,7 @@ def serve(data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
 
 
@@ -206,7 +207,7 @@ def test_soundry_api_key_reaches_the_cli_client(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert run.returncode != 0  # the recorder refuses every request
     assert recorder.authorizations, run.stderr

@@ -44,7 +44,9 @@ def test_post_cancel_is_delete(api: TestClient) -> None:
 def test_prefer_wait_times_out_as_202(api: TestClient) -> None:
     start = time.monotonic()
     r = api.post("/v1/jobs", json=SFX, headers={"Prefer": "respond-async, wait=1"})
-    assert 0.9 <= time.monotonic() - start < 10
+    # the server waited its second (a lower bound by construction); which wait it applied is the
+    # Preference-Applied header's to say, not a stopwatch's (a busy machine answers late)
+    assert time.monotonic() - start >= 0.9
     assert r.status_code == 202 and r.json()["state"] == "queued"
     assert r.headers["Preference-Applied"] == "wait=1"
     assert "location" not in r.headers
