@@ -113,9 +113,9 @@ def test_completed_event_is_signed_and_retried_with_the_same_id(
 ) -> None:
     receiver.fail_first = 1  # the first delivery gets a 500: retried about 5 s later
     job = hook_client.submit({"kind": "speech", "text": "Webhook test.", "callback_url": receiver.url})
-    done = hook_client.wait(job["id"], timeout_s=120)
+    done = hook_client.wait(job["id"], timeout_s=300)
     assert done["state"] == "succeeded"
-    receiver.wait(2, timeout_s=60)
+    receiver.wait(2, timeout_s=120)
     assert len(receiver.calls) == 2
     (first_headers, first_body), (headers, body) = receiver.calls
     assert first_body == body
@@ -139,7 +139,7 @@ def test_completed_event_is_signed_and_retried_with_the_same_id(
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(body, {**headers, "webhook-id": "msg_other"})
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120
     while len(hook_client.get(job["id"])["webhook_attempts"]) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     attempts = hook_client.get(job["id"])["webhook_attempts"]
@@ -160,8 +160,8 @@ def test_event_filter_sends_start_progress_and_completed(
             "webhook_events_filter": ["start", "progress", "completed"],
         }
     )
-    assert hook_client.wait(job["id"], timeout_s=180)["state"] == "succeeded"
-    deadline = time.monotonic() + 30
+    assert hook_client.wait(job["id"], timeout_s=300)["state"] == "succeeded"
+    deadline = time.monotonic() + 120
     while not any(e["type"] == "job.completed" for e in receiver.events()) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # any straggler

@@ -257,13 +257,23 @@ def test_split_sentences_never_drops_or_changes_text() -> None:
     assert " ".join(split_sentences(text)) == text
 
 
-def test_split_sentences_long_text_is_fast() -> None:
-    # pysbd's own segment() maps sentences back in quadratic time (seconds for this text)
-    text = "a. " * 5000
-    start = time.perf_counter()
-    sentences = split_sentences(text)
-    assert len(sentences) == 5000
-    assert time.perf_counter() - start < 2.0
+def test_split_sentences_long_text_is_linear() -> None:
+    """pysbd's own segment() maps sentences back in quadratic time; ours must grow linearly.
+
+    Judged by a ratio measured in the same run (4x the text: ~4x the time, quadratic would be ~16x),
+    never by a wall-clock bound that depends on the machine; best of 3 against noise.
+    """
+
+    def best_of_3(text: str) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            assert len(split_sentences(text)) == text.count(".")
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    small, large = best_of_3("a. " * 1250), best_of_3("a. " * 5000)
+    assert large < 10 * small, (small, large)
 
 
 def test_segment_text_splits_before_spelling_numbers() -> None:
