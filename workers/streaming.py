@@ -1,10 +1,11 @@
 """A job's audio as it is made: chunks published to the job's Redis stream while the model runs.
 
-Backends hand finished pieces (a sentence of speech) to ``GenRequest.on_audio``; :class:`StreamPublisher`
-post-processes each one for streaming (:func:`~gen_server.audio.postprocess.stream_chain`), marks it
-with the job's watermark payload on the stream's own period grid (so the joined stream reads as one
-mark), and appends it to ``keys.stream(job_id)`` in pieces of at most :data:`MAX_PIECE_S` (small
-messages; never the whole clip). The stream ends with an ``end`` entry when the job ends.
+Backends hand finished pieces (a sentence of speech, about a second of music or effects) to
+``GenRequest.on_audio``; :class:`StreamPublisher` post-processes each one for streaming
+(:func:`~gen_server.audio.postprocess.stream_chain`), marks it with the job's watermark payload on the
+stream's own period grid (so the joined stream reads as one mark), and appends it to
+``keys.stream(job_id)`` in pieces of at most :data:`MAX_PIECE_S` (small messages; never the whole clip).
+The stream ends with an ``end`` entry when the job ends.
 
 Entries (all values strings/bytes, see :mod:`gen_server.streams` for the reader):
 

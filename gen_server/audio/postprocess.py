@@ -487,11 +487,27 @@ def apply_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
 
 
 def stream_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
-    """Post-processing for one chunk of a streamed job (a sentence of speech), before the whole exists.
+    """Post-processing for one chunk of a streamed job, before the whole clip exists.
 
-    Resampling and channels as :func:`apply_chain`; loudness to the job's target (or the kind's) per
-    chunk under the true-peak ceiling. Trimming and fades belong to the whole clip and are left out:
-    the stored file (:func:`apply_chain` on the whole) may therefore differ slightly in level and length.
+    Resampling and channels as :func:`apply_chain`, then the level:
+
+    * ``speech`` (a chunk is a sentence): loudness to the job's target (or the kind's) per chunk under
+      the true-peak ceiling, so every sentence sits at the target.
+    * ``music`` and ``sfx`` (a chunk is a slice of about a second cut anywhere): no per-chunk loudness,
+      which would pump the level from chunk to chunk; the chunk keeps the model's own level and only a
+      true-peak limiter (:func:`limit_true_peak`) holds the ceiling ``options.true_peak_dbtp``. The
+      stored file is normalised over the whole clip, so its level differs from the stream's.
+
+    Trimming and fades belong to the whole clip and are left out: the stored file (:func:`apply_chain`
+    on the whole) may therefore differ slightly in level and length.
+
+    Args:
+        audio: ``[channels, frames]`` chunk at the model's rate.
+        options: The job's post-processing options.
+        kind: ``speech``, ``music`` or ``sfx``.
+
+    Returns:
+        The chunk, ready to stream.
 
     Raises:
         InvalidInput: Unknown kind, or audio containing NaN/inf.
@@ -502,6 +518,7 @@ def stream_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
         out = resample(out, options.sample_rate)
     if options.channels is not None:
         out = to_channels(out, options.channels)
+    if kind != "speech":
+        return limit_true_peak(out, options.true_peak_dbtp)
     target = options.target_lufs if options.target_lufs is not None else KIND_DEFAULTS[kind].target_lufs
     return normalize_loudness(out, target, options.true_peak_dbtp)
-

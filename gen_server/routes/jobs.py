@@ -192,10 +192,11 @@ async def stream_job(
     who: Who,
     format: Annotated[StreamFormat, Query(description="Container and codec", examples=["mp3"])] = "wav",
 ) -> StreamingResponse:
-    """Speech streams sentence by sentence as the worker makes it, from any API host; a late client gets
-    everything so far first. Models that do not stream yet (music, effects) send the whole file when the
-    job ends. A job that fails before any audio answers with its error; one that fails mid-stream has its
-    connection cut (an incomplete chunked body), so no client mistakes a cut file for a whole one.
+    """Speech streams sentence by sentence as the worker makes it, music and effects about a second at a
+    time as the model's tokens become final, from any API host; a late client gets everything so far
+    first. A job whose stream is gone (expired) sends its stored file when it ends. A job that fails
+    before any audio answers with its error; one that fails mid-stream has its connection cut (an
+    incomplete chunked body), so no client mistakes a cut file for a whole one.
     ``wav`` streams carry an unknown-length header; ``pcm`` is raw 16-bit little-endian at the job's rate
     (``X-Soundry-Sample-Rate``, ``X-Soundry-Channels``).
     """

@@ -16,6 +16,10 @@ Sampling draws from one ``torch.Generator`` per batch row, seeded with that row'
 (:func:`per_row_sampling`), in solo and batched calls alike: a request's clip depends only on its
 own prompt, parameters and seed, not on the batch it ran in (see :meth:`AudiocraftBackend.batch_key`
 for the one condition this needs).
+
+Every job whose request has ``on_audio`` streams while the LM runs (solo, batched rows, long-form,
+melody, continuation): the sampled tokens are tapped and decoded in ~1 s chunks as they become final
+(:mod:`workers.backends._audiocraft_stream`); the returned clip is still decoded once, unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
-from workers.backends.base import GenRequest, ProgressFn
+from workers.backends.base import AudioSink, GenRequest, ProgressFn
 
 logger = logging.getLogger(__name__)
 
@@ -515,11 +519,14 @@ class AudiocraftBackend:
         plan: Sequence[int],
         seeds: Sequence[int],
         progress: ProgressFn | None,
+        sinks: Sequence[AudioSink | None] = (),
+        duration_s: float = 0.0,
     ) -> Any:
         """Run ``call`` with the progress callback set and row ``i`` sampled from ``seeds[i]``.
 
         The global RNGs are seeded with ``seeds[0]`` too, for randomness outside token sampling
-        (Demucs' random shift in the melody conditioner).
+        (Demucs' random shift in the melody conditioner). Row ``i`` streams to ``sinks[i]`` when that
+        is set (:meth:`_streaming`); the audio ``call`` returns does not depend on it.
         """
         pace = self.settings.dev_step_ms / 1000 if self.entry.dev else 0.0
         model.set_custom_progress_callback(_Progress(plan, progress, pace) if progress is not None else None)
@@ -527,13 +534,50 @@ class AudiocraftBackend:
             seed_everything(seeds[0])
             import torch
 
-            with torch.inference_mode(), per_row_sampling(seeds, model.device):
+            with (
+                torch.inference_mode(),
+                per_row_sampling(seeds, model.device),
+                self._streaming(model, sinks, duration_s) as finish,
+            ):
                 wav = call(progress is not None)
+                finish()
         finally:
             model.set_custom_progress_callback(None)
         if progress is not None:
             progress(1.0)
         return wav
+
+    @contextlib.contextmanager
+    def _streaming(
+        self, model: Any, sinks: Sequence[AudioSink | None], duration_s: float
+    ) -> Iterator[Callable[[], None]]:
+        """While active, row ``i``'s audio goes to ``sinks[i]`` in pieces as its tokens become final.
+
+        Yields the function that sends the last piece once generation returned (a no-op when nothing
+        streams). Nothing is tapped when no row has a sink. The pieces of a row join to exactly
+        ``round(duration_s * sample_rate)`` frames (the length :func:`to_audio` keeps), decoded from
+        the same tokens as the returned clip (see :mod:`workers.backends._audiocraft_stream`). One
+        difference is left: a clip that overshoots full scale is scaled down as a whole by
+        :func:`to_audio` once it exists, while its pieces, sent before, are clipped at +-1 instead.
+        """
+        if not any(sink is not None for sink in sinks):
+            yield lambda: None
+            return
+        from workers.backends._audiocraft_stream import ChunkedDecoder, tap_tokens
+
+        decoder = ChunkedDecoder(
+            model.compression_model,
+            sinks,
+            total_frames=int(model.duration * model.frame_rate),  # audiocraft's total_gen_len
+            total_samples=round(duration_s * int(model.sample_rate)),
+        )
+        with tap_tokens(model.lm, decoder.extend) as tap:
+
+            def finish() -> None:
+                if not tap.broken:
+                    decoder.finish()
+
+            yield finish
 
     def generate(self, request: GenRequest, *, progress: ProgressFn | None = None) -> Audio:
         """Generate one clip of exactly ``request.duration_s`` at the model's native rate.
@@ -586,7 +630,7 @@ class AudiocraftBackend:
                 def call(show: bool) -> Any:
                     return model.generate([request.prompt], progress=show)
 
-            wav = self._run(model, call, plan, [request.seed], progress)
+            wav = self._run(model, call, plan, [request.seed], progress, [request.on_audio], duration_s)
             return to_audio(wav[0], sr, duration_s)
 
     def batch_key(self, request: GenRequest) -> BatchKey | None:
@@ -670,7 +714,8 @@ class AudiocraftBackend:
                 tokens = model._generate_tokens(attributes, prompt_tokens, show)
                 return [model.generate_audio(tokens[i : i + 1])[0] for i in range(tokens.shape[0])]
 
-            wav = self._run(model, call, plan, [r.seed for r in requests], progress)
+            sinks = [r.on_audio for r in requests]
+            wav = self._run(model, call, plan, [r.seed for r in requests], progress, sinks, duration_s)
             sr = int(model.sample_rate)
             return [to_audio(wav[i], sr, duration_s) for i in range(len(requests))]
 

@@ -27,7 +27,9 @@ class GenRequest:
         continuation: Audio to continue (music, sfx).
         references: Voice references for cloning (1-3 clips).
         on_audio: Receives each finished piece of the clip in order, at the model's rate, while the
-            rest is made (speech: a sentence with its pause); the pieces joined are the returned clip.
+            rest is made (speech: a sentence with its pause; music/sfx: about a second, as the tokens
+            become final); the pieces joined are the returned clip. Never called after the backend
+            returned.
     """
 
     prompt: str
