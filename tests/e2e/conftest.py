@@ -8,6 +8,9 @@ import pytest
 from gen_server.client import SoundryClient
 from tests.helpers import running_server
 
+SESSION_STEP_MS = 5.0
+"""Least time per decoding step of the dev music/sfx models on the session's server (SOUNDRY_DEV_STEP_MS)."""
+
 
 @pytest.fixture(scope="session")
 def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -17,7 +20,11 @@ def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server_url(server_dir: Path) -> Iterator[str]:
     """One real ``soundry serve`` (embedded Redis, one worker process, API + UI) for the e2e session."""
-    with running_server(server_dir, SOUNDRY_ALLOW_PRIVATE_WEBHOOKS="1") as url:
+    # paced dev models (a test aid): tiny music lasts >= 5 ms per decoding step (0.25 s per second of
+    # audio) on any CPU, so a test can watch a job while it runs without guessing this machine's speed
+    with running_server(
+        server_dir, SOUNDRY_ALLOW_PRIVATE_WEBHOOKS="1", SOUNDRY_DEV_STEP_MS=str(SESSION_STEP_MS)
+    ) as url:
         yield url
 
 

@@ -45,24 +45,29 @@ def test_live_and_late_clients_get_all_the_speech(server_url: str, client: Sound
 def test_music_streams_while_the_model_runs(server_url: str, client: SoundryClient) -> None:
     """dev-musicgen-tiny streams about a second at a time while its LM still samples the rest.
 
-    6 s of tiny MusicGen is about 300 LM steps; its first piece is ready after about 60 of them, so
-    audio reaches the client before the job ends (its ``finished_at``), in several chunks.
+    6 s of tiny MusicGen is 300 LM steps, paced on the session's server (SESSION_STEP_MS: >= 1.5 s on
+    any CPU); its first piece is ready after about 60 of them, and one follows every 50 steps (>= 0.25 s
+    apart). Judged by the job's own state when the first audio arrives, not by a duration.
     """
     duration_s = 6.0
     body = {"kind": "music", "model": "dev-musicgen-tiny", "prompt": "drone", "duration_s": 6, "seed": 1}
     job = client.submit(body)
     url = f"{server_url}/v1/jobs/{job['id']}/stream"
     arrivals: list[float] = []
+    states: list[str] = []
     data = bytearray()
     with httpx.stream("GET", url, params={"format": "pcm"}, timeout=240) as r:
         assert r.status_code == 200
         rate, channels = int(r.headers["x-soundry-sample-rate"]), int(r.headers["x-soundry-channels"])
         for chunk in r.iter_bytes():
             if chunk:
+                if not arrivals:
+                    states.append(client.get(job["id"])["state"])
                 arrivals.append(time.time())
                 data.extend(chunk)
     done = client.wait(job["id"], timeout_s=240)
     assert done["state"] == "succeeded"
+    assert states == ["running"], "the first audio came only after the job had ended"
     assert len(arrivals) >= 3
     assert arrivals[0] < done["finished_at"]  # audio before the job ended, not its stored file after
     streamed_s = len(data) / (2 * channels) / rate
