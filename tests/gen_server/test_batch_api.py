@@ -6,11 +6,9 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -34,14 +32,6 @@ items:
   - name: rain
     prompt: rain on a roof
 """
-
-
-@pytest.fixture
-def api(redis_server: EmbeddedRedis, data_dir: Path) -> Iterator[TestClient]:
-    redis.Redis.from_url(redis_server.url).flushall()
-    settings = Settings(data_dir=data_dir, dev_models=True)
-    with TestClient(create_app(settings, redis_url=redis_server.url, ui=False)) as client:
-        yield client
 
 
 def post(api: TestClient, data: bytes, name: str = "pack.yaml", **kw: Any) -> Any:

@@ -6,27 +6,13 @@ The finished-job answer of ``Prefer: wait`` needs a worker: ``tests/e2e/test_job
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
-from gen_server.main import create_app
-from gen_server.redis_server import EmbeddedRedis
 from gen_server.routes.jobs import MAX_PREFER_WAIT_S, prefer_wait_s
-from gen_server.settings import Settings
 
 SFX = {"kind": "sfx", "prompt": "rain on a tin roof", "duration_s": 1}
-
-
-@pytest.fixture
-def api(redis_server: EmbeddedRedis, data_dir: Path) -> Iterator[TestClient]:
-    redis.Redis.from_url(redis_server.url).flushall()
-    settings = Settings(data_dir=data_dir, dev_models=True)
-    with TestClient(create_app(settings, redis_url=redis_server.url, ui=False)) as client:
-        yield client
 
 
 def test_post_cancel_is_delete(api: TestClient) -> None:

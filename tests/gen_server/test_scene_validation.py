@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import yaml
 from fastapi.testclient import TestClient
 
@@ -22,8 +21,6 @@ from gen_server.contract.scene import (
     parse_scene,
 )
 from gen_server.errors import InvalidInput
-from gen_server.main import create_app
-from gen_server.redis_server import EmbeddedRedis
 from gen_server.settings import Settings
 from tests.helpers import ROOT
 
@@ -303,14 +300,6 @@ def test_too_many_items(catalog: Catalog) -> None:
 
 
 # ----------------------------------------------------------------------------------- through the API
-
-
-@pytest.fixture
-def api(redis_server: EmbeddedRedis, data_dir: Path) -> Iterator[TestClient]:
-    redis.Redis.from_url(redis_server.url).flushall()
-    settings = Settings(data_dir=data_dir, dev_models=True)
-    with TestClient(create_app(settings, redis_url=redis_server.url, ui=False)) as client:
-        yield client
 
 
 @pytest.mark.parametrize(
