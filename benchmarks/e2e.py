@@ -322,11 +322,11 @@ def speech_ttfb(url: str, model: str, reps: int, text: str = SPEECH_TEXT) -> dic
 
 
 def _first_chunk_breakdown(http: httpx.Client, wall_start: float, ttfb: float) -> dict[str, float] | None:
-    """Where the time to first byte went, from the first sentence's job (the earliest one submitted).
+    """Where the time to first byte went: the request is one job streaming sentence by sentence.
 
-    ``api_submit_s``: request sent -> job created; ``worker_s``: created -> finished (queue, model,
-    post-processing, watermark, encode, store); ``model_s``: its model time; ``deliver_s``: finished ->
-    first byte at the client (the endpoint's 20 ms poll, reading the file, PCM conversion, HTTP).
+    ``api_submit_s``: request sent -> job created; ``first_audio_s``: job created -> first byte at the
+    client (queue, the first sentence's synthesis, its stream processing and watermark, Redis, HTTP);
+    ``job_s``: job created -> finished (every sentence, then the whole-clip file); ``model_s``: model time.
     """
     response = http.get("/v1/jobs", params={"kind": "speech", "limit": 20})
     if response.status_code != 200:
@@ -339,10 +339,10 @@ def _first_chunk_breakdown(http: httpx.Client, wall_start: float, ttfb: float) -
     created, finished = float(job["created_at"]), float(job["finished_at"])
     return {
         "api_submit_s": round(created - wall_start, 4),
-        "worker_s": round(finished - created, 4),
+        "first_audio_s": round(ttfb - (created - wall_start), 4),
+        "job_s": round(finished - created, 4),
         "model_s": float(job["result"]["generation_s"]),
-        "deliver_s": round(ttfb - (finished - wall_start), 4),
-        "first_chunk_audio_s": float(job["result"]["duration_s"]),
+        "audio_s": float(job["result"]["duration_s"]),
     }
 
 

@@ -73,12 +73,9 @@ def _ttfb_parts(ttfb: dict[str, Any]) -> str:
     parts = ttfb.get("first_chunk_breakdown_p50") or {}
     if not parts:
         return ""
-    audio = _s(parts.get("first_chunk_audio_s"), 1)
-    api, worker = _ms(parts.get("api_submit_s")), _ms(parts.get("worker_s"))
-    model, deliver = _ms(parts.get("model_s")), _ms(parts.get("deliver_s"))
-    return (
-        f"first sentence ({audio} of audio): API {api} + worker {worker} (model {model}) + delivery {deliver}"
-    )
+    audio, job, model = _s(parts.get("audio_s"), 1), _s(parts.get("job_s")), _ms(parts.get("model_s"))
+    api, first = _ms(parts.get("api_submit_s")), _ms(parts.get("first_audio_s"))
+    return f"one job ({audio} of audio in {job}, model {model}): API {api} + first sentence to client {first}"
 
 
 def _throughput_status(ratio: float | None, fastest: float | None) -> str:
