@@ -437,7 +437,8 @@ def test_out_of_memory_retries_as_smaller_batches_then_fails_clearly(
     requests = [music(p, seed=60 + i) for i, p in enumerate(PROMPTS[:5])]
     results = generated(run_all(batcher, dev_entries[MUSIC], requests))
     assert flaky.sizes == [5, 2, 3, 1, 2]  # 5 -> halves 2 + 3 -> 3 -> halves 1 + 2
-    assert [g.batch_size for g in results] == [2, 2, 1, 2, 2]
+    # which request lands in which half follows the order the threads handed them in (not fixed)
+    assert sorted(g.batch_size for g in results) == [1, 2, 2, 2, 2]
     for request, got in zip(requests, results, strict=True):
         np.testing.assert_array_equal(got.audio.samples, solo(musicgen, request).samples)
 
