@@ -53,7 +53,7 @@ def test_killed_worker_job_is_redelivered_and_completes_once(cluster: Cluster) -
     # the 90 s tiny clip took minutes (229 s after the kill once); one thread keeps it to seconds
     cluster.env["OMP_NUM_THREADS"] = "1"
     cluster.start_worker("a")
-    job_id = cluster.submit({**LONG_MUSIC, "duration_s": cluster.paced_music_s(30)})
+    job_id = cluster.submit({**LONG_MUSIC, "duration_s": cluster.paced_music_s(10)})
     cluster.wait_for(job_id, running_with_progress, timeout_s=300)
     cluster.kill_worker("a")
     killed_at = time.monotonic()
