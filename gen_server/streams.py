@@ -18,7 +18,7 @@ import numpy.typing as npt
 import redis
 
 from gen_server.audio.encode import decode
-from gen_server.audio.stream_encode import StreamEncoder
+from gen_server.audio.stream_encode import StreamEncoder, pcm16
 from gen_server.contract import keys
 from gen_server.contract.result import JobError, JobState
 from gen_server.errors import from_code
@@ -136,8 +136,7 @@ def encoded_job_stream(
         service.wait(job_id, caller, timeout_s=60)  # the stream's end can come before the result is stored
         data, _, _ = service.audio(job_id, caller)  # made without streaming: the stored file
         audio = decode(data)
-        pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).round().astype("<i2").T
-        first = Piece(np.ascontiguousarray(pcm), audio.sample_rate)
+        first = Piece(pcm16(audio.samples), audio.sample_rate)
     title = f"Soundry job {job_id}"
     encoder = StreamEncoder(fmt, first.sample_rate, first.channels, bitrate_kbps=bitrate_kbps, title=title)
     return _encoded(job_id, first, items, encoder), first.sample_rate, first.channels

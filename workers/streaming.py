@@ -29,6 +29,7 @@ import redis
 
 from gen_server.audio import Audio
 from gen_server.audio.postprocess import stream_chain
+from gen_server.audio.stream_encode import pcm16
 from gen_server.audio.watermark import Watermarker, payload_for_job
 from gen_server.contract import keys
 from gen_server.contract.spec import JobSpec
@@ -82,7 +83,7 @@ class StreamPublisher:
     def _publish(self, audio: Audio) -> None:
         chunk = stream_chain(audio, self._spec.post, self._spec.kind)
         chunk = self._watermarker.embed(chunk, self._payload, at_s=self._offset / chunk.sample_rate)
-        pcm = (np.clip(chunk.samples, -1.0, 1.0) * 32767.0).round().astype("<i2").T  # [frames, channels]
+        pcm = pcm16(chunk.samples)
         step = max(int(MAX_PIECE_S * chunk.sample_rate), 1)
         pipe = self._redis.pipeline()
         for start in range(0, pcm.shape[0], step):

@@ -60,6 +60,11 @@ class _Sink:
         return out
 
 
+def pcm16(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.int16]:
+    """``[channels, frames]`` floats in [-1, 1] as ``[frames, channels]`` signed 16-bit little-endian."""
+    return np.ascontiguousarray((np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").T)
+
+
 def wav_stream_header(sample_rate: int, channels: int) -> bytes:
     """A 16-bit PCM WAV header with unknown sizes (``0xFFFFFFFF``): the WAV of a live stream."""
     block = 2 * channels
