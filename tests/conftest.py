@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,18 @@ FAULTS: list[Fault] = []
 def record_fault(name: str, jobs: list[dict], detail: str = "") -> None:
     """Note a fault a test injected and how its jobs ended, for the end-of-run summary."""
     FAULTS.append(Fault(name, len(jobs), sum(j["state"] == "succeeded" for j in jobs), detail))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, hand this worker's faults to the controller (read in pytest_testnodedown)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["soundry_faults"] = [vars(f) for f in FAULTS]
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect a finished worker's faults for the summary."""
+    FAULTS.extend(Fault(**f) for f in getattr(node, "workeroutput", {}).get("soundry_faults", []))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -57,13 +58,15 @@ def test_storage_failure_and_raising_model_fail_clearly_and_worker_keeps_serving
     assert cluster.artifacts(ok) == ["audio.wav", "manifest.json"]
 
 
-N_JOBS = 200
+N_JOBS = int(os.environ.get("SOUNDRY_LOAD_JOBS", "60"))
+"""60 in the suite (about 60 s on 2 cores); the 200-job run (117-209 s) is the README's benchmark
+command ``SOUNDRY_LOAD_JOBS=200``: the same code, more jobs."""
 N_CLIENTS = 20
 
 
-# 117-181 s on a busy 2-core machine (1 or 2 cores); a slower or busier one may need several times that
+# a slower or busier machine may need several times the 2-core times above
 @pytest.mark.timeout(1800)
-def test_load_200_mixed_jobs_from_20_clients(cluster: Cluster) -> None:
+def test_load_mixed_jobs_from_20_clients(cluster: Cluster) -> None:
     cluster.start_worker("a")
     cluster.start_worker("b")
     bodies = []

@@ -36,7 +36,7 @@ def api_schema(redis_server: EmbeddedRedis, tmp_path: Path) -> schemathesis.sche
     )
 
 
-MAX_EXAMPLES = 60
+MAX_EXAMPLES = 30
 
 
 def test_api_never_5xx_and_matches_schema(api_schema: schemathesis.schemas.BaseSchema) -> None:
