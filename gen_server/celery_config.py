@@ -17,6 +17,11 @@ def priority_lists(queue: str) -> list[str]:
     return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
 
 
+def priority_step(priority: int) -> int:
+    """The step (and so the Redis list) kombu puts a message of ``priority`` in: the largest step <= it."""
+    return max(step for step in PRIORITY_STEPS if step <= max(priority, 0))
+
+
 def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
     """Celery settings: JSON only, late acks, prefetch 1, durable redelivery.
 

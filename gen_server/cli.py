@@ -206,8 +206,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     import redis
 
-    from gen_server.contract import keys
     from gen_server.metrics import hash_text, live_workers, queue_depths
+    from gen_server.records import keys
     from gen_server.redis_server import embedded_url
     from gen_server.storage import storage_location
 

@@ -196,9 +196,7 @@ class SoundryClient:
         return _poll_until_ended(lambda: self.scene(scene_id), timeout_s, poll_s)
 
 
-def _poll_until_ended(
-    fetch: Callable[[], dict[str, Any]], timeout_s: float, poll_s: float
-) -> dict[str, Any]:
+def _poll_until_ended(fetch: Callable[[], dict[str, Any]], timeout_s: float, poll_s: float) -> dict[str, Any]:
     """``fetch()`` every ``poll_s`` until its ``state`` is terminal or ``timeout_s`` passes; the last view."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -9,6 +9,7 @@ from fastapi import Request
 from gen_server.auth import KeyStore, RateLimited, Unauthorized
 from gen_server.contract.catalog import Catalog
 from gen_server.jobs import Caller, JobService
+from gen_server.records.keys import rate as rate_key
 
 LOCAL = Caller(owner=None, admin=True)
 
@@ -49,7 +50,7 @@ def authenticate(request: Request) -> None:
     key = keys.verify(token)
     service = job_service(request)
     window = int(time.time() // 60)
-    counter = f"soundry:rate:{key.id}:{window}"
+    counter = rate_key(key.id, window)
     pipe = service.redis.pipeline()
     pipe.incr(counter)
     pipe.expire(counter, 120)

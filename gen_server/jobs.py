@@ -12,12 +12,12 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
-from gen_server.contract import keys
 from gen_server.contract.catalog import Catalog
 from gen_server.contract.result import JobError, JobResult, JobState, JobView
 from gen_server.contract.spec import JobRequest, JobSpec, build_spec
 from gen_server.errors import Conflict, NotFound
 from gen_server.queue import JobQueue
+from gen_server.records import keys
 from gen_server.settings import Settings
 from gen_server.storage import ArtifactStore, audio_key
 from gen_server.webhooks import check_url

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gen_server.celery_config import QUEUES, priority_lists
-from gen_server.contract import keys
+from gen_server.records import keys
 
 WORKER_STALE_S = 60.0
 

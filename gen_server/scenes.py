@@ -24,7 +24,6 @@ from typing import Any
 from celery import chord
 
 from gen_server.celery_config import TASK_GENERATE
-from gen_server.contract import keys
 from gen_server.contract.result import JobError, JobState, JobView
 from gen_server.contract.scene import (
     TASK_SCENE_MIX,
@@ -39,6 +38,7 @@ from gen_server.contract.spec import JobSpec
 from gen_server.errors import Conflict, InvalidInput, NotFound, SoundryError
 from gen_server.jobs import TERMINAL, Caller, JobService
 from gen_server.queue import JobQueue
+from gen_server.records import keys
 
 logger = logging.getLogger(__name__)
 

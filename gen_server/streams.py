@@ -19,10 +19,10 @@ import redis
 
 from gen_server.audio.encode import decode
 from gen_server.audio.stream_encode import StreamEncoder, pcm16
-from gen_server.contract import keys
 from gen_server.contract.result import JobError, JobState
 from gen_server.errors import from_code
 from gen_server.jobs import TERMINAL, Caller, JobService
+from gen_server.records import keys
 
 BLOCK_MS = 500
 """How long one read waits for new audio before the reader checks whether the job ended."""

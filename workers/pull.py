@@ -25,8 +25,11 @@ def pull(model_id: str) -> int:
         return 1
     except OSError as e:  # network errors from the hub clients
         print(f"soundry: could not download '{model_id}' from {entry.source}: {e}", file=sys.stderr)
-        print("         run this on a machine with internet, then copy the cache or the checkpoint "
-              f"folder to {settings.resolved_models_dir / model_id}", file=sys.stderr)
+        print(
+            "         run this on a machine with internet, then copy the cache or the checkpoint "
+            f"folder to {settings.resolved_models_dir / model_id}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         backend.unload()

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field, replace
 import redis
 
 from gen_server.audio.watermark import KeyedWatermarker
-from gen_server.contract import keys
 from gen_server.contract.catalog import Catalog, build_catalog
 from gen_server.contract.result import JobResult
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled
 from gen_server.instance_secrets import watermark_key
+from gen_server.records import keys
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import ArtifactStore, open_store, storage_location
 from workers.backends.base import ProgressFn

@@ -28,10 +28,10 @@ from gen_server.audio.encode import decode
 from gen_server.audio.mix import Clip, Ducking, MixResult, mix
 from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
 from gen_server.audio.watermark import Watermarker
-from gen_server.contract import keys
 from gen_server.contract.result import JobResult
 from gen_server.contract.scene import TASK_SCENE_MIX, SceneComponent, ScenePlan
 from gen_server.errors import GenerationFailed, NotFound, SoundryError, TransientError
+from gen_server.records import keys
 from gen_server.storage import ArtifactStore, manifest_key
 from workers.celery_app import app
 from workers.pipeline import cached_result, finish

@@ -31,8 +31,8 @@ from gen_server.audio import Audio
 from gen_server.audio.postprocess import stream_chain
 from gen_server.audio.stream_encode import pcm16
 from gen_server.audio.watermark import Watermarker, payload_for_job
-from gen_server.contract import keys
 from gen_server.contract.spec import JobSpec
+from gen_server.records import keys
 
 logger = logging.getLogger(__name__)
 

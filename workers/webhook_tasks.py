@@ -12,9 +12,9 @@ from functools import partial
 
 from celery import Task
 
-from gen_server.contract import keys
 from gen_server.contract.spec import JobSpec
 from gen_server.instance_secrets import webhook_secret
+from gen_server.records import keys
 from gen_server.settings import get_settings
 from gen_server.webhooks import JobEvents, deliver, new_webhook_id, retry_delay_s
 from workers.celery_app import app

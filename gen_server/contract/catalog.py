@@ -166,6 +166,7 @@ STATIC_MODELS: tuple[ModelEntry, ...] = (
     ),
 )
 
+
 def _dev(mid: str, family: Family, kind: Kind, description: str, **fields: Any) -> ModelEntry:
     """A dev-preset entry: tiny random weights in the library's own format, written on first use."""
     return ModelEntry(

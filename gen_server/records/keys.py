@@ -1,4 +1,8 @@
-"""Redis key names shared by the API and the workers (one place, so they never drift)."""
+"""Every Redis key name Soundry uses, for the API and the workers alike (one place, so they never drift).
+
+The broker's own lists (kombu's) are named by Celery; :func:`gen_server.celery_config.priority_lists`
+names them where Soundry reads them.
+"""
 
 PREFIX = "soundry"
 
@@ -8,18 +12,23 @@ def job(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
 
-def cancel(job_id: str) -> str:
-    """Flag set by a cancel request; a running job checks it at every progress step."""
-    return f"{PREFIX}:cancel:{job_id}"
+def job_events(job_id: str) -> str:
+    """Pub/sub channel: ``{"state", "progress"}`` on every change of the job's record (records/jobs.py)."""
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def queued(queue: str) -> str:
+    """Sorted set of the queue's waiting job ids in the order the broker hands them out."""
+    return f"{PREFIX}:queued:{queue}"
+
+
+QUEUE_ARRIVALS = f"{PREFIX}:queued:arrivals"
+"""Counter: the arrival number of each queued job (its order within a priority step)."""
 
 
 def stream(job_id: str) -> str:
     """Stream: the job's audio chunks as they are made, then an end entry (workers/streaming.py)."""
     return f"{PREFIX}:stream:{job_id}"
-
-
-def attempts(job_id: str) -> str:
-    return f"{PREFIX}:attempts:{job_id}"
 
 
 ALL_JOBS = f"{PREFIX}:jobs"
@@ -78,3 +87,22 @@ def scene(scene_id: str) -> str:
 def owner_scenes(owner: str) -> str:
     """Sorted set of an owner's scene ids by creation time."""
     return f"{PREFIX}:scenes:owner:{owner}"
+
+
+def scene_pending(scene_id: str) -> str:
+    """Set of the scene's component job ids not yet succeeded; the mix is queued when it empties."""
+    return f"{PREFIX}:scene:{scene_id}:pending"
+
+
+def rate(key_id: str, window: int) -> str:
+    """Counter of an API key's requests in one rate-limit window (a minute)."""
+    return f"{PREFIX}:rate:{key_id}:{window}"
+
+
+def cancel(job_id: str) -> str:
+    """Flag set by a cancel request; a running job checks it at every progress step."""
+    return f"{PREFIX}:cancel:{job_id}"
+
+
+def attempts(job_id: str) -> str:
+    return f"{PREFIX}:attempts:{job_id}"

@@ -39,12 +39,13 @@ from gen_server.batch import (
     manifest_lines,
     validate_batch_bytes,
 )
-from gen_server.contract import examples, keys
+from gen_server.contract import examples
 from gen_server.contract.result import JobError, JobView
 from gen_server.contract.spec import JobRequest
 from gen_server.deps import caller, job_service
 from gen_server.errors import Conflict, InvalidInput, NotFound, SoundryError
 from gen_server.jobs import TERMINAL, Caller, JobService
+from gen_server.records import keys
 from gen_server.storage import upload_key
 
 logger = logging.getLogger(__name__)

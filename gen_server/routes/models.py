@@ -29,5 +29,6 @@ def list_models(cat: Annotated[Catalog, Depends(catalog)]) -> dict[str, Any]:
 @router.get("/{model_id}", response_model=ModelEntry, summary="One catalog entry")
 def get_model(
     model_id: Annotated[str, Path(description="Catalog id", examples=["musicgen-small"])],
-    cat: Annotated[Catalog, Depends(catalog)]) -> ModelEntry:
+    cat: Annotated[Catalog, Depends(catalog)],
+) -> ModelEntry:
     return cat.get(model_id, field="model_id")

@@ -232,4 +232,3 @@ async def voices(service: Service, who: Who) -> VoiceList:
     return VoiceList(
         voices=[VoiceInfo(id=v.name, name=v.name, model=v.model, speaker=v.speaker) for v in mapped]
     )
-

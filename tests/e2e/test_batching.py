@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from gen_server.contract import keys
+from gen_server.records import keys
 from tests.conftest import record_fault
 from tests.e2e.cluster import Cluster
 from tests.helpers import ROOT

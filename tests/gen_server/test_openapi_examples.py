@@ -107,4 +107,3 @@ def _rebase(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_rebase(v) for v in schema]
     return schema
-

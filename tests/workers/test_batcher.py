@@ -570,7 +570,7 @@ def execute_all(rt: Any, specs: Sequence[Any]) -> tuple[list[Any], list[list[flo
 
 
 def model_calls(rt: Any) -> int:
-    from gen_server.contract import keys
+    from gen_server.records import keys
 
     return int(rt.redis.hget(keys.STATS_MODEL_CALLS, MUSIC) or 0)
 

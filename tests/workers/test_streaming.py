@@ -13,9 +13,9 @@ import redis
 
 from gen_server.audio import Audio
 from gen_server.audio.watermark import KeyedWatermarker, payload_for_job
-from gen_server.contract import keys
 from gen_server.contract.catalog import build_catalog
 from gen_server.contract.spec import JobRequest, JobSpec, build_spec
+from gen_server.records import keys
 from gen_server.redis_server import EmbeddedRedis
 from gen_server.settings import Settings
 from gen_server.streams import End, Piece, read_stream

@@ -1,0 +1,302 @@
+"""The job record: the one place a job's state lives, shared by the API (reads) and workers (writes).
+
+One Redis hash per job (:func:`keys.job`) holds everything about it::
+
+    spec, owner, created_at, scene?          written once at submit (scene: the scene it belongs to)
+    state                                    queued -> running -> succeeded | failed | cancelled
+    progress                                 0..1 while running, 1 once succeeded
+    attempts, started_at, worker             counted and stamped by each worker start
+    result | error                           JSON, written with the final state
+    finished_at
+    cancel_requested                         set by a cancel; a running job stops at its next tick
+
+Every state change is one Lua script (atomic on the server), so a final state is never overwritten:
+a late worker, a redelivered message or a cancel racing a finish all find the record already final
+and change nothing. Each change is published on :func:`keys.job_events` (``{"state", "progress"}``),
+so waiting (``Prefer: wait``, SSE, the OpenAI and ElevenLabs routes) is pushed, not polled.
+
+A queued job also sits in its queue's sorted set (:func:`keys.queued`, ordered like the broker
+drains it: priority step, then arrival), so its queue position is one ``ZRANK``; a worker start,
+a cancel or a final state takes it out.
+
+Celery's result backend is not used: Celery only carries the messages.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+from redis.typing import EncodableT, FieldT
+
+from gen_server.celery_config import priority_step
+from gen_server.contract.result import JobError, JobResult, JobState
+from gen_server.contract.spec import JobSpec
+from gen_server.records import keys
+
+TERMINAL: Final[frozenset[JobState]] = frozenset({"succeeded", "failed", "cancelled"})
+"""States a job never leaves."""
+
+_SEQ_SPAN = 10**12
+"""Queue-order scores are ``priority step * _SEQ_SPAN + arrival number``."""
+_QUEUED = keys.queued("")
+
+_IS_FINAL = """
+local function is_final(state)
+  return state == 'succeeded' or state == 'failed' or state == 'cancelled'
+end
+local function unqueue(job, prefix, id)
+  local queue = redis.call('HGET', job, 'queue')
+  if queue then redis.call('ZREM', prefix .. queue, id) end
+end
+"""
+# The queue's sorted set is named from the record's ``queue`` field inside the scripts (ARGV[1] is
+# :func:`keys.queued`'s prefix): one Redis server holds them all, as it holds the broker's lists.
+
+# KEYS: job, events channel. ARGV: queued prefix, job id, worker, now.
+# Returns {state, attempts}: 'running' and the new count, or the final state (or 'missing') and 0.
+START_LUA = (
+    _IS_FINAL
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing', 0} end
+if is_final(state) then return {state, 0} end
+unqueue(KEYS[1], ARGV[1], ARGV[2])
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[4], 'worker', ARGV[3])
+redis.call('PUBLISH', KEYS[2], cjson.encode({state='running', progress=0}))
+return {'running', n}
+"""
+)
+
+# KEYS: job, events channel. ARGV: fraction. Returns 1 when recorded (the job is running).
+PROGRESS_LUA = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+redis.call('PUBLISH', KEYS[2], cjson.encode({state='running', progress=tonumber(ARGV[1])}))
+return 1
+"""
+
+# KEYS: job, events channel, stats hash. ARGV: queued prefix, job id, state, 'result'|'error', JSON, now.
+# Returns 1 when this call made the job final, 0 when it already was (or has no record).
+FINISH_LUA = (
+    _IS_FINAL
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or is_final(state) then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], ARGV[4], ARGV[5], 'finished_at', ARGV[6])
+if ARGV[3] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
+unqueue(KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+redis.call('PUBLISH', KEYS[2], cjson.encode({state=ARGV[3], progress=1}))
+return 1
+"""
+)
+
+# KEYS: job, events channel, stats hash. ARGV: queued prefix, job id, error JSON, now.
+# A queued job is cancelled at once; a running one is asked to stop. Returns the state after the call
+# (or false when there is no record).
+CANCEL_LUA = (
+    _IS_FINAL
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if is_final(state) then return state end
+redis.call('HSET', KEYS[1], 'cancel_requested', 1)
+if state ~= 'queued' then return state end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'error', ARGV[3], 'finished_at', ARGV[4])
+unqueue(KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
+redis.call('PUBLISH', KEYS[2], cjson.encode({state='cancelled', progress=0}))
+return 'cancelled'
+"""
+)
+
+# KEYS: job. ARGV: queued prefix, job id. The 1-based queue position of a queued job, else false.
+POSITION_LUA = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return false end
+local queue = redis.call('HGET', KEYS[1], 'queue')
+if not queue then return false end
+local rank = redis.call('ZRANK', ARGV[1] .. queue, ARGV[2])
+if not rank then return false end
+return rank + 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job's record as read from Redis."""
+
+    job_id: str
+    spec: JobSpec
+    owner: str
+    created_at: float
+    state: JobState
+    progress: float = 0.0
+    attempts: int = 0
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: JobResult | None = None
+    error: JobError | None = None
+    cancel_requested: bool = False
+    scene: str | None = None
+
+    @classmethod
+    def parse(cls, job_id: str, fields: dict[str, str]) -> JobRecord:
+        """The record from its hash's fields (strings, as a ``decode_responses`` client returns them)."""
+        state: Any = fields.get("state", "queued")
+        result, error = fields.get("result"), fields.get("error")
+        return cls(
+            job_id=job_id,
+            spec=JobSpec.model_validate_json(fields["spec"]),
+            owner=fields.get("owner", "local"),
+            created_at=float(fields["created_at"]),
+            state=state,
+            progress=float(fields.get("progress") or 0.0),
+            attempts=int(fields.get("attempts") or 0),
+            worker=fields.get("worker"),
+            started_at=_float(fields.get("started_at")),
+            finished_at=_float(fields.get("finished_at")),
+            result=JobResult.model_validate_json(result) if result else None,
+            error=JobError.model_validate_json(error) if error else None,
+            cancel_requested=bool(fields.get("cancel_requested")),
+            scene=fields.get("scene"),
+        )
+
+
+def _float(raw: str | None) -> float | None:
+    return float(raw) if raw else None
+
+
+class JobRecords:
+    """Reads and the only writes of job records on one Redis client (API and worker alike)."""
+
+    def __init__(self, client: redis.Redis, retention_s: int) -> None:
+        self.redis = client
+        self.retention_s = retention_s
+        self._start = client.register_script(START_LUA)
+        self._progress = client.register_script(PROGRESS_LUA)
+        self._finish = client.register_script(FINISH_LUA)
+        self._cancel = client.register_script(CANCEL_LUA)
+        self._position = client.register_script(POSITION_LUA)
+
+    # ------------------------------------------------------------------------------------ create
+
+    def create(
+        self, pipe: redis.client.Pipeline, spec: JobSpec, owner: str, *, priority: int, **extra: str
+    ) -> None:
+        """Add the writes that record ``spec`` as ``owner``'s queued job to ``pipe``.
+
+        ``extra`` fields are stored as given (``scene``). The job joins its queue's order (by the
+        broker's priority step for the ``priority`` it is sent with and an arrival number drawn here).
+        """
+        now = time.time()
+        fields: dict[FieldT, EncodableT] = {
+            "spec": spec.model_dump_json(),
+            "owner": owner,
+            "created_at": now,
+            "state": "queued",
+            "queue": spec.queue,
+        }
+        fields.update(extra)
+        job_key = keys.job(spec.job_id)
+        pipe.hset(job_key, mapping=fields)
+        pipe.expire(job_key, self.retention_s)
+        arrival = int(self.redis.incr(keys.QUEUE_ARRIVALS))
+        pipe.zadd(keys.queued(spec.queue), {spec.job_id: priority_step(priority) * _SEQ_SPAN + arrival})
+        pipe.zadd(keys.ALL_JOBS, {spec.job_id: now})
+        pipe.zadd(keys.owner_jobs(owner), {spec.job_id: now})
+        pipe.sadd(keys.active_jobs(owner), spec.job_id)
+
+    # -------------------------------------------------------------------------------------- read
+
+    def read(
+        self, job_id: str, *, with_position: bool = False
+    ) -> tuple[JobRecord | None, int | None, list[str]]:
+        """The record, its queue position (when asked and queued), its webhook attempts: one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.job(job_id))
+        pipe.lrange(keys.webhook_attempts(job_id), -50, -1)
+        if with_position:
+            self._position(keys=[keys.job(job_id)], args=[_QUEUED, job_id], client=pipe)
+        replies = pipe.execute()
+        fields, attempts = replies[0], replies[1]
+        position = int(replies[2]) if with_position and replies[2] else None
+        return (JobRecord.parse(job_id, fields) if fields else None), position, attempts
+
+    def read_many(self, job_ids: list[str]) -> list[JobRecord | None]:
+        """Several records in one round trip (``None`` where a record expired)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(keys.job(job_id))
+        return [JobRecord.parse(j, f) if f else None for j, f in zip(job_ids, pipe.execute(), strict=True)]
+
+    def states(self, job_ids: list[str]) -> list[JobState | None]:
+        """Just the states of several jobs in one round trip (``None`` where a record expired)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(keys.job(job_id), "state")
+        return list(pipe.execute())
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.redis.hexists(keys.job(job_id), "cancel_requested"))
+
+    # ------------------------------------------------------------------------------------ writes
+
+    def start(self, job_id: str, worker: str) -> tuple[str, int]:
+        """A worker starts (or restarts) ``job_id``: ``("running", attempt number)``.
+
+        Returns the final state and 0 instead when the job already ended (a cancelled queued job, a
+        redelivered finished one), or ``("missing", 0)`` when it has no record.
+        """
+        state, attempts = self._start(
+            keys=[keys.job(job_id), keys.job_events(job_id)], args=[_QUEUED, job_id, worker, time.time()]
+        )
+        return _text(state), int(attempts)
+
+    def progress(self, job_id: str, fraction: float) -> bool:
+        """Record and publish a running job's progress; ``False`` when it is no longer running."""
+        job = [keys.job(job_id), keys.job_events(job_id)]
+        return bool(self._progress(keys=job, args=[round(fraction, 4)]))
+
+    def succeed(self, job_id: str, result: JobResult) -> bool:
+        """Make the job succeeded with ``result``; ``False`` when it was already final."""
+        return self._end(job_id, "succeeded", "result", result.model_dump_json())
+
+    def fail(self, job_id: str, error: JobError) -> bool:
+        """Make the job failed (or cancelled, for the ``cancelled`` code); ``False`` when already final."""
+        state: JobState = "cancelled" if error.code == "cancelled" else "failed"
+        return self._end(job_id, state, "error", error.model_dump_json())
+
+    def _end(self, job_id: str, state: JobState, field: str, payload: str) -> bool:
+        made = self._finish(
+            keys=[keys.job(job_id), keys.job_events(job_id), keys.STATS_JOBS],
+            args=[_QUEUED, job_id, state, field, payload, time.time()],
+        )
+        return bool(made)
+
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a queued job now, or ask a running one to stop; the state after it (``None``: no record)."""
+        error = JobError(code="cancelled", message=f"job '{job_id}' was cancelled")
+        state = self._cancel(
+            keys=[keys.job(job_id), keys.job_events(job_id), keys.STATS_JOBS],
+            args=[_QUEUED, job_id, error.model_dump_json(), time.time()],
+        )
+        return _text(state) if state else None
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def event(message: dict[str, Any]) -> dict[str, Any] | None:
+    """A published job event's ``{"state", "progress"}`` (``None`` for a pub/sub control message)."""
+    if message.get("type") != "message":
+        return None
+    data = message["data"]
+    parsed: dict[str, Any] = json.loads(data.decode() if isinstance(data, bytes) else data)
+    return parsed
