@@ -20,23 +20,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from gen_server.errors import SoundryError
+from gen_server.errors import Unauthorized
 
 KEY_PREFIX = "sk-soundry-"
-
-
-class Unauthorized(SoundryError):
-    code = "unauthorized"
-    http_status = 401
-
-
-class RateLimited(SoundryError):
-    code = "rate_limited"
-    http_status = 429
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class ApiKey(BaseModel):

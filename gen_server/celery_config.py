@@ -10,6 +10,9 @@ TASK_GENERATE = "soundry.generate"
 QUEUES = ("speech", "sfx", "music")
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
+JOB_PRIORITY = 5
+"""Priority every job (a scene's items and mix included) is sent with; kombu's Redis transport serves 0
+first, so webhook deliveries (0) go ahead of waiting jobs."""
 
 
 def priority_lists(queue: str) -> list[str]:
@@ -23,24 +26,24 @@ def priority_step(priority: int) -> int:
 
 
 def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
-    """Celery settings: JSON only, late acks, prefetch 1, durable redelivery.
+    """Celery settings: JSON only, late acks, prefetch 1, durable redelivery, no result backend.
+
+    A job's state and result live in its record (:mod:`gen_server.records.jobs`), written by the
+    worker; Celery only carries the messages, so no task result is stored.
 
     A whole-worker crash is recovered by kombu's unacked index after ``visibility_timeout``;
     the restore interval/throttle make that check frequent (shared/notes/FINDINGS.md).
     """
     return {
         "broker_url": redis_url,
-        "result_backend": redis_url,
         "task_serializer": "json",
-        "result_serializer": "json",
         "accept_content": ["json"],
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
-        "task_track_started": True,
+        "task_ignore_result": True,
         "task_default_queue": "speech",
-        "result_expires": settings.job_retention_s,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout_s,

@@ -6,8 +6,9 @@ import time
 
 from fastapi import Request
 
-from gen_server.auth import KeyStore, RateLimited, Unauthorized
+from gen_server.auth import KeyStore
 from gen_server.contract.catalog import Catalog
+from gen_server.errors import RateLimited, Unauthorized
 from gen_server.jobs import Caller, JobService
 from gen_server.records.keys import rate as rate_key
 

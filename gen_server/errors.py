@@ -1,7 +1,22 @@
-"""Soundry's error hierarchy, shared by the API and the workers (torch-free).
+"""Soundry's error hierarchy, shared by the API and the workers (torch-free): every error class.
+
+    SoundryError                 code        HTTP
+    +-- InvalidInput             invalid_input   422
+    |   +-- UnknownModel         unknown_model   422
+    +-- NotFound                 not_found       404
+    +-- Conflict                 conflict        409
+    +-- Unauthorized             unauthorized    401  (WWW-Authenticate)
+    +-- RateLimited              rate_limited    429  (Retry-After)
+    +-- ModelUnavailable         model_unavailable 503
+    +-- GenerationFailed         generation_failed 500
+    +-- StorageError             storage_error   500
+    +-- TransientError           transient       503  (retried with backoff by the worker)
+    |   +-- StorageUnavailable   storage_unavailable 503
+    +-- JobCancelled             cancelled       409
 
 Permanent errors fail a job with a code and a message; retryable ones are retried with backoff.
-The API maps every :class:`SoundryError` to ``{"error": {"code", "message", "field"}}``.
+The API maps every :class:`SoundryError` to ``{"error": {"code", "message", "field"}}`` with its
+``http_status`` and the ``headers`` the error names (never by ``isinstance`` checks).
 """
 
 from __future__ import annotations
@@ -18,6 +33,11 @@ class SoundryError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers an API answer carrying this error adds (``Retry-After``, ``WWW-Authenticate``)."""
+        return {}
 
     def to_dict(self) -> dict[str, str | None]:
         return {"code": self.code, "message": self.message, "field": self.field}
@@ -40,6 +60,32 @@ class NotFound(SoundryError):
 class Conflict(SoundryError):
     code = "conflict"
     http_status = 409
+
+
+class Unauthorized(SoundryError):
+    """No API key, or one the server does not know."""
+
+    code = "unauthorized"
+    http_status = 401
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class RateLimited(SoundryError):
+    """The key's request rate or concurrent-job quota is used up; ``retry_after_s`` says when to retry."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class ModelUnavailable(SoundryError):

@@ -5,34 +5,26 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
 
 import redis
-from redis.typing import EncodableT, FieldT
 
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
+from gen_server.celery_config import JOB_PRIORITY
 from gen_server.contract.catalog import Catalog
-from gen_server.contract.result import JobError, JobResult, JobState, JobView
-from gen_server.contract.spec import JobRequest, JobSpec, build_spec
-from gen_server.errors import Conflict, NotFound
+from gen_server.contract.result import JobState, JobView
+from gen_server.contract.spec import JobRequest, build_spec
+from gen_server.errors import Conflict, NotFound, RateLimited
 from gen_server.queue import JobQueue
 from gen_server.records import keys
+from gen_server.records.jobs import TERMINAL, JobRecord, JobRecords
 from gen_server.settings import Settings
 from gen_server.storage import ArtifactStore, audio_key
 from gen_server.webhooks import check_url
 
-_CELERY_STATES: dict[str, JobState] = {
-    "PENDING": "queued",
-    "RECEIVED": "queued",
-    "STARTED": "running",
-    "PROGRESS": "running",
-    "RETRY": "running",
-    "SUCCESS": "succeeded",
-    "FAILURE": "failed",
-    "REVOKED": "cancelled",
-}
-TERMINAL: frozenset[JobState] = frozenset({"succeeded", "failed", "cancelled"})
+_ENDED: frozenset[JobState | None] = frozenset({*TERMINAL, None})
+"""Final states, and ``None``: an expired record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +50,7 @@ class JobService:
         self.redis = redis_client
         self.queue = queue
         self.store = store
+        self.records = JobRecords(redis_client, settings.job_retention_s)
 
     def submit(self, req: JobRequest, caller: Caller, *, idempotency_key: str | None = None) -> JobView:
         """Validate ``req``, record the job, queue it; a repeated idempotency key returns the first job."""
@@ -88,21 +81,10 @@ class JobService:
             first = self.redis.get(keys.idempotency(owner, idempotency_key))
             return self.get(str(first or job_id), caller)
         pipe = self.redis.pipeline()
-        self.record(pipe, spec, owner)
+        self.records.create(pipe, spec, owner, priority=JOB_PRIORITY)
         pipe.execute()
-        self.queue.send(spec)
+        self.queue.send(spec, priority=JOB_PRIORITY)
         return self.get(job_id, caller)
-
-    def record(self, pipe: redis.client.Pipeline, spec: JobSpec, owner: str, **extra: str) -> None:
-        """Add the writes that record ``spec`` as ``owner``'s job (with ``extra`` fields) to ``pipe``."""
-        now = time.time()
-        fields: dict[FieldT, EncodableT] = {"spec": spec.model_dump_json(), "owner": owner, "created_at": now}
-        fields.update(extra)
-        pipe.hset(keys.job(spec.job_id), mapping=fields)
-        pipe.expire(keys.job(spec.job_id), self.settings.job_retention_s)
-        pipe.zadd(keys.ALL_JOBS, {spec.job_id: now})
-        pipe.zadd(keys.owner_jobs(owner), {spec.job_id: now})
-        pipe.sadd(keys.active_jobs(owner), spec.job_id)
 
     def check_quota(self, owner: str, caller: Caller, needed: int = 1) -> None:
         """429 when ``needed`` more jobs would pass the caller's ``max_concurrent_jobs``.
@@ -110,76 +92,57 @@ class JobService:
         Jobs that finished since they were counted are pruned from the count first.
         """
         active_key = keys.active_jobs(owner)
-        for raw in self.redis.smembers(active_key):
-            job_id = str(raw)
-            try:
-                if self.get(job_id, caller).state in TERMINAL:
-                    self.redis.srem(active_key, job_id)
-            except NotFound:
-                self.redis.srem(active_key, job_id)
+        active = [str(raw) for raw in self.redis.smembers(active_key)]
+        ended = [j for j, state in zip(active, self.records.states(active), strict=True) if state in _ENDED]
+        if ended:
+            self.redis.srem(active_key, *ended)
         limit = caller.max_concurrent_jobs or 0
-        in_use = int(self.redis.scard(active_key))
+        in_use = len(active) - len(ended)
         if in_use + needed > limit:
-            from gen_server.auth import RateLimited
-
             raise RateLimited(
                 f"{in_use} of this key's {limit} concurrent jobs are queued or running; this needs {needed}",
                 retry_after_s=5,
             )
 
-    def _record(self, job_id: str, caller: Caller) -> dict[str, str]:
-        record: dict[str, str] = self.redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
-        if not record or (not caller.admin and caller.owner and record.get("owner") != caller.owner):
+    def _owned(self, record: JobRecord | None, job_id: str, caller: Caller) -> JobRecord:
+        if record is None or (not caller.admin and caller.owner and record.owner != caller.owner):
             raise NotFound(f"no job '{job_id}'", field="job_id")
         return record
 
     def get(self, job_id: str, caller: Caller) -> JobView:
-        record = self._record(job_id, caller)
-        spec = JobSpec.model_validate_json(record["spec"])
-        async_result = self.queue.result(job_id)
-        state: JobState = _CELERY_STATES.get(async_result.state, "queued")
-        progress = 0.0
-        result: JobResult | None = None
-        error: JobError | None = None
-        info: Any = async_result.info
-        if state == "running" and isinstance(info, dict):
-            progress = float(info.get("progress", 0.0))
-        if state == "succeeded" and isinstance(info, dict):
-            result = JobResult.model_validate(info)
-            progress = 1.0
-        if "error" in record:
-            error = JobError.model_validate_json(record["error"])
-            state = "cancelled" if error.code == "cancelled" else "failed"
-        elif state == "failed":
-            error = JobError(code="generation_failed", message=str(info))
-        if record.get("cancelled") and state not in ("succeeded", "failed"):
-            state = "cancelled"
-        position = self.queue.position(self.redis, job_id, spec.queue) if state == "queued" else None
+        """The job as the API shows it, its queue position included while queued: one Redis round trip.
+
+        Raises:
+            NotFound: No such job for ``caller``.
+        """
+        record, position, webhook_attempts = self.records.read(job_id, with_position=True)
+        return self._view(self._owned(record, job_id, caller), position, webhook_attempts)
+
+    @staticmethod
+    def _view(
+        record: JobRecord, position: int | None = None, webhook_attempts: list[str] | None = None
+    ) -> JobView:
+        job_id = record.job_id
         links = {"self": f"/v1/jobs/{job_id}"}
-        if result is not None:
+        if record.result is not None:
             links["audio"] = f"/v1/jobs/{job_id}/audio"
-        finished = record.get("finished_at")
-        if finished is None and state in TERMINAL:  # it ended between reading the record and the result
-            finished = str(self.redis.hget(keys.job(job_id), "finished_at") or "") or None
         return JobView(
             id=job_id,
-            state=state,
-            kind=spec.kind,
-            model=spec.model,
-            progress=min(max(progress, 0.0), 1.0),
+            state=record.state,
+            kind=record.spec.kind,
+            model=record.spec.model,
+            progress=min(max(record.progress, 0.0), 1.0),
             queue_position=position,
-            created_at=float(record["created_at"]),
-            finished_at=float(finished) if finished else None,
-            worker=record.get("worker"),
-            attempts=int(self.redis.get(keys.attempts(job_id)) or 0),
-            webhook_attempts=[
-                json.loads(a) for a in self.redis.lrange(keys.webhook_attempts(job_id), -50, -1)
-            ]
-            if spec.callback_url
+            created_at=record.created_at,
+            finished_at=record.finished_at,
+            worker=record.worker,
+            attempts=record.attempts,
+            webhook_attempts=[json.loads(a) for a in webhook_attempts or []]
+            if record.spec.callback_url
             else [],
-            spec=spec,
-            result=result,
-            error=error,
+            spec=record.spec,
+            result=record.result,
+            error=record.error,
             links=links,
         )
 
@@ -202,14 +165,13 @@ class JobService:
             if not ids:
                 break
             cursor += len(ids)
-            for raw in ids:
-                try:
-                    view = self.get(str(raw), caller)
-                except NotFound:
-                    self.redis.zrem(index, raw)
+            for job_id, record in zip(ids, self.records.read_many([str(i) for i in ids]), strict=True):
+                if record is None:
+                    self.redis.zrem(index, job_id)
                     continue
-                if (state and view.state != state) or (kind and view.kind != kind):
+                if (state and record.state != state) or (kind and record.spec.kind != kind):
                     continue
+                view = self._view(record)
                 if skipped < offset:
                     skipped += 1
                     continue
@@ -219,15 +181,16 @@ class JobService:
         return views
 
     def cancel(self, job_id: str, caller: Caller) -> JobView:
-        """Revoke a queued job or stop a running one at its next generation step."""
-        view = self.get(job_id, caller)
-        if view.state in TERMINAL:
-            if view.state == "cancelled":
-                return view
-            raise Conflict(f"job '{job_id}' already {view.state}", field="job_id")
-        self.redis.set(keys.cancel(job_id), "1", ex=self.settings.job_retention_s)
-        self.redis.hset(keys.job(job_id), "cancelled", "1")
-        self.queue.revoke(job_id)
+        """Cancel a queued job at once, or ask a running one to stop at its next generation step.
+
+        Raises:
+            NotFound: No such job for ``caller``.
+            Conflict: The job already succeeded or failed.
+        """
+        self._owned(self.records.read_many([job_id])[0], job_id, caller)
+        state = self.records.cancel(job_id)
+        if state in ("succeeded", "failed"):
+            raise Conflict(f"job '{job_id}' already {state}", field="job_id")
         return self.get(job_id, caller)
 
     def audio(self, job_id: str, caller: Caller, fmt: EncodeFormat | None = None) -> tuple[bytes, str, str]:
@@ -247,13 +210,36 @@ class JobService:
             data = encode(decode(data), out, tags=tags)
         return data, MEDIA_TYPES[out], out
 
-    def wait(self, job_id: str, caller: Caller, timeout_s: float = 60.0, poll_s: float = 0.1) -> JobView:
+    def wait(self, job_id: str, caller: Caller, timeout_s: float = 60.0) -> JobView:
+        """The job once it ended, or as it is after ``timeout_s``; woken by the record's events."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            view = self.get(job_id, caller)
-            if view.state in TERMINAL or time.monotonic() > deadline:
+        for view in self.watch(job_id, caller):
+            if view.state in TERMINAL or time.monotonic() >= deadline:
                 return view
-            time.sleep(poll_s)
+        raise AssertionError("unreachable: watch() ends only after a final state")
+
+    def watch(self, job_id: str, caller: Caller, *, idle_s: float = 1.0) -> Generator[JobView, None, None]:
+        """The job now, then again on every change of its record, until it ended (the last view).
+
+        Changes arrive on the record's pub/sub channel; with none for ``idle_s`` the current view
+        is yielded again (so a caller can time out or send a keep-alive), read afresh as a safety net.
+
+        Raises:
+            NotFound: No such job for ``caller`` (before the first view).
+        """
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(keys.job_events(job_id))  # before the first read: no change can slip between
+        try:
+            while True:
+                view = self.get(job_id, caller)
+                yield view
+                if view.state in TERMINAL:
+                    return
+                pubsub.get_message(timeout=idle_s)
+                while pubsub.get_message(timeout=0.0) is not None:  # coalesce a burst into one read
+                    pass
+        finally:
+            pubsub.close()
 
 
 def error_json(code: str, message: str, field: str | None = None) -> str:

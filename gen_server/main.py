@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gen_server import elevenlabs as elevenlabs_compat
-from gen_server.auth import KeyStore, RateLimited, Unauthorized, keys_path
+from gen_server.auth import KeyStore, keys_path
 from gen_server.contract.catalog import build_catalog
 from gen_server.contract.result import ERROR_RESPONSES
 from gen_server.deps import authenticate
@@ -80,10 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SoundryError)
     async def soundry_error(request: Request, exc: SoundryError) -> JSONResponse:
         response = _error(request.url.path, exc.http_status, exc.code, exc.message, exc.field)
-        if isinstance(exc, RateLimited):
-            response.headers["Retry-After"] = str(exc.retry_after_s)
-        if isinstance(exc, Unauthorized):
-            response.headers["WWW-Authenticate"] = "Bearer"
+        response.headers.update(exc.headers)
         return response
 
     @app.exception_handler(RequestValidationError)

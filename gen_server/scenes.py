@@ -1,15 +1,12 @@
-"""The scene service: plan a scene, record its jobs, queue them as one Celery chord, report on it.
+"""The scene service: plan a scene, record its jobs, queue its items, report on it.
 
 A scene is N+1 ordinary job records: one per item (``soundry.generate`` on the item's queue, visible at
-``/v1/jobs/{id}`` like any job) and one for the mix (``kind`` ``music``, ``model`` ``scene``), whose id
-is the scene id. They go out as one chord: the header is the items' ``soundry.generate`` tasks, the
-callback is ``soundry.scene_mix`` (task id = scene id), which Celery queues once every item succeeded;
-it never waits on anything. The callback loads the plan from ``keys.scene(id)`` (its message holds
-only the id).
-
-An item that fails makes Celery fail the callback; an item that is cancelled (or dropped after too many
-worker losses) never completes the chord. Either way :meth:`SceneService.get` records on the scene's
-job which item it was, so ``/v1/jobs/{scene_id}`` shows it too.
+``/v1/jobs/{id}`` like any job, its record naming the scene) and one for the mix (``kind`` ``music``,
+``model`` ``scene``), whose id is the scene id. The items are queued at once; their ids are the
+scene's pending set (:func:`keys.scene_pending`). The worker that records the last item as succeeded
+queues ``soundry.scene_mix`` (task id = scene id), which loads the plan from ``keys.scene(id)``; one
+that records an item as failed or cancelled fails the scene's job, naming the item. No Celery chord:
+nothing waits on results, and the API holds no subscription per scene.
 """
 
 from __future__ import annotations
@@ -21,55 +18,27 @@ import time
 import uuid
 from typing import Any
 
-from celery import chord
-
-from gen_server.celery_config import TASK_GENERATE
+from gen_server.celery_config import JOB_PRIORITY
 from gen_server.contract.result import JobError, JobState, JobView
 from gen_server.contract.scene import (
-    TASK_SCENE_MIX,
     SceneComponent,
     SceneComponentView,
     ScenePlan,
     SceneRequest,
     SceneView,
     build_scene,
+    component_error,
 )
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import Conflict, InvalidInput, NotFound, SoundryError
 from gen_server.jobs import TERMINAL, Caller, JobService
-from gen_server.queue import JobQueue
 from gen_server.records import keys
+from gen_server.records.jobs import JobRecord
 
 logger = logging.getLogger(__name__)
 
-PRIORITY = 5
 _MIX_SHARE = 0.1
 """Share of a scene's progress given to mixing (the rest is its components' mean progress)."""
-
-
-def dispatch(queue: JobQueue, plan: ScenePlan, specs: list[JobSpec]) -> None:
-    """Send the scene's chord: every item's ``soundry.generate`` (task id = job id, queue = kind), then
-    ``soundry.scene_mix`` (task id = scene id) on the scene job's queue once all of them succeeded."""
-    app = queue.app
-    header = [
-        app.signature(
-            TASK_GENERATE,
-            kwargs={"spec": spec.model_dump(mode="json")},
-            task_id=spec.job_id,
-            queue=spec.queue,
-            priority=PRIORITY,
-        )
-        for spec in specs
-    ]
-    callback = app.signature(
-        TASK_SCENE_MIX,
-        kwargs={"scene_id": plan.scene_id},
-        task_id=plan.scene_id,
-        queue=plan.spec.queue,
-        priority=PRIORITY,
-        immutable=True,
-    )
-    chord(header, callback, app=app).apply_async(task_id=plan.scene_id)
 
 
 class SceneService:
@@ -109,9 +78,10 @@ class SceneService:
         if idem is not None and not redis.set(idem, scene_id, nx=True, ex=24 * 3600):
             return self.get(str(redis.get(idem) or scene_id), caller)
         self._record(plan, specs, owner)
-        dispatch(self.jobs.queue, plan, specs)
+        for spec in specs:
+            self.jobs.queue.send(spec, priority=JOB_PRIORITY)
         logger.info(
-            "scene %s (%s): %d components queued as one chord, mix on '%s'",
+            "scene %s (%s): %d components queued, mix on '%s' once they succeeded",
             scene_id,
             plan.name,
             len(specs),
@@ -134,9 +104,12 @@ class SceneService:
         now = time.time()
         retention = self.jobs.settings.job_retention_s
         pipe = self.jobs.redis.pipeline()
+        records = self.jobs.records
         for spec in specs:
-            self.jobs.record(pipe, spec, owner, scene=plan.scene_id)
-        self.jobs.record(pipe, plan.spec, owner)
+            records.create(pipe, spec, owner, priority=JOB_PRIORITY, scene=plan.scene_id)
+        records.create(pipe, plan.spec, owner, priority=None)  # the mix: queued once its items succeeded
+        pipe.sadd(keys.scene_pending(plan.scene_id), *(spec.job_id for spec in specs))
+        pipe.expire(keys.scene_pending(plan.scene_id), retention)
         pipe.hset(
             keys.scene(plan.scene_id),
             mapping={"plan": plan.model_dump_json(), "owner": owner, "created_at": now},
@@ -162,8 +135,8 @@ class SceneService:
         """The scene with each component's state; a failed or cancelled item fails the scene."""
         plan, created_at = self.plan(scene_id, caller)
         mixed = self.jobs.get(scene_id, caller)
-        parts = [(c, self._component(c, caller)) for c in plan.components]
-        views = [self._component_view(c, view) for c, view in parts]
+        records = self.jobs.records.read_many([c.job_id for c in plan.components])
+        views = [self._component_view(c, record) for c, record in zip(plan.components, records, strict=True)]
         state: JobState = mixed.state
         error = mixed.error
         if state not in ("succeeded", "cancelled"):
@@ -202,14 +175,8 @@ class SceneService:
             links=links,
         )
 
-    def _component(self, component: SceneComponent, caller: Caller) -> JobView | JobError:
-        try:
-            return self.jobs.get(component.job_id, caller)
-        except NotFound:
-            return JobError(code="not_found", message=f"job {component.job_id} expired or was deleted")
-
     @staticmethod
-    def _component_view(c: SceneComponent, view: JobView | JobError) -> SceneComponentView:
+    def _component_view(c: SceneComponent, record: JobRecord | None) -> SceneComponentView:
         common: dict[str, Any] = {
             "path": c.path,
             "label": c.label,
@@ -220,37 +187,28 @@ class SceneService:
             "gain_db": c.gain_db,
             "links": {"job": f"/v1/jobs/{c.job_id}"},
         }
-        if isinstance(view, JobError):
-            return SceneComponentView(**common, duration_s=c.duration_s, state="failed", error=view)
-        duration = view.result.duration_s if view.result is not None else (c.duration_s or c.planned_s)
-        if view.result is not None:
+        if record is None:
+            gone = JobError(code="not_found", message=f"job {c.job_id} expired or was deleted")
+            return SceneComponentView(**common, duration_s=c.duration_s, state="failed", error=gone)
+        duration = record.result.duration_s if record.result is not None else (c.duration_s or c.planned_s)
+        if record.result is not None:
             common["links"]["audio"] = f"/v1/jobs/{c.job_id}/audio"
-        progress = 1.0 if view.state == "succeeded" else view.progress
+        progress = 1.0 if record.state == "succeeded" else record.progress
         return SceneComponentView(
-            **common, duration_s=duration, state=view.state, progress=progress, error=view.error
+            **common, duration_s=duration, state=record.state, progress=progress, error=record.error
         )
 
     def _component_failed(self, scene_id: str, c: SceneComponent, view: SceneComponentView) -> JobError:
-        """Record on the scene's job that component ``c`` failed (once), and return that error."""
-        what = "was cancelled" if view.state == "cancelled" else "failed"
-        detail = (
-            f": {view.error.code}: {view.error.message}" if view.error and view.state != "cancelled" else ""
-        )
-        where = f"{c.path} ('{c.label}')" if c.label != c.path else c.path
-        error = JobError(
-            code="component_failed", message=f"{where} (job {c.job_id}) {what}{detail}", field=c.path
-        )
-        redis = self.jobs.redis
-        if redis.hsetnx(keys.job(scene_id), "error", error.model_dump_json()):
-            pipe = redis.pipeline()
-            pipe.hset(keys.job(scene_id), "finished_at", time.time())
-            pipe.set(keys.cancel(scene_id), "1", ex=self.jobs.settings.job_retention_s)  # no late mix
-            pipe.hincrby(keys.STATS_JOBS, "failed", 1)
-            pipe.execute()
+        """The scene's error for its component ``c`` that failed, recorded on the scene's job if not yet.
+
+        The worker that ended the component records it; this covers a component whose record expired.
+        """
+        error = component_error(c, view.state, view.error)
+        if self.jobs.records.fail(scene_id, error):
             logger.warning("scene %s failed: %s", scene_id, error.message)
             return error
-        stored = redis.hget(keys.job(scene_id), "error")
-        return JobError.model_validate_json(str(stored)) if stored else error
+        stored = self.jobs.records.read_many([scene_id])[0]
+        return stored.error if stored is not None and stored.error is not None else error
 
     def _mix_stats(self, mixed: JobView) -> dict[str, float] | None:
         if mixed.result is None:

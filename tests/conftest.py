@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # Started in the background by a shell (`./scripts/test &`, nohup): SIGINT arrives ignored, and a
+    # child would inherit that. The Ctrl-C tests need Python's own handler, here and in children.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from gen_server.redis_server import EmbeddedRedis
 from tests.helpers import S3_ENV, s3_server

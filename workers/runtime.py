@@ -21,12 +21,15 @@ from dataclasses import dataclass, field, replace
 import redis
 
 from gen_server.audio.watermark import KeyedWatermarker
+from gen_server.celery_config import JOB_PRIORITY
 from gen_server.contract.catalog import Catalog, build_catalog
-from gen_server.contract.result import JobResult
+from gen_server.contract.result import JobError, JobResult
+from gen_server.contract.scene import TASK_SCENE_MIX, ScenePlan, component_error
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled
 from gen_server.instance_secrets import watermark_key
 from gen_server.records import keys
+from gen_server.records.jobs import JobRecords
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import ArtifactStore, open_store, storage_location
 from workers.backends.base import ProgressFn
@@ -56,8 +59,8 @@ class Progress:
     _reported: float = field(default=0.0, init=False)
 
     def check_cancel(self) -> None:
-        """Raise JobCancelled when the job's cancel flag is set."""
-        if self.redis.exists(keys.cancel(self.job_id)):
+        """Raise JobCancelled when a cancel was asked for on the job's record."""
+        if self.redis.hexists(keys.job(self.job_id), "cancel_requested"):
             raise JobCancelled(f"job '{self.job_id}' was cancelled")
 
     def __call__(self, fraction: float) -> None:
@@ -91,21 +94,22 @@ class WorkerRuntime:
             window_s=settings.batch_window_ms / 1000.0,
             on_model_call=self.count_model_call,
         )
+        self.records = JobRecords(self.redis, settings.job_retention_s)
         self._running: dict[str, threading.Event] = {}
         self._running_lock = threading.Lock()
 
     def execute(self, spec: JobSpec, report: ProgressFn, attempt: int = 1) -> JobResult:
         """Run ``spec`` in the calling (task) thread, the model call through the batcher.
 
-        The cancel flag is checked first and then at every progress tick while the job waits for its
-        model call; a redelivered job whose artifact exists returns at once.
+        The cancel request is checked first and then at every progress tick while the job waits for
+        its model call; a redelivered job whose artifact exists returns at once. The job's record is
+        the caller's (:func:`workers.tasks.run_recorded`).
 
         Raises:
             SoundryError: Subclasses on failure (``JobCancelled`` when cancelled).
         """
         progress = Progress(spec.job_id, self.redis, report)
         progress.check_cancel()
-        self.redis.hset(keys.job(spec.job_id), mapping={"started_at": time.time(), "worker": WORKER_ID})
         with self._only_copy(spec.job_id, progress):
             result = cached_result(spec, self.store)
             if result is not None:
@@ -125,15 +129,6 @@ class WorkerRuntime:
                     generation_s=generated.generation_s,
                     batch_size=generated.batch_size,
                 )
-            pipe = self.redis.pipeline()
-            pipe.hset(keys.job(spec.job_id), "finished_at", time.time())
-            if not result.cached:
-                pipe.hincrby(keys.STATS_JOBS, "succeeded", 1)
-                # a batched call's seconds are shared by its jobs: the sum stays the model's busy time
-                pipe.hincrbyfloat(keys.STATS_GEN_SECONDS, spec.model, result.generation_s / result.batch_size)
-                pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, spec.model, result.duration_s)
-            pipe.execute()
-            end_stream(self.redis, spec.job_id, "succeeded")
         return result
 
     @contextlib.contextmanager
@@ -168,27 +163,65 @@ class WorkerRuntime:
         self.redis.hincrby(keys.STATS_MODEL_CALLS, model_id, 1)
         logger.debug("model call on %s served %d job(s)", model_id, batch_size)
 
-    def count_attempt(self, job_id: str) -> int:
-        """Count one more start of ``job_id`` (redeliveries included) and return the count."""
-        key = keys.attempts(job_id)
-        pipe = self.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, self.settings.job_retention_s)
-        return int(pipe.execute()[0])
+    def succeeded(self, job_id: str, result: JobResult, scene: str | None) -> bool:
+        """Record ``result`` as the job's end (and count it), end its stream, advance its scene.
 
-    def record_error(self, job_id: str, code: str, message: str, field: str | None = None) -> None:
-        pipe = self.redis.pipeline()
-        pipe.hset(
-            keys.job(job_id),
-            mapping={
-                "error": json.dumps({"code": code, "message": message, "field": field}),
-                "finished_at": time.time(),
-            },
+        Returns ``False`` when the record was already final (nothing changed, nothing counted).
+        """
+        made = self.records.succeed(job_id, result)
+        if made:
+            pipe = self.redis.pipeline()
+            # a batched call's seconds are shared by its jobs: the sum stays the model's busy time
+            pipe.hincrbyfloat(keys.STATS_GEN_SECONDS, result.model, result.generation_s / result.batch_size)
+            pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, result.model, result.duration_s)
+            pipe.execute()
+        end_stream(self.redis, job_id, "succeeded")
+        if scene:
+            self._component_succeeded(scene, job_id)
+        return made
+
+    def failed(self, job_id: str, error: JobError, scene: str | None) -> bool:
+        """Record ``error`` as the job's end (``cancelled`` for that code), end its stream, fail its scene.
+
+        Returns ``False`` when the record was already final.
+        """
+        made = self.records.fail(job_id, error)
+        state = "cancelled" if error.code == "cancelled" else "failed"
+        end_stream(self.redis, job_id, state, error.model_dump())
+        if scene and made:
+            self._component_ended(scene, job_id, state, error)
+        return made
+
+    def _component_succeeded(self, scene_id: str, job_id: str) -> None:
+        """Tick ``job_id`` off its scene; the last component to succeed queues the scene's mix (once)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.srem(keys.scene_pending(scene_id), job_id)
+        pipe.scard(keys.scene_pending(scene_id))
+        left = int(pipe.execute()[1])
+        if left or not self.redis.hsetnx(keys.scene(scene_id), "mix_sent", 1):
+            return
+        raw = self.redis.hget(keys.job(scene_id), "queue")  # this client returns bytes
+        queue = raw.decode() if isinstance(raw, bytes) else "music"
+        from workers.celery_app import app  # the Celery app needs the worker's settings: import on use
+
+        app.send_task(
+            TASK_SCENE_MIX,
+            kwargs={"scene_id": scene_id},
+            task_id=scene_id,
+            queue=queue,
+            priority=JOB_PRIORITY,
         )
-        pipe.hincrby(keys.STATS_JOBS, "cancelled" if code == "cancelled" else "failed", 1)
-        pipe.execute()
-        error = {"code": code, "message": message, "field": field}
-        end_stream(self.redis, job_id, "cancelled" if code == "cancelled" else "failed", error)
+        logger.info("scene %s: every component succeeded; mix queued on '%s'", scene_id, queue)
+
+    def _component_ended(self, scene_id: str, job_id: str, state: str, error: JobError) -> None:
+        """A component failed or was cancelled: the scene fails (unless it already ended)."""
+        raw = self.redis.hget(keys.scene(scene_id), "plan")
+        if not raw:
+            return
+        plan = ScenePlan.model_validate_json(raw if isinstance(raw, bytes | str) else str(raw))
+        component = next((c for c in plan.components if c.job_id == job_id), None)
+        if component is not None and self.records.fail(scene_id, component_error(component, state, error)):
+            logger.warning("scene %s failed: its component %s %s", scene_id, component.path, state)
 
     def report_status(self) -> None:
         """Publish this worker's queues, memory and loaded models (read by /metrics and `soundry status`)."""

@@ -1,15 +1,17 @@
-"""``soundry.scene_mix``: the chord callback that mixes a scene once all its components succeeded.
+"""``soundry.scene_mix``: mixes a scene once all its components succeeded.
 
-Celery queues it (task id = scene id) when the last ``soundry.generate`` of the scene's chord
-succeeds, so it never waits on anything: it loads each component's stored audio, mixes the timeline
+The worker that records the scene's last component as succeeded queues it (task id = scene id,
+:meth:`workers.runtime.WorkerRuntime.succeeded`), so it never waits on anything: it loads each
+component's stored audio, mixes the timeline
 (:func:`gen_server.audio.mix.mix`), and hands the sum to :func:`workers.pipeline.finish`, the same
 code that finishes every job: loudness to the scene's target under its true-peak ceiling, watermark,
 encode, store. The manifest then gets the scene's part: every component with its own job id and
 where it went, and the loudness and true peak measured on the mix.
 
 Works under Celery's solo and threads pools alike: it needs no model, only the worker runtime's
-storage, Redis and watermarker. Idempotent by scene id: a redelivered mix whose manifest lists its
-components returns the stored result.
+storage, Redis and watermarker. It runs under the same wrapper as every job
+(:func:`workers.tasks.run_recorded`: record, attempts, errors). Idempotent by scene id: a
+redelivered mix whose manifest lists its components returns the stored result.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ from gen_server.audio.encode import decode
 from gen_server.audio.mix import Clip, Ducking, MixResult, mix
 from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
 from gen_server.audio.watermark import Watermarker
-from gen_server.contract.result import JobResult
+from gen_server.contract.result import JobError, JobResult
 from gen_server.contract.scene import TASK_SCENE_MIX, SceneComponent, ScenePlan
-from gen_server.errors import GenerationFailed, NotFound, SoundryError, TransientError
+from gen_server.errors import GenerationFailed, NotFound
 from gen_server.records import keys
 from gen_server.storage import ArtifactStore, manifest_key
+from workers.backends.base import ProgressFn
 from workers.celery_app import app
 from workers.pipeline import cached_result, finish
-from workers.runtime import WORKER_ID, runtime
-from workers.tasks import RETRY_TRANSIENT
+from workers.runtime import runtime
+from workers.tasks import RETRY_TRANSIENT, run_recorded
+from workers.webhook_tasks import job_events
 
 logger = logging.getLogger(__name__)
 
@@ -194,54 +198,21 @@ def render_scene(
 
 
 @app.task(name=TASK_SCENE_MIX, bind=True, **RETRY_TRANSIENT)
-def scene_mix(self: Task, scene_id: str) -> dict[str, Any] | None:
+def scene_mix(self: Task, scene_id: str) -> None:
     """Mix the scene ``scene_id`` (the task id is the scene id; its plan is in Redis)."""
     rt = runtime()
     raw = rt.redis.hget(keys.scene(scene_id), "plan")
     if not raw:
         message = f"scene '{scene_id}' has no plan (expired or never recorded)"
-        rt.record_error(scene_id, "generation_failed", message)
+        rt.failed(scene_id, JobError(code="generation_failed", message=message), None)
         logger.error(message)
         raise Ignore()
     plan = ScenePlan.model_validate_json(raw if isinstance(raw, str | bytes) else str(raw))
-    attempt = rt.count_attempt(scene_id)
-    if attempt > rt.settings.max_attempts:
-        message = f"scene mix stopped after {attempt - 1} attempts: it crashed or lost its worker each time"
-        rt.record_error(scene_id, "worker_lost", message)
-        raise Ignore()
-    if rt.redis.exists(keys.cancel(scene_id)):
-        if not rt.redis.hexists(keys.job(scene_id), "error"):
-            rt.record_error(scene_id, "cancelled", f"scene '{scene_id}' was cancelled")
-        logger.info("scene %s cancelled before mixing", scene_id)
-        raise Ignore()
-    rt.redis.hset(keys.job(scene_id), mapping={"started_at": time.time(), "worker": WORKER_ID})
 
-    def report(fraction: float) -> None:
-        self.update_state(state="PROGRESS", meta={"progress": round(fraction, 4)})
-
-    logger.info("scene %s (attempt %d): mixing %d components", scene_id, attempt, len(plan.components))
-    try:
-        result = render_scene(
-            plan,
-            store=rt.store,
-            watermarker=rt.watermarker,
-            watermark_key=rt.watermark_key,
-            progress=report,
+    def work(report: ProgressFn, attempt: int) -> JobResult:
+        logger.info("scene %s (attempt %d): mixing %d components", scene_id, attempt, len(plan.components))
+        return render_scene(
+            plan, store=rt.store, watermarker=rt.watermarker, watermark_key=rt.watermark_key, progress=report
         )
-    except TransientError:
-        raise
-    except SoundryError as e:
-        rt.record_error(scene_id, e.code, e.message, e.field)
-        logger.warning("scene %s failed: %s", scene_id, e.message)
-        raise
-    except Exception as e:
-        rt.record_error(scene_id, "generation_failed", f"{type(e).__name__}: {e}")
-        logger.exception("scene %s crashed", scene_id)
-        raise
-    pipe = rt.redis.pipeline()
-    pipe.hset(keys.job(scene_id), "finished_at", time.time())
-    if not result.cached:
-        pipe.hincrby(keys.STATS_JOBS, "succeeded", 1)
-        pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, plan.spec.model, result.duration_s)
-    pipe.execute()
-    return result.model_dump(mode="json")
+
+    run_recorded(self, scene_id, work, job_events(plan.spec))

@@ -7,6 +7,7 @@ run at once, each in its own thread, and meet in the runtime's batcher thread, w
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -14,12 +15,15 @@ from celery.exceptions import Ignore
 from celery.signals import task_postrun, task_received, worker_ready, worker_shutdown
 
 from gen_server.celery_config import TASK_GENERATE
+from gen_server.contract.result import JobError, JobResult
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled, SoundryError, TransientError
 from gen_server.settings import get_settings
+from gen_server.webhooks import JobEvents
+from workers.backends.base import ProgressFn
 from workers.celery_app import app
 from workers.heartbeat import Heartbeat, delivery_tag
-from workers.runtime import runtime
+from workers.runtime import WORKER_ID, runtime
 from workers.webhook_tasks import job_events
 
 logger = logging.getLogger(__name__)
@@ -73,54 +77,78 @@ RETRY_TRANSIENT: dict[str, Any] = {
 """Task options: transient errors (lost connection, storage unavailable) retry with backoff."""
 
 
-@app.task(name=TASK_GENERATE, bind=True, **RETRY_TRANSIENT)
-def generate(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
-    """Generate one job's audio; the task id is the job id."""
-    job = JobSpec.model_validate(spec)
+Work = Callable[[ProgressFn, int], JobResult]
+"""A job's work: given a progress callback and the attempt's number, make and store its result."""
+
+
+def run_recorded(task: Task, job_id: str, work: Work, events: JobEvents) -> None:
+    """Run ``work`` as job ``job_id``: the one wrapper of every job task (generate, scene mix).
+
+    It starts the job on its record (a job already final, e.g. cancelled while queued or finished by
+    an earlier delivery, is dropped), caps the attempts a crashing or killed job gets, reports
+    progress to the record (and webhooks), and ends the record with the result or the error. A
+    transient error is retried by Celery with backoff; the last retry's failure ends the job.
+    """
     rt = runtime()
-    attempt = rt.count_attempt(job.job_id)
-    events = job_events(job)  # webhooks: queued, never waited for
-    if attempt > rt.settings.max_attempts:
-        message = f"job stopped after {attempt - 1} attempts: it crashed or lost its worker each time"
-        rt.record_error(job.job_id, "worker_lost", message)
-        events.completed("failed", None, {"code": "worker_lost", "message": message, "field": None})
-        logger.error("job %s: %s", job.job_id, message)
+    start = rt.records.start(job_id, WORKER_ID)
+    if start.state != "running":
+        logger.info("job %s is %s; not running it", job_id, start.state)
+        raise Ignore()
+
+    def fail(code: str, message: str, field: str | None = None) -> None:
+        error = JobError(code=code, message=message, field=field)
+        if rt.failed(job_id, error, start.scene):
+            events.completed("cancelled" if code == "cancelled" else "failed", None, error.model_dump())
+
+    if start.attempt > rt.settings.max_attempts:
+        lost = start.attempt - 1
+        fail("worker_lost", f"job stopped after {lost} attempts: it crashed or lost its worker each time")
+        logger.error("job %s: gave up after %d attempts", job_id, start.attempt - 1)
         raise Ignore()
 
     def report(fraction: float) -> None:
-        self.update_state(state="PROGRESS", meta={"progress": round(fraction, 4)})
+        rt.records.progress(job_id, fraction)
         events.progress(fraction)
 
-    logger.info("job %s (attempt %d): %s on %s", job.job_id, attempt, job.kind, job.model)
     events.started()
     try:
-        result = rt.execute(job, report, attempt)
+        result = work(report, start.attempt)
     except JobCancelled as e:
-        rt.record_error(job.job_id, e.code, e.message)
-        events.completed("cancelled", None, e.to_dict())
-        logger.info("job %s cancelled", job.job_id)
+        fail(e.code, e.message)
+        logger.info("job %s cancelled", job_id)
         raise Ignore() from e
-    except TransientError:
+    except TransientError as e:
+        if task.request.retries >= (task.max_retries or 0):
+            fail(e.code, f"{e.message} (gave up after {task.request.retries + 1} tries)", e.field)
+            logger.warning("job %s failed after %d tries: %s", job_id, task.request.retries + 1, e.message)
         raise
     except SoundryError as e:
-        rt.record_error(job.job_id, e.code, e.message, e.field)
-        events.completed("failed", None, e.to_dict())
-        logger.warning("job %s failed: %s", job.job_id, e.message)
+        fail(e.code, e.message, e.field)
+        logger.warning("job %s failed: %s", job_id, e.message)
         raise
     except Exception as e:
-        message = f"{type(e).__name__}: {e}"
-        rt.record_error(job.job_id, "generation_failed", message)
-        events.completed("failed", None, {"code": "generation_failed", "message": message, "field": None})
-        logger.exception("job %s crashed", job.job_id)
+        fail("generation_failed", f"{type(e).__name__}: {e}")
+        logger.exception("job %s crashed", job_id)
         raise
-    logger.info(
-        "job %s done: model call %.2f s for a batch of %d (cached: %s)",
-        job.job_id,
-        result.generation_s,
-        result.batch_size,
-        result.cached,
-    )
-    payload = result.model_dump(mode="json")
-    if not result.cached:
-        events.completed("succeeded", payload, None)
-    return payload
+    if rt.succeeded(job_id, result, start.scene):
+        events.completed("succeeded", result.model_dump(mode="json"), None)
+
+
+@app.task(name=TASK_GENERATE, bind=True, **RETRY_TRANSIENT)
+def generate(self: Task, spec: dict[str, Any]) -> None:
+    """Generate one job's audio; the task id is the job id."""
+    job = JobSpec.model_validate(spec)
+
+    def work(report: ProgressFn, attempt: int) -> JobResult:
+        logger.info("job %s (attempt %d): %s on %s", job.job_id, attempt, job.kind, job.model)
+        result = runtime().execute(job, report, attempt)
+        logger.info(
+            "job %s done: model call %.2f s for a batch of %d (cached: %s)",
+            job.job_id,
+            result.generation_s,
+            result.batch_size,
+            result.cached,
+        )
+        return result
+
+    run_recorded(self, job.job_id, work, job_events(job))

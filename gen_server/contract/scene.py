@@ -253,6 +253,18 @@ class ScenePlan(BaseModel):
     components: tuple[SceneComponent, ...]
 
 
+def component_error(component: SceneComponent, state: str, error: JobError | None) -> JobError:
+    """The scene's error when its component ``component`` ended ``state`` (failed or cancelled)."""
+    what = "was cancelled" if state == "cancelled" else "failed"
+    detail = f": {error.code}: {error.message}" if error and state != "cancelled" else ""
+    where = f"{component.path} ('{component.label}')" if component.label != component.path else component.path
+    return JobError(
+        code="component_failed",
+        message=f"{where} (job {component.job_id}) {what}{detail}",
+        field=component.path,
+    )
+
+
 class SceneComponentView(BaseModel):
     """A component as ``GET /v1/scenes/{id}`` shows it."""
 

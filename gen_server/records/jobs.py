@@ -57,18 +57,20 @@ end
 # :func:`keys.queued`'s prefix): one Redis server holds them all, as it holds the broker's lists.
 
 # KEYS: job, events channel. ARGV: queued prefix, job id, worker, now.
-# Returns {state, attempts}: 'running' and the new count, or the final state (or 'missing') and 0.
+# Returns {state, attempts, scene}: 'running' and the new count, or the final state (or 'missing') and 0;
+# scene: the scene the job belongs to, or ''.
 START_LUA = (
     _IS_FINAL
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing', 0} end
-if is_final(state) then return {state, 0} end
+local scene = redis.call('HGET', KEYS[1], 'scene') or ''
+if not state then return {'missing', 0, ''} end
+if is_final(state) then return {state, 0, scene} end
 unqueue(KEYS[1], ARGV[1], ARGV[2])
 local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[4], 'worker', ARGV[3])
 redis.call('PUBLISH', KEYS[2], cjson.encode({state='running', progress=0}))
-return {'running', n}
+return {'running', n, scene}
 """
 )
 
@@ -168,6 +170,15 @@ class JobRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Start:
+    """What a worker learns when it starts a job (:meth:`JobRecords.start`)."""
+
+    state: str
+    attempt: int
+    scene: str | None
+
+
 def _float(raw: str | None) -> float | None:
     return float(raw) if raw else None
 
@@ -187,12 +198,19 @@ class JobRecords:
     # ------------------------------------------------------------------------------------ create
 
     def create(
-        self, pipe: redis.client.Pipeline, spec: JobSpec, owner: str, *, priority: int, **extra: str
+        self,
+        pipe: redis.client.Pipeline,
+        spec: JobSpec,
+        owner: str,
+        *,
+        priority: int | None,
+        **extra: str,
     ) -> None:
         """Add the writes that record ``spec`` as ``owner``'s queued job to ``pipe``.
 
         ``extra`` fields are stored as given (``scene``). The job joins its queue's order (by the
-        broker's priority step for the ``priority`` it is sent with and an arrival number drawn here).
+        broker's priority step for the ``priority`` it is sent with and an arrival number drawn here);
+        ``priority=None``: it is not sent yet (a scene's mix), so it has no place in a queue.
         """
         now = time.time()
         fields: dict[FieldT, EncodableT] = {
@@ -206,8 +224,10 @@ class JobRecords:
         job_key = keys.job(spec.job_id)
         pipe.hset(job_key, mapping=fields)
         pipe.expire(job_key, self.retention_s)
-        arrival = int(self.redis.incr(keys.QUEUE_ARRIVALS))
-        pipe.zadd(keys.queued(spec.queue), {spec.job_id: priority_step(priority) * _SEQ_SPAN + arrival})
+        if priority is not None:
+            arrival = int(self.redis.incr(keys.QUEUE_ARRIVALS))
+            score = priority_step(priority) * _SEQ_SPAN + arrival
+            pipe.zadd(keys.queued(spec.queue), {spec.job_id: score})
         pipe.zadd(keys.ALL_JOBS, {spec.job_id: now})
         pipe.zadd(keys.owner_jobs(owner), {spec.job_id: now})
         pipe.sadd(keys.active_jobs(owner), spec.job_id)
@@ -247,16 +267,16 @@ class JobRecords:
 
     # ------------------------------------------------------------------------------------ writes
 
-    def start(self, job_id: str, worker: str) -> tuple[str, int]:
-        """A worker starts (or restarts) ``job_id``: ``("running", attempt number)``.
+    def start(self, job_id: str, worker: str) -> Start:
+        """A worker starts (or restarts) ``job_id``: state ``running`` and the attempt's number.
 
-        Returns the final state and 0 instead when the job already ended (a cancelled queued job, a
-        redelivered finished one), or ``("missing", 0)`` when it has no record.
+        The state is the final one instead (attempt 0) when the job already ended (a cancelled queued
+        job, a redelivered finished one), or ``missing`` when it has no record.
         """
-        state, attempts = self._start(
+        state, attempts, scene = self._start(
             keys=[keys.job(job_id), keys.job_events(job_id)], args=[_QUEUED, job_id, worker, time.time()]
         )
-        return _text(state), int(attempts)
+        return Start(_text(state), int(attempts), _text(scene) or None)
 
     def progress(self, job_id: str, fraction: float) -> bool:
         """Record and publish a running job's progress; ``False`` when it is no longer running."""

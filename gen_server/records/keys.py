@@ -8,7 +8,7 @@ PREFIX = "soundry"
 
 
 def job(job_id: str) -> str:
-    """Hash: spec, owner, created_at, started_at, finished_at, error, cancelled, attempts."""
+    """Hash: the job's record (fields in :mod:`gen_server.records.jobs`)."""
     return f"{PREFIX}:job:{job_id}"
 
 
@@ -97,12 +97,3 @@ def scene_pending(scene_id: str) -> str:
 def rate(key_id: str, window: int) -> str:
     """Counter of an API key's requests in one rate-limit window (a minute)."""
     return f"{PREFIX}:rate:{key_id}:{window}"
-
-
-def cancel(job_id: str) -> str:
-    """Flag set by a cancel request; a running job checks it at every progress step."""
-    return f"{PREFIX}:cancel:{job_id}"
-
-
-def attempts(job_id: str) -> str:
-    return f"{PREFIX}:attempts:{job_id}"

@@ -24,7 +24,6 @@ from fastapi import APIRouter, Depends, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gen_server.auth import RateLimited
 from gen_server.batch import (
     MANIFEST_NAME,
     MAX_FILE_BYTES,
@@ -43,7 +42,7 @@ from gen_server.contract import examples
 from gen_server.contract.result import JobError, JobView
 from gen_server.contract.spec import JobRequest
 from gen_server.deps import caller, job_service
-from gen_server.errors import Conflict, InvalidInput, NotFound, SoundryError
+from gen_server.errors import Conflict, InvalidInput, NotFound, RateLimited, SoundryError
 from gen_server.jobs import TERMINAL, Caller, JobService
 from gen_server.records import keys
 from gen_server.storage import upload_key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal, get_args
@@ -10,6 +9,7 @@ from typing import Annotated, Literal, get_args
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from gen_server.audio.encode import MEDIA_TYPES
 from gen_server.contract import examples
@@ -36,6 +36,9 @@ IdempotencyKey = Annotated[
     Header(max_length=200, description="A repeat with this key gets the same job", examples=["order-1234"]),
 ]
 
+
+PING_S = 15
+"""Seconds between keep-alive comments (``: ping``) on an event stream with nothing new to say."""
 
 MAX_PREFER_WAIT_S = 60
 """Longest ``Prefer: wait=N`` honoured (seconds); larger values wait this long."""
@@ -216,22 +219,34 @@ def job_events(
     job_id: JobId,
     service: Service,
     who: Who,
-    poll_s: Annotated[float, Query(ge=0.05, le=5, description="Seconds between polls", examples=[1])] = 0.25,
-) -> StreamingResponse:
-    """``event: progress`` on every change of state or progress, then ``event: end`` with the final job."""
-    first = service.get(job_id, who)  # 404 before the stream starts
+    poll_s: Annotated[
+        float,
+        Query(
+            ge=0.05,
+            le=5,
+            description="Deprecated and ignored: changes are pushed as they happen",
+            examples=[1],
+        ),
+    ] = 0.25,
+) -> EventSourceResponse:
+    """``event: progress`` on every change of state or progress, then ``event: end`` with the final job.
 
-    async def stream() -> AsyncIterator[str]:
-        view, last = first, None
-        while True:
-            current = (view.state, round(view.progress, 3))
-            if current != last:
-                last = current
-                event = "end" if view.state in TERMINAL else "progress"
-                yield f"event: {event}\ndata: {view.model_dump_json()}\n\n"
-            if view.state in TERMINAL:
-                return
-            await asyncio.sleep(poll_s)
-            view = await run_in_threadpool(service.get, job_id, who)
+    Changes are pushed from the job's record as workers write them; a ``: ping`` comment every
+    15 s keeps proxies and clients from timing out while the job waits in the queue.
+    """
+    service.get(job_id, who)  # 404 before the stream starts
+    views = service.watch(job_id, who)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        last = None
+        try:
+            while (view := await run_in_threadpool(next, views, None)) is not None:
+                current = (view.state, round(view.progress, 3))
+                if current != last:
+                    last = current
+                    event = "end" if view.state in TERMINAL else "progress"
+                    yield ServerSentEvent(data=view.model_dump_json(), event=event)
+        finally:
+            await run_in_threadpool(views.close)
+
+    return EventSourceResponse(stream(), ping=PING_S, headers={"Cache-Control": "no-cache"})

@@ -1,7 +1,7 @@
 """Scenes end to end: ``soundry scene prompts/scenes/podcast_intro.yaml`` against a real server.
 
 The scene's items run as their own jobs through the real queue (bundled Piper voice for the host,
-the tiny dev MusicGen/AudioGen for the bed and the effects), the chord callback mixes them, and the
+the tiny dev MusicGen/AudioGen for the bed and the effects), the last one to succeed queues the mix, and the
 finished track is checked: loudness target, true peak, watermark, manifest, and that the narration
 can still be understood over the ducked bed (the dev music model makes noise, so ducking matters).
 """
@@ -26,7 +26,7 @@ from gen_server.audio import Audio
 from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
 from gen_server.audio.watermark import KeyedWatermarker, payload_for_job
 from gen_server.client import ApiError, SoundryClient
-from tests.helpers import ROOT, server_env, transcribe, words
+from tests.helpers import ROOT, running_server, server_env, transcribe, words
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -184,3 +184,25 @@ def test_cli_reports_an_invalid_file_with_its_line(server_url: str, tmp_path: Pa
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if "start_s: -9.2" in ln)
     assert run.returncode == 2
     assert f"{bad}:{line}: tracks[2].items[1] ('chime'): start_s" in run.stderr, run.stderr
+
+
+def test_serve_stops_within_5_s_after_scenes(tmp_path: Path) -> None:
+    """Scenes leave nothing behind in the API process: Ctrl-C stops ``serve`` in under 5 s, quietly.
+
+    (With a Celery chord per scene, every scene left its results subscribed in the API's pub/sub
+    connection, and Ctrl-C after scenes printed reconnect errors for 20 s.)
+    """
+    data = tmp_path / "data"
+    with running_server(data) as url:
+        client = SoundryClient(url)
+        scene = yaml.safe_load(SCENE_FILE.read_text())
+        ids = [client.submit_scene(scene)["id"] for _ in range(2)]
+        for scene_id in ids:
+            assert client.wait_scene(scene_id, timeout_s=600)["state"] == "succeeded"
+        stopping = time.monotonic()
+        # running_server's exit sends the Ctrl-C (SIGINT) to serve's process group and waits
+    stopped_s = time.monotonic() - stopping
+    log = (data / "serve.log").read_text(errors="replace")
+    assert stopped_s < 5.0, f"serve took {stopped_s:.1f} s to stop"
+    for noise in ("Connection refused", "reconnect", "Traceback"):
+        assert noise not in log.split("Shutting down")[-1], f"'{noise}' after Ctrl-C:\n{log[-3000:]}"

@@ -151,7 +151,7 @@ def test_audio_download_honours_byte_ranges(api: TestClient) -> None:
         model=job["model"],
         sha256="0" * 64,
     )
-    service.queue.app.backend.store_result(job["id"], result.model_dump(mode="json"), "SUCCESS")
+    service.records.succeed(job["id"], result)  # as a worker records it
     whole = api.get(f"/v1/jobs/{job['id']}/audio")
     assert whole.status_code == 200 and whole.content == data and whole.headers["accept-ranges"] == "bytes"
     part = api.get(f"/v1/jobs/{job['id']}/audio", headers={"Range": "bytes=100-199"})

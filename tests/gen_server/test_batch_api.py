@@ -61,7 +61,7 @@ def finish(api: TestClient, job_id: str, data: bytes) -> None:
         sha256=hashlib.sha256(data).hexdigest(),
         watermark_payload="12345678",
     )
-    svc.queue.app.backend.store_result(job_id, result.model_dump(mode="json"), "SUCCESS")
+    svc.records.succeed(job_id, result)  # as a worker records it
 
 
 def test_submit_queues_every_variation_with_its_seed(api: TestClient) -> None:
