@@ -8,6 +8,22 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
+from gen_server.contract.result import JobResult
+from gen_server.deps import LOCAL
+
+FAKE_RESULT = JobResult(
+    job_id="-",
+    artifact="jobs/-/audio.wav",
+    manifest="jobs/-/manifest.json",
+    format="wav",
+    sample_rate=22050,
+    channels=1,
+    duration_s=1.0,
+    seed=1,
+    model="dev-audiogen-tiny",
+    sha256="0" * 64,
+)
+
 
 def test_api_never_imports_torch_or_model_libraries() -> None:
     code = (
@@ -128,6 +144,41 @@ def test_queue_position_counts_from_the_next_job_out(api: TestClient) -> None:
     body = {"kind": "sfx", "prompt": "p", "duration_s": 1}
     ids = [api.post("/v1/jobs", json=body).json()["id"] for _ in range(3)]
     assert [api.get(f"/v1/jobs/{i}").json()["queue_position"] for i in ids] == [1, 2, 3]
+
+
+def test_job_lookup_is_one_redis_round_trip_and_the_record_is_the_one_truth(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``JobService.get`` costs at most 2 round trips (it makes 1: record, position, webhook attempts in
+    one pipeline), queued or finished; cancelling a queued job ends it at once and for good."""
+    import redis
+
+    service = api.app.state.jobs  # type: ignore[attr-defined]
+    ids = [
+        api.post("/v1/jobs", json={"kind": "sfx", "prompt": "p", "duration_s": 1}).json()["id"]
+        for _ in range(2)
+    ]
+    sent: list[int] = []
+    real = redis.connection.Connection.send_packed_command
+
+    def counting(self: redis.connection.Connection, command: object, check_health: bool = True) -> None:
+        sent.append(1)
+        real(self, command, check_health)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    view = service.get(ids[1], LOCAL)
+    assert view.state == "queued" and view.queue_position == 2
+    assert 1 <= len(sent) <= 2, f"{len(sent)} round trips"
+    monkeypatch.undo()
+
+    assert service.cancel(ids[0], LOCAL).state == "cancelled"
+    assert service.get(ids[1], LOCAL).queue_position == 1  # the cancelled job left the queue's order
+    assert not service.records.succeed(ids[0], FAKE_RESULT.model_copy(update={"job_id": ids[0]}))
+    assert service.get(ids[0], LOCAL).state == "cancelled"  # a late worker never overwrites a final state
+    sent.clear()
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    assert service.get(ids[0], LOCAL).error.code == "cancelled"
+    assert 1 <= len(sent) <= 2, f"{len(sent)} round trips"
 
 
 def test_audio_download_honours_byte_ranges(api: TestClient) -> None:
