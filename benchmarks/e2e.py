@@ -97,16 +97,16 @@ def server_env(data_dir: Path, models_dir: Path, port: int, device: str) -> dict
 
 @contextmanager
 def soundry_server(
-    data_dir: Path, models_dir: Path, device: str, timeout_s: float = 180.0
+    data_dir: Path, models_dir: Path, device: str, timeout_s: float = 180.0, *args: str
 ) -> Iterator[Server]:
-    """``soundry serve --no-ui`` as a subprocess; yields once ``/healthz`` answers."""
+    """``soundry serve --no-ui [ARGS]`` as a subprocess; yields once ``/healthz`` answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / "serve.log"
     started = time.perf_counter()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gen_server.cli", "serve", "--no-ui"],
+            [sys.executable, "-m", "gen_server.cli", "serve", "--no-ui", *args],
             env=server_env(data_dir, models_dir, port, device),
             cwd=ROOT,
             stdout=log,
