@@ -181,7 +181,7 @@ class JobService:
         return views
 
     def cancel(self, job_id: str, caller: Caller) -> JobView:
-        """Cancel a queued job at once, or ask a running one to stop at its next generation step.
+        """Cancel a queued or running job at once (a running one stops at its next generation step).
 
         Raises:
             NotFound: No such job for ``caller``.

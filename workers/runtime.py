@@ -175,8 +175,12 @@ class WorkerRuntime:
             pipe.hincrbyfloat(keys.STATS_GEN_SECONDS, result.model, result.generation_s / result.batch_size)
             pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, result.model, result.duration_s)
             pipe.execute()
-        end_stream(self.redis, job_id, "succeeded")
-        if scene:
+        if made:
+            end_stream(self.redis, job_id, "succeeded")
+        else:  # it was cancelled meanwhile: the stream ends as the record says
+            state = self.redis.hget(keys.job(job_id), "state")
+            end_stream(self.redis, job_id, state.decode() if isinstance(state, bytes) else "cancelled")
+        if made and scene:
             self._component_succeeded(scene, job_id)
         return made
 

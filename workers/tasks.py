@@ -97,7 +97,8 @@ def run_recorded(task: Task, job_id: str, work: Work, events: JobEvents) -> None
 
     def fail(code: str, message: str, field: str | None = None) -> None:
         error = JobError(code=code, message=message, field=field)
-        if rt.failed(job_id, error, start.scene):
+        # a cancel made the record final already (the API does): its webhook is still this run's to send
+        if rt.failed(job_id, error, start.scene) or code == "cancelled":
             events.completed("cancelled" if code == "cancelled" else "failed", None, error.model_dump())
 
     if start.attempt > rt.settings.max_attempts:

@@ -8,7 +8,8 @@ One Redis hash per job (:func:`keys.job`) holds everything about it::
     attempts, started_at, worker             counted and stamped by each worker start
     result | error                           JSON, written with the final state
     finished_at
-    cancel_requested                         set by a cancel; a running job stops at its next tick
+    cancel_requested                         set by a cancel (which also makes the job cancelled at
+                                             once); a running job stops at its next progress tick
 
 Every state change is one Lua script (atomic on the server), so a final state is never overwritten:
 a late worker, a redelivered message or a cancel racing a finish all find the record already final
@@ -99,8 +100,8 @@ return 1
 )
 
 # KEYS: job, events channel, stats hash. ARGV: queued prefix, job id, error JSON, now.
-# A queued job is cancelled at once; a running one is asked to stop. Returns the state after the call
-# (or false when there is no record).
+# The job is final (cancelled) at once; a running one also gets cancel_requested and stops at its next
+# step (what it records later changes nothing). Returns the state after the call (false: no record).
 CANCEL_LUA = (
     _IS_FINAL
     + """
@@ -108,7 +109,6 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
 if is_final(state) then return state end
 redis.call('HSET', KEYS[1], 'cancel_requested', 1)
-if state ~= 'queued' then return state end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'error', ARGV[3], 'finished_at', ARGV[4])
 unqueue(KEYS[1], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
@@ -300,7 +300,7 @@ class JobRecords:
         return bool(made)
 
     def cancel(self, job_id: str) -> str | None:
-        """Cancel a queued job now, or ask a running one to stop; the state after it (``None``: no record)."""
+        """Cancel the job now (a running one stops at its next step); its state after (None: no record)."""
         error = JobError(code="cancelled", message=f"job '{job_id}' was cancelled")
         state = self._cancel(
             keys=[keys.job(job_id), keys.job_events(job_id), keys.STATS_JOBS],
