@@ -12,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from gen_server.errors import Unauthorized
+from gen_server.files import atomic_write
 
 KEY_PREFIX = "sk-soundry-"
 
@@ -104,12 +103,7 @@ class KeyStore:
         return len(kept) != len(keys)
 
     def _write(self, keys: list[ApiKey]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump([k.model_dump() for k in keys], fh, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps([k.model_dump() for k in keys], indent=2).encode(), mode=0o600)
         self._mtime = None
 
 

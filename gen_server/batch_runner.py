@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from gen_server.batch import (
 from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
 from gen_server.contract.catalog import Catalog, ModelEntry, build_catalog
 from gen_server.errors import InvalidInput
+from gen_server.files import atomic_write
 from gen_server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -85,32 +85,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _file_mode() -> int:
-    """The mode ``open()`` would give a new file under the current umask (mkstemp uses 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _file_mode()  # read once at import, while single-threaded (umask is process-wide)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-soundry-", dir=path.parent)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _clock(seconds: float) -> str:
@@ -337,7 +311,7 @@ class BatchRunner:
                         "downloaded file differs from the result",
                     )
                 else:
-                    write_atomic(resolve_output(self.out_dir, job.file), data)
+                    atomic_write(resolve_output(self.out_dir, job.file), data)
                     entry = manifest_entry(job, final)
                     entry["sha256"] = digest
                     self._append_manifest(entry)
@@ -412,13 +386,13 @@ class BatchRunner:
             outcomes.append(by_id.get(job.item_id) or Outcome(job, "skipped", entry=done.get(job.item_id)))
         self._compact_manifest(outcomes)
         summary = self._summary(outcomes, started_at)
-        write_atomic(self.out_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+        atomic_write(self.out_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode())
         return summary
 
     def _compact_manifest(self, outcomes: list[Outcome]) -> None:
         """Rewrite the manifest atomically: one line per file of this batch on disk, in file order."""
         entries = [o.entry for o in outcomes if o.entry is not None and o.status in ("generated", "skipped")]
-        write_atomic(self.out_dir / MANIFEST_NAME, "".join(manifest_lines(entries)).encode())
+        atomic_write(self.out_dir / MANIFEST_NAME, "".join(manifest_lines(entries)).encode())
 
     def _summary(self, outcomes: list[Outcome], started_at: float) -> dict[str, Any]:
         counts = dict.fromkeys(("generated", "skipped", "failed", "not_run", "abandoned"), 0)

@@ -320,10 +320,11 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
     import yaml
 
-    from gen_server.batch_runner import default_server, write_atomic
+    from gen_server.batch_runner import default_server
     from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
     from gen_server.contract.scene import parse_scene
     from gen_server.errors import InvalidInput
+    from gen_server.files import atomic_write
 
     path = Path(args.file)
     try:
@@ -384,8 +385,8 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         client.close()
-    write_atomic(out, audio)
-    write_atomic(out.with_name(out.stem + ".scene.json"), json.dumps(view, indent=2).encode())
+    atomic_write(out, audio)
+    atomic_write(out.with_name(out.stem + ".scene.json"), json.dumps(view, indent=2).encode())
     mix = view.get("mix") or {}
     print(
         f"{out}: {view['result']['duration_s']:.2f} s, {view['sample_rate']} Hz, {view['channels']} ch, "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gen_server.errors import NotFound, StorageError
+from gen_server.files import atomic_write
 
 if TYPE_CHECKING:
     from gen_server.settings import Settings
@@ -87,19 +88,8 @@ class LocalStore:
 
     def put(self, key: str, data: bytes) -> None:
         """Write ``data`` atomically: readers see the old file or the whole new one, never a part."""
-        path = self.path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(self.path(key), data)
         except OSError as e:
             raise StorageError(f"could not write {key}: {e.strerror or e}") from e
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import soundfile as sf
 
+from gen_server.files import atomic_write
 from ui.forms import KIND_TITLES
 from ui.tracker import MISSING, ClientPool, Job, key_id
 from ui.visuals import spectrogram_image, waveform_image
@@ -208,18 +209,11 @@ class CardCache:
         os.utime(folder)
         return folder
 
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-
     def download(self, api_key: str | None, job_id: str, fmt: str) -> Path:
         """The job's audio in ``fmt`` (``wav``, ``flac``, ``mp3``, ``ogg``), transcoded by the API."""
         path = self._folder(api_key, job_id) / f"{job_id}.{fmt}"
         if not path.exists():
-            self._write(path, self.pool.get(api_key).audio(job_id, fmt))
+            atomic_write(path, self.pool.get(api_key).audio(job_id, fmt))
         return path
 
     def card(self, api_key: str | None, job: Mapping[str, Any]) -> CardFiles:
@@ -236,7 +230,7 @@ class CardCache:
             ):
                 buffer = io.BytesIO()
                 image.save(buffer, format="WEBP", quality=85)
-                self._write(path, buffer.getvalue())
+                atomic_write(path, buffer.getvalue())
         self._prune()
         return CardFiles(audio=audio, waveform=wave, spectrogram=spec)
 

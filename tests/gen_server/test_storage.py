@@ -51,6 +51,23 @@ def test_put_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "jobs" / "a").iterdir()] == ["audio.wav"]
 
 
+def test_stored_files_are_readable_as_the_umask_says(tmp_path: Path) -> None:
+    """Artifacts get the mode ``open()`` would give (``mkstemp``'s 0600 made them unreadable to a web
+    server or a backup user); a mode asked for (the keys file's 0600) is kept."""
+    import os
+
+    from gen_server.files import UMASK_MODE, atomic_write
+
+    store = LocalStore(tmp_path)
+    store.put("jobs/a/audio.wav", b"x")
+    assert (tmp_path / "jobs/a/audio.wav").stat().st_mode & 0o777 == UMASK_MODE
+    umask = os.umask(0)
+    os.umask(umask)
+    assert 0o666 & ~umask == UMASK_MODE
+    atomic_write(tmp_path / "secret", b"k", mode=0o600)
+    assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.parametrize("key", ["../x", "jobs/../../x", "/etc/passwd", "jobs/./a", "a b", "jobs//a", ""])
 def test_keys_cannot_escape(store: ArtifactStore, key: str) -> None:
     for call in (lambda: store.put(key, b"x"), lambda: store.get(key), lambda: store.exists(key)):
