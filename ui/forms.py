@@ -61,10 +61,12 @@ def models_of(models: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[st
 
 
 def initial_model(models: Sequence[Mapping[str, Any]], kind: str) -> str | None:
-    """The model a tab shows first: a dev model when offered (runs anywhere), the bundled voice, else the
-    first listed. The server has the last word; this is only the dropdown's starting point."""
+    """The model a tab shows first: the one the server marks ``default`` for the kind (what an API
+    request naming no model gets); from a server that marks none, a dev model when offered (runs
+    anywhere), the bundled voice, else the first listed."""
     mine = models_of(models, kind)
     for pick in (
+        lambda m: m.get("default") is True,
         lambda m: m.get("dev") and not m.get("melody") and not m.get("voice_cloning"),
         lambda m: m.get("family") == "piper",
         lambda m: True,

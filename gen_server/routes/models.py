@@ -19,10 +19,23 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
     responses={200: {"content": examples.json_example(examples.MODEL_LIST)}},
 )
 def list_models(cat: Annotated[Catalog, Depends(catalog)]) -> dict[str, Any]:
-    """OpenAI-style list (``object: list``) whose items carry Soundry's catalog fields."""
+    """OpenAI-style list (``object: list``) whose items carry Soundry's catalog fields.
+
+    ``default: true`` marks the model a request of that kind gets when it names none (the catalog's
+    one rule, :meth:`Catalog.default_for`); clients such as the web UI start on it.
+    """
+    defaults = {cat.default_for(kind).id for kind in {e.kind for e in cat}}
     return {
         "object": "list",
-        "data": [{"object": "model", "owned_by": e.family, **e.model_dump(mode="json")} for e in cat],
+        "data": [
+            {
+                "object": "model",
+                "owned_by": e.family,
+                **e.model_dump(mode="json"),
+                "default": e.id in defaults,
+            }
+            for e in cat
+        ],
     }
 
 

@@ -216,3 +216,14 @@ def test_values_of_hidden_controls_are_not_sent() -> None:
         {"melody": "m.wav", "continuation": "c.wav"}, {}
     )
     assert values == {"melody": None, "continuation": "c.wav"}
+
+
+def test_each_tab_starts_on_the_model_the_api_would_use(api: Any) -> None:
+    """The catalog's one rule decides the default per kind; the UI starts there (the dev preset's
+    Speech tab used to start on the noise-making dev-vits-tiny while the API spoke with Piper)."""
+    rows = api.models()
+    defaults = {m["kind"]: m["id"] for m in rows if m["default"]}
+    assert defaults["speech"] == "piper-en_US-joe-medium" and defaults["music"] == "dev-musicgen-tiny"
+    assert sorted(m["kind"] for m in rows if m["default"]) == ["music", "sfx", "speech"]
+    for kind, model in defaults.items():
+        assert initial_model(rows, kind) == model
