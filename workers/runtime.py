@@ -29,7 +29,7 @@ from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled
 from gen_server.instance_secrets import watermark_key
 from gen_server.records import keys
-from gen_server.records.jobs import JobRecords
+from gen_server.records.jobs import JobRecords, ended_as
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import ArtifactStore, open_store, storage_location
 from workers.backends.base import ProgressFn
@@ -52,7 +52,7 @@ class Progress:
     """
 
     job_id: str
-    redis: redis.Redis
+    records: JobRecords
     report: ProgressFn
     max_hz: float = 4.0
     _last: float = field(default=0.0, init=False)
@@ -60,7 +60,7 @@ class Progress:
 
     def check_cancel(self) -> None:
         """Raise JobCancelled when a cancel was asked for on the job's record."""
-        if self.redis.hexists(keys.job(self.job_id), "cancel_requested"):
+        if self.records.cancel_requested(self.job_id):
             raise JobCancelled(f"job '{self.job_id}' was cancelled")
 
     def __call__(self, fraction: float) -> None:
@@ -108,7 +108,7 @@ class WorkerRuntime:
         Raises:
             SoundryError: Subclasses on failure (``JobCancelled`` when cancelled).
         """
-        progress = Progress(spec.job_id, self.redis, report)
+        progress = Progress(spec.job_id, self.records, report)
         progress.check_cancel()
         with self._only_copy(spec.job_id, progress):
             result = cached_result(spec, self.store)
@@ -175,11 +175,7 @@ class WorkerRuntime:
             pipe.hincrbyfloat(keys.STATS_GEN_SECONDS, result.model, result.generation_s / result.batch_size)
             pipe.hincrbyfloat(keys.STATS_AUDIO_SECONDS, result.model, result.duration_s)
             pipe.execute()
-        if made:
-            end_stream(self.redis, job_id, "succeeded")
-        else:  # it was cancelled meanwhile: the stream ends as the record says
-            state = self.redis.hget(keys.job(job_id), "state")
-            end_stream(self.redis, job_id, state.decode() if isinstance(state, bytes) else "cancelled")
+        self._end_stream(job_id, made, "succeeded", None)
         if made and scene:
             self._component_succeeded(scene, job_id)
         return made
@@ -190,11 +186,20 @@ class WorkerRuntime:
         Returns ``False`` when the record was already final.
         """
         made = self.records.fail(job_id, error)
-        state = "cancelled" if error.code == "cancelled" else "failed"
-        end_stream(self.redis, job_id, state, error.model_dump())
+        self._end_stream(job_id, made, ended_as(error), error)
         if scene and made:
-            self._component_ended(scene, job_id, state, error)
+            self._component_ended(scene, job_id, ended_as(error), error)
         return made
+
+    def _end_stream(self, job_id: str, made: bool, state: str, error: JobError | None) -> None:
+        """End the job's audio stream with its final state: this run's when it made the record final,
+        else the record's (a cancel came first)."""
+        if not made:
+            raw_state, raw_error = self.redis.hmget(keys.job(job_id), ["state", "error"])
+            if raw_state:
+                state = raw_state.decode() if isinstance(raw_state, bytes) else str(raw_state)
+                error = JobError.model_validate_json(raw_error) if raw_error else None
+        end_stream(self.redis, job_id, state, error.model_dump() if error else None)
 
     def _component_succeeded(self, scene_id: str, job_id: str) -> None:
         """Tick ``job_id`` off its scene; the last component to succeed queues the scene's mix (once)."""

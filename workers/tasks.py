@@ -18,6 +18,7 @@ from gen_server.celery_config import TASK_GENERATE
 from gen_server.contract.result import JobError, JobResult
 from gen_server.contract.spec import JobSpec
 from gen_server.errors import JobCancelled, SoundryError, TransientError
+from gen_server.records.jobs import ended_as
 from gen_server.settings import get_settings
 from gen_server.webhooks import JobEvents
 from workers.backends.base import ProgressFn
@@ -99,7 +100,7 @@ def run_recorded(task: Task, job_id: str, work: Work, events: JobEvents) -> None
         error = JobError(code=code, message=message, field=field)
         # a cancel made the record final already (the API does): its webhook is still this run's to send
         if rt.failed(job_id, error, start.scene) or code == "cancelled":
-            events.completed("cancelled" if code == "cancelled" else "failed", None, error.model_dump())
+            events.completed(ended_as(error), None, error.model_dump())
 
     if start.attempt > rt.settings.max_attempts:
         lost = start.attempt - 1

@@ -25,7 +25,6 @@ Celery's result backend is not used: Celery only carries the messages.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -179,6 +178,11 @@ class Start:
     scene: str | None
 
 
+def ended_as(error: JobError) -> JobState:
+    """The final state a job ending with ``error`` gets: ``cancelled`` for that code, else ``failed``."""
+    return "cancelled" if error.code == "cancelled" else "failed"
+
+
 def _float(raw: str | None) -> float | None:
     return float(raw) if raw else None
 
@@ -289,8 +293,7 @@ class JobRecords:
 
     def fail(self, job_id: str, error: JobError) -> bool:
         """Make the job failed (or cancelled, for the ``cancelled`` code); ``False`` when already final."""
-        state: JobState = "cancelled" if error.code == "cancelled" else "failed"
-        return self._end(job_id, state, "error", error.model_dump_json())
+        return self._end(job_id, ended_as(error), "error", error.model_dump_json())
 
     def _end(self, job_id: str, state: JobState, field: str, payload: str) -> bool:
         made = self._finish(
@@ -311,12 +314,3 @@ class JobRecords:
 
 def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-def event(message: dict[str, Any]) -> dict[str, Any] | None:
-    """A published job event's ``{"state", "progress"}`` (``None`` for a pub/sub control message)."""
-    if message.get("type") != "message":
-        return None
-    data = message["data"]
-    parsed: dict[str, Any] = json.loads(data.decode() if isinstance(data, bytes) else data)
-    return parsed
