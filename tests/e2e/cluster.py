@@ -6,15 +6,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 
 from gen_server.main import create_app
-from gen_server.redis_server import EmbeddedRedis
+from gen_server.redis_server import EmbeddedRedis, free_port
 from gen_server.settings import Settings
 from tests.helpers import ROOT, server_env
 
@@ -49,8 +51,25 @@ class Cluster:
             redis_url=self.redis.url,
             visibility_timeout_s=visibility_timeout_s,
         )
-        self.api = TestClient(create_app(settings, redis_url=self.redis.url, ui=False))
+        self.app = create_app(settings, redis_url=self.redis.url, ui=False)
+        self.api = TestClient(self.app)
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self._http: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    def http_url(self, timeout_s: float = 30) -> str:
+        """The same API served over real HTTP (uvicorn in a thread), for clients that read as it streams."""
+        if self._http is None:
+            port = free_port()
+            config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
+            self._http = uvicorn.Server(config)
+            self._http_thread = threading.Thread(target=self._http.run, name="cluster-http", daemon=True)
+            self._http_thread.start()
+            deadline = time.monotonic() + timeout_s
+            while not self._http.started:
+                assert time.monotonic() < deadline, f"uvicorn did not start in {timeout_s} s"
+                time.sleep(0.05)
+        return f"http://127.0.0.1:{self._http.config.port}"
 
     def paced_music_s(self, at_least_s: float) -> float:
         """A tiny-MusicGen clip length (seconds) whose decoding lasts at least ``at_least_s`` on any CPU."""
@@ -109,5 +128,8 @@ class Cluster:
     def close(self) -> None:
         for name in list(self.workers):
             self.kill_worker(name)
+        if self._http is not None and self._http_thread is not None:
+            self._http.should_exit = True
+            self._http_thread.join(timeout=10)
         self.api.close()
         self.redis.stop()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
+import soundfile as sf
 
 from tests.conftest import record_fault
 from tests.e2e.cluster import Cluster
@@ -48,26 +51,71 @@ def wait_aof_written(url: str, timeout_s: float = 60) -> None:
         client.close()
 
 
+class StreamListener(threading.Thread):
+    """A client reading ``GET /v1/jobs/{id}/stream?format=pcm`` to its end, noting when each byte came."""
+
+    def __init__(self, url: str, job_id: str) -> None:
+        super().__init__(name=f"listener-{job_id[:8]}", daemon=True)
+        self.url = f"{url}/v1/jobs/{job_id}/stream"
+        self.data = bytearray()
+        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, bytes so far)
+        self.channels = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("GET", self.url, params={"format": "pcm"}, timeout=300) as r:
+                r.raise_for_status()
+                self.channels = int(r.headers["x-soundry-channels"])
+                for chunk in r.iter_bytes():
+                    self.data.extend(chunk)
+                    self.arrivals.append((time.monotonic(), len(self.data)))
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+    def bytes_before(self, moment: float) -> int:
+        return max((n for t, n in self.arrivals if t <= moment), default=0)
+
+
 def test_killed_worker_job_is_redelivered_and_completes_once(cluster: Cluster) -> None:
+    """The job runs again on another worker; its stream continues for a client that was listening.
+
+    The redelivered job starts its stream again from its first frame (same seed); readers skip the
+    frames they already have, so the listener gets one continuous stream of the requested length, the
+    same bytes a client joining after the end gets, with no audio repeated.
+    """
     # one torch thread: on a busy shared 2-core machine two OpenMP threads spin against each other and
     # the 90 s tiny clip took minutes (229 s after the kill once); one thread keeps it to seconds
     cluster.env["OMP_NUM_THREADS"] = "1"
     cluster.start_worker("a")
-    job_id = cluster.submit({**LONG_MUSIC, "duration_s": cluster.paced_music_s(10)})
-    cluster.wait_for(job_id, running_with_progress, timeout_s=300)
+    duration_s = cluster.paced_music_s(10)
+    job_id = cluster.submit({**LONG_MUSIC, "duration_s": duration_s})
+    listener = StreamListener(cluster.http_url(), job_id)
+    listener.start()
+    cluster.wait_for(job_id, lambda j: running_with_progress(j) and bool(listener.data), timeout_s=300)
     cluster.kill_worker("a")
     killed_at = time.monotonic()
     cluster.start_worker("b")
     done = cluster.wait_ended(job_id, timeout_s=300)
     recovered_s = time.monotonic() - killed_at
+    listener.join(timeout=60)
     record_fault(
-        "worker SIGKILLed mid-job",
+        "worker SIGKILLed mid-job (and mid-stream)",
         [done],
-        f"done {recovered_s:.1f} s after the kill, attempts {done['attempts']}",
+        f"done {recovered_s:.1f} s after the kill, attempts {done['attempts']}, "
+        f"{listener.bytes_before(killed_at)} of {len(listener.data)} stream bytes before the kill",
     )
     assert done["state"] == "succeeded", done
     assert done["attempts"] == 2
     assert cluster.artifacts(job_id) == ["audio.wav", "manifest.json"]  # no partial or temp file
+    # the listener's stream went on after the kill, whole, and nothing in it came twice
+    assert not listener.is_alive() and listener.error is None, listener.error
+    assert 0 < listener.bytes_before(killed_at) < len(listener.data)
+    stored = sf.info(str(cluster.data_dir / "artifacts" / "jobs" / job_id / "audio.wav"))
+    streamed_frames = len(listener.data) // (2 * listener.channels)
+    assert streamed_frames == round(duration_s * stored.samplerate)
+    late = httpx.get(listener.url, params={"format": "pcm"}, timeout=60)
+    assert late.status_code == 200 and late.content == bytes(listener.data)
 
 
 def test_job_longer_than_visibility_timeout_runs_once(cluster: Cluster) -> None:
