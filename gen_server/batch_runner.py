@@ -29,21 +29,11 @@ from typing import Any, Literal, TextIO, TypeVar
 
 import httpx
 
-from gen_server.batch import (
-    MANIFEST_NAME,
-    SUMMARY_NAME,
-    BatchError,
-    BatchInvalid,
-    BatchPlan,
-    PlannedJob,
-    idempotency_key,
-    manifest_entry,
-    manifest_lines,
-    parse_batch_bytes,
-    plan_batch,
-    read_manifest,
-    resolve_output,
-)
+from gen_server.batch.errors import BatchError, BatchInvalid
+from gen_server.batch.manifest import manifest_entry, manifest_lines, read_manifest
+from gen_server.batch.parse import parse_batch_bytes
+from gen_server.batch.plan import BatchPlan, PlannedJob, idempotency_key, plan_batch
+from gen_server.batch.template import MANIFEST_NAME, SUMMARY_NAME, resolve_output
 from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
 from gen_server.contract.catalog import Catalog, ModelEntry, build_catalog
 from gen_server.errors import InvalidInput

@@ -6,22 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from gen_server.batch import (
-    DEFAULT_TEMPLATE,
-    BatchError,
-    BatchInvalid,
+from gen_server.batch.errors import BatchError, BatchInvalid
+from gen_server.batch.manifest import read_manifest
+from gen_server.batch.parse import load_batch, parse_batch_text
+from gen_server.batch.plan import (
     BatchPlan,
-    check_template,
     derived_seed,
-    load_batch,
-    parse_batch_text,
     plan_batch,
-    read_manifest,
-    render_output,
-    resolve_output,
     validate_batch_bytes,
     validate_batch_file,
 )
+from gen_server.batch.template import DEFAULT_TEMPLATE, check_template, render_output, resolve_output
 from gen_server.contract.catalog import Catalog, build_catalog
 from gen_server.errors import InvalidInput
 from gen_server.settings import Settings

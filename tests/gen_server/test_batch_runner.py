@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gen_server.batch import MANIFEST_NAME, SUMMARY_NAME
+from gen_server.batch.template import MANIFEST_NAME, SUMMARY_NAME
 from gen_server.batch_runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, run_batch
 from gen_server.client import ApiError, SoundryClient
 from gen_server.contract.catalog import build_catalog
