@@ -6,4 +6,5 @@ from gen_server.client import SoundryClient
 from ui.app import build_ui
 
 if __name__ == "__main__":
-    build_ui(SoundryClient(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000")).launch()
+    api = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000"
+    build_ui(SoundryClient(api), api_base=api).launch()

@@ -8,7 +8,8 @@ How it stays live: submitting returns at once with the job id, which goes into t
 storage (``gr.BrowserState``), so jobs and results survive a reload. A :class:`ui.tracker.JobTracker`
 follows each running job through the API's event stream; a timer on the page reads its views twice a
 second while anything is in flight. The API key (when the server has keys) is kept in the browser
-too and sent with every request, so each person sees only their own jobs.
+too and sent with every request, so each person sees only their own jobs. While a job runs, its
+audio plays as it is made (:mod:`ui.live`: the browser reads the job's stream itself).
 
 Endpoints for ``gradio_client`` (``api_name``): ``models``, ``submit_music``, ``submit_sfx``,
 ``submit_speech``, ``jobs``, ``cancel``, ``history``; batches: ``submit_batch``, ``batch``,
@@ -63,6 +64,7 @@ from ui.forms import (
     reused_uploads,
     values_from_spec,
 )
+from ui.live import live_players
 from ui.scenes_tab import build_scenes_tab
 from ui.tracker import ClientPool, Job, JobTracker, is_done
 
@@ -115,8 +117,14 @@ class SoundryUI:
     """Builds the Blocks app and holds what its handlers share (clients, job tracker, card files)."""
 
     def __init__(
-        self, client: SoundryClient, *, prompts_dir: Path | None = None, tick_s: float = 0.5
+        self,
+        client: SoundryClient,
+        *,
+        prompts_dir: Path | None = None,
+        tick_s: float = 0.5,
+        api_base: str = "",
     ) -> None:
+        self.api_base = api_base
         self.pool = ClientPool(client)
         self.tracker = JobTracker(self.pool)
         self.cards = CardCache(self.pool)
@@ -174,6 +182,7 @@ class SoundryUI:
                 elem_id="soundry-jobs",
                 label="Your jobs",
             )
+            live_players(self.api_base)
             with gr.Row():
                 self.cancel_pick = gr.Dropdown(
                     choices=[],
@@ -962,14 +971,18 @@ class SoundryUI:
         return reuse
 
 
-def build_ui(client: SoundryClient, *, prompts_dir: Path | None = None, tick_s: float = 0.5) -> gr.Blocks:
+def build_ui(
+    client: SoundryClient, *, prompts_dir: Path | None = None, tick_s: float = 0.5, api_base: str = ""
+) -> gr.Blocks:
     """The creator UI over ``client`` (which must point at a running Soundry API).
 
     Args:
         client: The API client; per-user clients derive from it with ``with_key``.
         prompts_dir: Batch files for the examples gallery (default: the repository's ``prompts/``).
         tick_s: How often an open page refreshes its jobs while any is in flight, in seconds.
+        api_base: Where the browser reaches the API for live audio (``""``: the page's own origin,
+            as ``soundry serve`` mounts the UI; see :mod:`ui.live`).
 
     Building makes no request: models, history and jobs load when a page opens.
     """
-    return SoundryUI(client, prompts_dir=prompts_dir, tick_s=tick_s).build()
+    return SoundryUI(client, prompts_dir=prompts_dir, tick_s=tick_s, api_base=api_base).build()

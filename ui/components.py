@@ -113,9 +113,11 @@ def jobs_panel(jobs: Sequence[Job], positions: Mapping[str, int]) -> str:
             err = job["error"]
             code, message = html.escape(str(err.get("code"))), html.escape(str(err.get("message")))
             error = f'<div class="error">{code}: {message}</div>'
+        duration = (job.get("spec") or {}).get("duration_s")  # music and effects; speech: unknown
+        requested = f' data-requested-s="{float(duration):g}"' if duration else ""
         items.append(
             f'<li class="soundry-job" data-job-id="{job_id}" data-state="{html.escape(state)}" '
-            f'data-progress="{pct}">'
+            f'data-progress="{pct}" data-title="{title}"{requested}>'
             f'<div class="what"><span class="state">{STATE_TEXT.get(state, html.escape(state))}</span>'
             f"{where} · {title} <small>({detail} · {job_id[:8]})</small></div>{cancel}"
             f'<progress max="100" value="{pct}" aria-label="Progress of job {job_id[:8]}">{pct}%</progress>'

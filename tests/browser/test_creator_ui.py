@@ -210,6 +210,65 @@ def test_music_on_the_dev_preset_shows_live_progress(page: Any, artifacts: Path)
     assert page.errors == []
 
 
+# A live player's state, and its job row's state, read at one instant.
+READ_LIVE_JS = """
+(id) => {
+  const audio = document.getElementById(`live-${id}`);
+  const item = audio && audio.closest('.soundry-live-item');
+  const row = document.querySelector(`li.soundry-job[data-job-id="${id}"]`);
+  return {
+    row: row ? row.dataset.state : null,
+    time: audio ? audio.currentTime : null,
+    paused: audio ? audio.paused : null,
+    ready: item ? Number(item.dataset.ready) : null,
+    stalled: item ? item.dataset.stalled === 'true' : null,
+    status: item ? item.querySelector('.status').textContent : null,
+  };
+}
+"""
+
+
+def test_music_plays_while_it_is_made(page: Any, artifacts: Path) -> None:
+    """The live player starts before the job ends, never goes back, and says when it waits for the model.
+
+    A 4 s clip on the shared server decodes for >= 10 s (paced steps): the model is slower than real
+    time, as on any CPU, so playback catches up with it and the player shows the stall.
+    """
+    _open_tab(page, "Music")
+    page.locator("#music-prompt textarea").fill("slow evolving ambient pad")
+    duration = page.locator("#music-duration input[type=number]")
+    duration.fill(f"{paced_music_s(10.0):g}")
+    duration.press("Tab")
+    known = _job_ids(page)
+    page.locator("#music-generate").click()
+    job_id = _newest_job(page, known)
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        now = page.evaluate(READ_LIVE_JS, job_id)
+        if now["time"] is not None:
+            seen.append(now)
+            if now["row"] == "running" and now["time"] > 1 and len(seen) > 1 and not seen[-2]["time"] > 1:
+                _shot(page, artifacts, "03b-music-live-playing")
+        if now["row"] in ("succeeded", "failed", "cancelled") and (now["time"] is None or now["paused"]):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"job {job_id} did not end; seen {seen[-3:]}")
+    _shot(page, artifacts, "03b-music-live-done")
+    assert seen, "no live player appeared"
+    playing_while_running = [s for s in seen if s["row"] == "running" and s["time"] > 0]
+    assert playing_while_running, f"nothing played before the job ended: {seen[-3:]}"
+    times = [s["time"] for s in seen]
+    assert times == sorted(times), "the live player went back (looped or repeated audio)"
+    assert any(s["stalled"] for s in seen), "the stall (model slower than real time) was never shown"
+    readies = [s["ready"] for s in seen]
+    assert readies == sorted(readies)
+    assert abs(readies[-1] - paced_music_s(10.0)) < 0.25, seen[-1]
+    assert "ready" in seen[-1]["status"]
+    assert page.errors == []
+
+
 def test_two_jobs_in_flight_show_queue_position_and_one_is_cancelled(page: Any, artifacts: Path) -> None:
     _open_tab(page, "Music")
     duration = page.locator("#music-duration input[type=number]")
