@@ -76,10 +76,10 @@ def audiocraft_config(kind: Literal["musicgen", "audiogen"], scale: str = "small
     sets every size to the released configuration (``config/model/lm/*``, ``config/model/encodec/*``,
     ``config/conditioner/text2music.yaml`` / ``text2sound.yaml`` of audiocraft 1.3).
     """
-    from workers.tiny import _audiocraft_config
+    from workers.tiny import audiocraft_config as tiny_audiocraft_config
 
     music = kind == "musicgen"
-    base = _audiocraft_config(
+    base = tiny_audiocraft_config(
         sample_rate=32000 if music else 16000,
         ratios=[8, 5, 4, 4] if music else [8, 5, 4, 2],
         segment_duration=30.0 if music else 10.0,
@@ -141,20 +141,20 @@ def _write_once(folder: Path, manifest: dict[str, Any], fill: Callable[[Path], N
 
 def write_musicgen_small(folder: Path) -> bool:
     """musicgen-small-sized random MusicGen at ``folder`` (``MusicGen.get_pretrained(folder)``)."""
-    from workers.tiny import _write_audiocraft
+    from workers.tiny import write_audiocraft
 
     cfg = audiocraft_config("musicgen", "small")
     manifest = {"model": "musicgen-small", "format": FORMAT_VERSION, "seed": SEED, "text": "lut-noop"}
-    return _write_once(folder, manifest, lambda tmp: _write_audiocraft(tmp, cfg))
+    return _write_once(folder, manifest, lambda tmp: write_audiocraft(tmp, cfg))
 
 
 def write_audiogen(folder: Path, scale: AudiogenScale = "small") -> bool:
     """Random AudioGen (real 16 kHz EnCodec, LM of ``scale``) at ``folder``."""
-    from workers.tiny import _write_audiocraft
+    from workers.tiny import write_audiocraft
 
     cfg = audiocraft_config("audiogen", scale)
     manifest = {"model": f"audiogen-{scale}-lm", "format": FORMAT_VERSION, "seed": SEED, "text": "lut-noop"}
-    return _write_once(folder, manifest, lambda tmp: _write_audiocraft(tmp, cfg))
+    return _write_once(folder, manifest, lambda tmp: write_audiocraft(tmp, cfg))
 
 
 def _fill_vits(folder: Path) -> None:

@@ -39,9 +39,9 @@ from typing import Any, Protocol, runtime_checkable
 from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, JobCancelled, SoundryError, TransientError
-from workers.backends._audiocraft import release_memory
 from workers.backends.base import Backend, GenRequest, ProgressFn
 from workers.backends.registry import ModelManager
+from workers.memory import release_memory
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,9 @@ from gen_server.records.jobs import JobRecords, ended_as
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import ArtifactStore, open_store, storage_location
 from workers.backends.base import ProgressFn
-from workers.backends.registry import ModelManager, rss_bytes
+from workers.backends.registry import ModelManager
 from workers.batcher import Batcher
+from workers.memory import rss_bytes
 from workers.pipeline import cached_result, finish, gen_request
 from workers.streaming import StreamPublisher, end_stream
 

@@ -26,7 +26,7 @@ from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, JobCancelled, TransientError
 from gen_server.settings import Settings
-from workers.backends._audiocraft import per_row_sampling
+from workers.backends._audiocraft_sampling import per_row_sampling
 from workers.backends.audiogen import AudioGenBackend
 from workers.backends.base import Backend, GenRequest, ProgressFn
 from workers.backends.coqui import CoquiBackend

@@ -17,7 +17,7 @@ from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry, build_catalog
 from gen_server.errors import ModelUnavailable
 from gen_server.settings import Settings, get_settings
-from workers.backends._audiocraft import resolve_audiocraft_source
+from workers.backends._audiocraft_weights import resolve_audiocraft_source
 from workers.backends.base import Backend, GenRequest
 from workers.backends.coqui import resolve_coqui_source
 from workers.backends.registry import create_backend

@@ -1,6 +1,6 @@
 """XTTS-v2 voice cloning through the coqui backend, on the tiny random XTTS (coqui's own loader).
 
-The tiny checkpoint (``workers/tiny.py``) has XTTS-v2's real structure: tokenizer file, perceiver
+The tiny checkpoint (``workers/tiny/coqui.py``) has XTTS-v2's real structure: tokenizer file, perceiver
 conditioning on the references, GPT over audio codes, HiFi-GAN decoder conditioned on the speaker
 embedding. Its GPT never stops early, so a sentence always lasts ``XTTS_CODES_PER_SENTENCE`` codes:
 durations are predictable while every input (text, language, references, seed, speed) still shapes

@@ -1,11 +1,7 @@
 """Shared adapter over audiocraft's generation models (MusicGen, AudioGen).
 
-Where the weights come from (first match wins):
-
-1. ``tiny:<name>`` sources: the tiny random checkpoint from :func:`workers.tiny.ensure_tiny`.
-2. ``<models_dir>/<model id>/`` holding ``state_dict.bin`` (an exported audiocraft folder).
-3. The hub id (``facebook/musicgen-small``), used only when it is already in the local Hugging Face
-   cache, unless ``settings.allow_downloads``. Otherwise :class:`ModelUnavailable` at once.
+Where the weights come from is decided by :mod:`workers.backends._audiocraft_weights` (tiny
+checkpoint, local folder, or the hub id when cached or downloads are allowed).
 
 Every call sets every generation parameter (``set_generation_params`` mutates the shared model),
 the progress callback and the seed. Clips longer than the model window are made with audiocraft's
@@ -13,9 +9,9 @@ own windowed extension: each new window is conditioned on the last ``window - st
 tokens, and the whole clip is decoded once.
 
 Sampling draws from one ``torch.Generator`` per batch row, seeded with that row's request seed
-(:func:`per_row_sampling`), in solo and batched calls alike: a request's clip depends only on its
-own prompt, parameters and seed, not on the batch it ran in (see :meth:`AudiocraftBackend.batch_key`
-for the one condition this needs).
+(:func:`~workers.backends._audiocraft_sampling.per_row_sampling`), in solo and batched calls alike:
+a request's clip depends only on its own prompt, parameters and seed, not on the batch it ran in
+(see :meth:`AudiocraftBackend.batch_key` for the one condition this needs).
 
 Every job whose request has ``on_audio`` streams while the LM runs (solo, batched rows, long-form,
 melody, continuation): the sampled tokens are tapped and decoded in ~1 s chunks as they become final
@@ -25,10 +21,8 @@ melody, continuation): the sampled tokens are tapped and decoded in ~1 s chunks 
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,216 +35,20 @@ from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
+from workers.backends._audiocraft_sampling import per_row_sampling, seed_everything
+from workers.backends._audiocraft_weights import (
+    DEMUCS_REPO_DIR,
+    local_demucs,
+    resolve_audiocraft_source,
+    unavailable_message,
+)
 from workers.backends.base import AudioSink, GenRequest, ProgressFn
+from workers.memory import module_bytes, release_memory
 
 logger = logging.getLogger(__name__)
 
-AUDIOCRAFT_FILES = ("state_dict.bin", "compression_state_dict.bin")
-DEMUCS_REPO_DIR = "demucs"
-"""A checkpoint folder may ship a Demucs local repository (``demucs/htdemucs.th``) for melody models."""
-_HTDEMUCS_HF_REPO = "adefossez/HTDemucs"
-_HTDEMUCS_TORCH_HUB_FILE = "955717e8-8726e21a.th"
-
-_DEMUCS_PATCH_LOCK = threading.Lock()
-_SAMPLING_PATCH_LOCK = threading.RLock()
-
 BatchKey = tuple[float, int, float, float, float, tuple[int, ...]]
 """duration_s, top_k, top_p, temperature, cfg_coef, and the prompt's token count (see ``batch_key``)."""
-
-
-@contextlib.contextmanager
-def local_demucs(repo: Path | None) -> Iterator[None]:
-    """Make ``demucs.pretrained.get_model`` read the local repository ``repo`` while active.
-
-    audiocraft's ``ChromaStemConditioner`` calls ``demucs.pretrained.get_model('htdemucs')`` in its
-    constructor with no way to pass a repository, which downloads the weights. A checkpoint folder
-    that ships ``demucs/htdemucs.th`` is loaded from there instead. ``None`` changes nothing.
-    """
-    if repo is None:
-        yield
-        return
-    from demucs import pretrained
-
-    original = pretrained.get_model
-
-    def get_model(name: str, repo: Path | None = repo) -> Any:  # default: the local repository
-        return original(name, repo=repo)
-
-    with _DEMUCS_PATCH_LOCK:
-        pretrained.get_model = get_model
-        try:
-            yield
-        finally:
-            pretrained.get_model = original
-
-
-def unavailable_message(entry: ModelEntry, settings: Settings, missing: str) -> str:
-    """The ModelUnavailable text: what is missing and the two ways to get it."""
-    why = "it could not be downloaded" if settings.allow_downloads else "downloads are off"
-    return (
-        f"model '{entry.id}' is not available on this machine: {missing}; {why}. Run "
-        f"`soundry models pull {entry.id}` on a machine with internet access (then copy the cache), "
-        f"or put the checkpoint folder at {settings.resolved_models_dir / entry.id}"
-    )
-
-
-def hf_cached(repo_id: str, filename: str) -> bool:
-    """Whether ``repo_id/filename`` is in the local Hugging Face cache (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, filename)
-    return isinstance(found, str)
-
-
-def _htdemucs_cached() -> bool:
-    if hf_cached(_HTDEMUCS_HF_REPO, "htdemucs.yaml"):
-        return True
-    import torch.hub
-
-    return (Path(torch.hub.get_dir()) / "checkpoints" / _HTDEMUCS_TORCH_HUB_FILE).is_file()
-
-
-def resolve_audiocraft_source(entry: ModelEntry, settings: Settings) -> str:
-    """Folder or hub id to hand to ``get_pretrained`` (see the module docstring for the order).
-
-    Raises:
-        ModelUnavailable: A hub model that is not cached while downloads are off (fast, no network).
-    """
-    if entry.source.startswith("tiny:"):
-        from workers.tiny import ensure_tiny
-
-        return str(ensure_tiny(entry.source, settings.resolved_models_dir))
-    for folder in (settings.resolved_models_dir / entry.id, Path(entry.source)):
-        if (folder / "state_dict.bin").is_file():
-            return str(folder)
-    if not settings.allow_downloads:
-        missing = [f for f in AUDIOCRAFT_FILES if not hf_cached(entry.source, f)]
-        if missing:
-            raise ModelUnavailable(
-                unavailable_message(
-                    entry, settings, f"{', '.join(missing)} of {entry.source} not in the Hugging Face cache"
-                )
-            )
-        if entry.melody and not _htdemucs_cached():
-            raise ModelUnavailable(
-                unavailable_message(
-                    entry, settings, "the Demucs 'htdemucs' weights of its melody conditioner are not cached"
-                )
-            )
-    return entry.source
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and every GPU), Python's ``random`` and NumPy.
-
-    Python's ``random`` matters: Demucs' stem separation in the melody conditioner draws its random
-    shift from it, so without it the same seed gives a different melody result.
-    """
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-class RowSampler:
-    """Drop-in replacements for audiocraft's samplers that draw each batch row from its own generator.
-
-    audiocraft's ``LMModel._sample_next_token`` samples the next tokens of all rows with one
-    ``torch.multinomial`` call on the global RNG (through ``audiocraft.utils.utils.multinomial``,
-    ``sample_top_k`` and ``sample_top_p``), so a row's tokens depend on the rows beside it. Here
-    row ``b`` of the ``[B, K, card]`` probabilities is sampled with ``generators[b]`` only, consuming
-    the same random numbers whatever ``B`` is. ``sample_top_k``/``sample_top_p`` mirror audiocraft's
-    own (audiocraft 1.3) apart from the generator.
-
-    Args:
-        generators: One generator per batch row, on the model's device.
-    """
-
-    def __init__(self, generators: Sequence[Any]) -> None:
-        self.generators = list(generators)
-
-    def multinomial(
-        self, input: Any, num_samples: int, replacement: bool = False, *, generator: Any = None
-    ) -> Any:
-        """``audiocraft.utils.utils.multinomial`` with row ``b`` (first dimension) drawn from generator ``b``.
-
-        Raises:
-            RuntimeError: The first dimension is not the number of generators (an audiocraft change).
-        """
-        import torch
-
-        rows = int(input.shape[0])
-        if rows != len(self.generators):
-            raise RuntimeError(
-                f"per-row sampling expected {len(self.generators)} rows, got probabilities "
-                f"{tuple(input.shape)}"
-            )
-        card = int(input.shape[-1])
-        out = [
-            torch.multinomial(
-                input[b].reshape(-1, card), num_samples=num_samples, replacement=replacement, generator=gen
-            ).reshape(*input.shape[1:-1], num_samples)
-            for b, gen in enumerate(self.generators)
-        ]
-        return torch.stack(out)
-
-    def sample_top_k(self, probs: Any, k: int) -> Any:
-        """Top-k sampling over the last dimension (audiocraft's ``sample_top_k``, per-row generators)."""
-        import torch
-
-        top_k_value, _ = torch.topk(probs, k, dim=-1)
-        min_value_top_k = top_k_value[..., [-1]]
-        probs *= (probs >= min_value_top_k).float()
-        probs.div_(probs.sum(dim=-1, keepdim=True))
-        return self.multinomial(probs, num_samples=1)
-
-    def sample_top_p(self, probs: Any, p: float) -> Any:
-        """Nucleus sampling over the last dimension (audiocraft's ``sample_top_p``, per-row generators)."""
-        import torch
-
-        probs_sort, probs_idx = torch.sort(probs, dim=-1, descending=True)
-        probs_sum = torch.cumsum(probs_sort, dim=-1)
-        mask = probs_sum - probs_sort > p
-        probs_sort *= (~mask).float()
-        probs_sort.div_(probs_sort.sum(dim=-1, keepdim=True))
-        next_token = self.multinomial(probs_sort, num_samples=1)
-        return torch.gather(probs_idx, -1, next_token)
-
-
-@contextlib.contextmanager
-def per_row_sampling(seeds: Sequence[int], device: Any) -> Iterator[RowSampler]:
-    """While active, audiocraft's LM samples batch row ``i`` from a generator seeded with ``seeds[i]``.
-
-    Swaps ``multinomial``, ``sample_top_k`` and ``sample_top_p`` of ``audiocraft.utils.utils`` (which
-    ``audiocraft.models.lm`` looks up at call time) and restores them on exit. A process-wide lock
-    serialises patched calls: in a worker only the batcher thread generates, so it never waits.
-
-    Args:
-        seeds: One seed per batch row (request order).
-        device: Device of the model (generators must live where the probabilities are).
-    """
-    import torch
-    from audiocraft.utils import utils as ac_utils
-
-    generators = []
-    for seed in seeds:
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(seed))
-        generators.append(gen)
-    sampler = RowSampler(generators)
-    names = ("multinomial", "sample_top_k", "sample_top_p")
-    with _SAMPLING_PATCH_LOCK:
-        originals = {name: getattr(ac_utils, name) for name in names}
-        for name in names:
-            setattr(ac_utils, name, getattr(sampler, name))
-        try:
-            yield sampler
-        finally:
-            for name, fn in originals.items():
-                setattr(ac_utils, name, fn)
 
 
 def fit_length(samples: np.ndarray, frames: int) -> np.ndarray:
@@ -340,22 +138,6 @@ class _Progress:
         if value > self._last:
             self._last = value
             self._progress(value)
-
-
-def module_bytes(*modules: Any) -> int:
-    """Bytes held by the parameters and buffers of torch modules (shared tensors counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for module in modules:
-        if module is None:
-            continue
-        for tensor in [*module.parameters(), *module.buffers()]:
-            key = tensor.data_ptr()
-            if key in seen:
-                continue
-            seen.add(key)
-            total += tensor.numel() * tensor.element_size()
-    return total
 
 
 class AudiocraftBackend:
@@ -672,10 +454,10 @@ class AudiocraftBackend:
         """Generate several compatible text-only requests in one batched audiocraft call.
 
         Seed semantics: row ``i`` samples from a generator seeded with ``requests[i].seed`` (see
-        :func:`per_row_sampling`), so each clip equals the clip its request gives alone with
-        :meth:`generate`, whatever else is in the batch: bit-identical on CPU (checked by the tests);
-        on a GPU, batched matmuls may round differently from batch-1 ones, which can flip a token
-        that sits on a sampling boundary.
+        :func:`~workers.backends._audiocraft_sampling.per_row_sampling`), so each clip equals the
+        clip its request gives alone with :meth:`generate`, whatever else is in the batch:
+        bit-identical on CPU (checked by the tests); on a GPU, batched matmuls may round differently
+        from batch-1 ones, which can flip a token that sits on a sampling boundary.
 
         Args:
             requests: Requests with equal, non-``None`` :meth:`batch_key` (same duration and sampling
@@ -718,33 +500,3 @@ class AudiocraftBackend:
             wav = self._run(model, call, plan, [r.seed for r in requests], progress, sinks, duration_s)
             sr = int(model.sample_rate)
             return [to_audio(wav[i], sr, duration_s) for i in range(len(requests))]
-
-
-def release_memory() -> None:
-    """Collect garbage, give freed heap back to the OS, and cached GPU memory back to the driver.
-
-    Loading a checkpoint reads whole state dicts that are freed once copied into the model; glibc
-    keeps those pages in its arenas (hundreds of MB to GB of resident memory per model) until
-    ``malloc_trim`` returns them.
-    """
-    gc.collect()
-    trim_heap()
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def trim_heap() -> bool:
-    """``malloc_trim(0)``: return free heap pages to the OS (glibc only; ``False`` elsewhere)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        return bool(ctypes.CDLL(name).malloc_trim(0))
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
-        return False

@@ -39,8 +39,10 @@ from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
-from workers.backends._audiocraft import module_bytes, release_memory, seed_everything, unavailable_message
+from workers.backends._audiocraft_sampling import seed_everything
+from workers.backends._audiocraft_weights import unavailable_message
 from workers.backends.base import GenRequest, ProgressFn
+from workers.memory import module_bytes, release_memory
 from workers.text import join_segments, segment_text, with_pause
 
 if TYPE_CHECKING:

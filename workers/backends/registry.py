@@ -9,16 +9,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from gen_server.contract.catalog import Family, ModelEntry
 from gen_server.settings import Settings
-from workers.backends._audiocraft import release_memory
 from workers.backends.audiogen import AudioGenBackend
 from workers.backends.base import Backend
 from workers.backends.coqui import CoquiBackend
 from workers.backends.musicgen import MusicGenBackend
 from workers.backends.piper import PiperBackend
+from workers.memory import release_memory, rss_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +44,6 @@ def create_backend(entry: ModelEntry, settings: Settings) -> Backend:
             f"no backend for family '{entry.family}' of '{entry.id}'; known: {', '.join(FACTORIES)}"
         ) from None
     return factory(entry, settings)
-
-
-def rss_bytes() -> int:
-    """This process's resident set size in bytes (Linux ``/proc``; 0 where unavailable)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-    import os
-
-    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(slots=True)
