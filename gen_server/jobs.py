@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis
 
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
+from gen_server.captions import CaptionFormat, render
 from gen_server.celery_config import JOB_PRIORITY
 from gen_server.contract.catalog import Catalog
 from gen_server.contract.result import JobState, JobView
@@ -209,6 +210,17 @@ class JobService:
             tags = read_tags(data, view.result.format)
             data = encode(decode(data), out, tags=tags)
         return data, MEDIA_TYPES[out], out
+
+    def captions(self, job_id: str, caller: Caller, fmt: CaptionFormat) -> str:
+        """The speech job's captions in ``fmt`` (from its result's word timings)."""
+        view = self.get(job_id, caller)
+        if view.result is None:
+            raise Conflict(
+                f"job '{job_id}' is {view.state}; captions exist once it succeeded", field="job_id"
+            )
+        if view.result.words is None:
+            raise Conflict(f"job '{job_id}' is {view.kind}: only speech jobs have captions", field="job_id")
+        return render(view.result.words, fmt)
 
     def wait(self, job_id: str, caller: Caller, timeout_s: float = 60.0) -> JobView:
         """The job once it ended, or as it is after ``timeout_s``; woken by the record's events."""

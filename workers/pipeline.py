@@ -14,7 +14,7 @@ from gen_server.audio import Audio
 from gen_server.audio.encode import decode, encode
 from gen_server.audio.postprocess import apply_chain
 from gen_server.audio.watermark import Watermarker, payload_for_job
-from gen_server.contract.result import JobResult
+from gen_server.contract.result import JobResult, WordTiming
 from gen_server.contract.spec import JobSpec
 from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key, watermark_key_for
 from workers.backends.base import Backend, GenRequest, ProgressFn
@@ -110,6 +110,11 @@ def finish(
         watermark_payload=f"{payload:08x}",
         generation_s=round(generation_s, 3),
         batch_size=batch_size,
+        words=[
+            WordTiming(text=w.text, start_s=round(w.start_s, 3), end_s=round(w.end_s, 3), source=w.source)
+            for w in audio.words
+        ]
+        or None,
     )
     manifest: dict[str, Any] = {
         "generator": GENERATOR,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 import numpy as np
@@ -22,7 +22,7 @@ import pyloudnorm
 import soxr
 from scipy import ndimage, signal
 
-from gen_server.audio.types import Audio
+from gen_server.audio.types import Audio, shift_words
 from gen_server.contract.spec import PostProcess
 from gen_server.errors import InvalidInput
 
@@ -74,7 +74,7 @@ KIND_DEFAULTS: Final[dict[str, KindDefaults]] = {
 
 
 def _new(audio: Audio, samples: npt.NDArray[np.floating], sample_rate: int | None = None) -> Audio:
-    return Audio(np.ascontiguousarray(samples, dtype=np.float32), sample_rate or audio.sample_rate)
+    return audio.with_samples(samples, sample_rate)
 
 
 def _db_to_gain(db: float) -> float:
@@ -151,7 +151,10 @@ def trim_silence(audio: Audio, threshold_db: float = -50.0, pad_s: float = 0.05)
     pad = round(pad_s * audio.sample_rate)
     start = max(0, int(sounding[0]) * hop - pad)
     stop = min(audio.frames, (int(sounding[-1]) + 1) * hop + pad)
-    return _new(audio, audio.samples[:, start:stop])
+    out = _new(audio, audio.samples[:, start:stop])
+    if audio.words:  # the timeline now starts ``start`` frames later
+        out = replace(out, words=shift_words(audio.words, -start / audio.sample_rate, out.duration_s))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- fades
@@ -396,9 +399,9 @@ def resample(audio: Audio, sample_rate: int) -> Audio:
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if sample_rate == audio.sample_rate or audio.frames == 0:
-        return audio if sample_rate == audio.sample_rate else Audio(audio.samples, sample_rate)
+        return audio if sample_rate == audio.sample_rate else audio.with_samples(audio.samples, sample_rate)
     y = soxr.resample(audio.samples.T, audio.sample_rate, sample_rate, quality="HQ")
-    return Audio(np.ascontiguousarray(y.T, dtype=np.float32).reshape(audio.channels, -1), sample_rate)
+    return audio.with_samples(np.ascontiguousarray(y.T).reshape(audio.channels, -1), sample_rate)
 
 
 def to_channels(audio: Audio, n: int) -> Audio:

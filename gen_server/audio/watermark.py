@@ -492,7 +492,7 @@ class KeyedWatermarker:
         marked = audio.samples.astype(np.float64) + residual[None, :]
         if np.max(np.abs(audio.samples)) <= 1.0:
             marked = np.clip(marked, -1.0, 1.0)
-        return Audio(marked.astype(np.float32), audio.sample_rate)
+        return audio.with_samples(marked)
 
     def _residual(self, host: FloatArray, payload: int, max_power: float) -> FloatArray:
         """Residual at 16 kHz (``host``'s length) with mean power at most ``max_power``."""

@@ -259,3 +259,28 @@ def binary(*media_types: str) -> dict[str, Any]:
 def json_example(example: Any) -> dict[str, Any]:
     """``content`` of a JSON response documented by one example."""
     return {"application/json": {"example": example}}
+
+
+CAPTIONS_SRT = "1\n00:00:00,058 --> 00:00:01,823\nHello world, this is Soundry.\n\n"
+CAPTIONS_VTT = "WEBVTT\n\n00:00:00.058 --> 00:00:01.823\nHello world, this is Soundry.\n"
+WORDS = [
+    {"text": "Hello", "start_s": 0.058, "end_s": 0.313, "source": "model"},
+    {"text": "world,", "start_s": 0.348, "end_s": 0.755, "source": "model"},
+]
+CAPTIONS_JSON = {
+    "cues": [{"start_s": 0.058, "end_s": 1.058, "text": "Hello world,", "words": WORDS}],
+    "words": WORDS,
+}
+AUDIO_WITH_TIMESTAMPS = {
+    "audio_base64": "SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYxLjcuMTAwAAAAAAAAAAAAAAD/",
+    "alignment": {
+        "characters": list("Hi."),
+        "character_start_times_seconds": [0.06, 0.21, 0.36],
+        "character_end_times_seconds": [0.21, 0.36, 0.36],
+    },
+    "normalized_alignment": {
+        "characters": list("Hi."),
+        "character_start_times_seconds": [0.06, 0.21, 0.36],
+        "character_end_times_seconds": [0.21, 0.36, 0.36],
+    },
+}

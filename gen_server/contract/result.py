@@ -12,6 +12,20 @@ from gen_server.contract.spec import AudioFormat, JobSpec
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
+class WordTiming(BaseModel):
+    """One spoken word of a speech result and when it sounds in the stored file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    source: Literal["model", "aligned", "estimated"] = Field(
+        description="model: the voice's own durations; aligned: forced alignment of the audio to the text; "
+        "estimated: spread over the sentence's sound by word length"
+    )
+
+
 class JobResult(BaseModel):
     """Small dict stored in the result backend once a job's artifact is written."""
 
@@ -31,6 +45,10 @@ class JobResult(BaseModel):
     generation_s: float = 0.0
     batch_size: int = Field(1, ge=1, description="Jobs served by the one model call that made this audio")
     cached: bool = Field(False, description="True when a redelivered job found its artifact already written")
+    words: list[WordTiming] | None = Field(
+        None,
+        description="Speech: every spoken word with its start and end in the file (captions come from these)",
+    )
 
 
 class JobError(BaseModel):

@@ -6,6 +6,7 @@ ElevenLabs' shape (``{"detail": {"status", "message"}}``, see ``gen_server.main`
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -51,7 +52,7 @@ async def sound_generation(
     """Make one sound effect and answer its audio in ``output_format`` (``duration_seconds`` null: 5 s)."""
     fmt = el.output_format(output_format)
     req = el.sound_job(body, fmt)
-    data = await run_in_threadpool(el.generate, service, who, req, fmt)
+    data, _ = await run_in_threadpool(el.generate, service, who, req, fmt)
     return Response(data, media_type=fmt.media_type)
 
 
@@ -86,8 +87,36 @@ async def text_to_speech(
     """Speak ``text`` with ``voice_id`` and answer the whole file in ``output_format``."""
     fmt = el.output_format(output_format)
     req = el.speech_job(voice_id, body, fmt, service.catalog)
-    data = await run_in_threadpool(el.generate, service, who, req, fmt)
+    data, _ = await run_in_threadpool(el.generate, service, who, req, fmt)
     return Response(data, media_type=fmt.media_type)
+
+
+@router.post(
+    "/v1/text-to-speech/{voice_id}/with-timestamps",
+    summary="ElevenLabs-compatible text to speech with character timings (JSON: base64 audio + alignment)",
+    response_model=el.AudioWithTimestamps,
+)
+async def text_to_speech_with_timestamps(
+    voice_id: VoiceId,
+    body: el.TextToSpeechRequest,
+    service: Service,
+    who: Who,
+    output_format: OutputFormatQuery = "mp3_44100_128",
+    enable_logging: Annotated[bool | None, Ignored] = None,
+    optimize_streaming_latency: LatencyQuery = None,
+) -> el.AudioWithTimestamps:
+    """Speak ``text`` and answer the file (base64) with when each character is spoken, derived from the
+    job's word timings (``alignment`` over the text sent, ``normalized_alignment`` over the text as read)."""
+    fmt = el.output_format(output_format)
+    req = el.speech_job(voice_id, body, fmt, service.catalog)
+    data, view = await run_in_threadpool(el.generate, service, who, req, fmt)
+    words = (view.result.words if view.result else None) or []
+    spoken = " ".join(w.text for w in words)
+    return el.AudioWithTimestamps(
+        audio_base64=base64.b64encode(data).decode(),
+        alignment=el.character_alignment(body.text, words),
+        normalized_alignment=el.character_alignment(spoken, words),
+    )
 
 
 @router.post(

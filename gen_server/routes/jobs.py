@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, get, list, cancel, download."""
+"""/v1/jobs: submit, get, list, cancel, download, stream, events, captions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from fastapi.responses import Response, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from gen_server.audio.encode import MEDIA_TYPES
+from gen_server.captions import MEDIA_TYPES as CAPTION_MEDIA_TYPES
+from gen_server.captions import CaptionFormat
 from gen_server.contract import examples
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import AudioFormat, JobRequest
@@ -158,6 +160,34 @@ def job_audio(
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
     return Response(data[start : end + 1], status_code=206, media_type=media_type, headers=headers)
+
+
+@router.get(
+    "/{job_id}/captions",
+    summary="Captions of a speech job (SRT, WebVTT or JSON with every word's timing)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                CAPTION_MEDIA_TYPES["srt"]: {"example": examples.CAPTIONS_SRT},
+                CAPTION_MEDIA_TYPES["vtt"]: {"example": examples.CAPTIONS_VTT},
+                CAPTION_MEDIA_TYPES["json"]: {"example": examples.CAPTIONS_JSON},
+            }
+        }
+    },
+)
+def job_captions(
+    job_id: JobId,
+    service: Service,
+    who: Who,
+    format: Annotated[CaptionFormat, Query(description="Caption file format", examples=["srt"])] = "srt",
+) -> Response:
+    """Cues cut at sentence ends (and at clauses when long), at most two lines of 42 characters and
+    1-7 s each, timed from the result's ``words`` (the voice's own durations where it has them)."""
+    text = service.captions(job_id, who, format)
+    headers = {"Content-Disposition": f'attachment; filename="{job_id}.{format}"'}
+    media_type = CAPTION_MEDIA_TYPES[format]
+    return Response(text, media_type=f"{media_type}; charset=utf-8", headers=headers)
 
 
 def byte_range(header: str, size: int) -> tuple[int, int] | None:

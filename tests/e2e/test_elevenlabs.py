@@ -6,6 +6,7 @@ The server has an API key (sent by the SDK as ``xi-api-key``); sound effects com
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +122,22 @@ def test_speech_with_a_premade_voice_id(client: ElevenLabs) -> None:
     assert rate == 44100 and samples.shape[0] == 1
     assert decode(data).duration_s > 1.5
     assert float(np.abs(samples).max()) > 0.01
+
+
+def test_speech_with_timestamps_aligns_every_character(client: ElevenLabs) -> None:
+    """The SDK's ``convert_with_timestamps``: base64 audio plus when each character is spoken."""
+    response = client.text_to_speech.convert_with_timestamps(
+        voice_id="piper-en_US-joe-medium", text=SPEECH, output_format="mp3_44100_128"
+    )
+    data = base64.b64decode(response.audio_base_64)
+    duration_s = decode(data).duration_s
+    alignment = response.alignment
+    assert alignment is not None and "".join(alignment.characters) == SPEECH
+    starts, ends = alignment.character_start_times_seconds, alignment.character_end_times_seconds
+    assert starts == sorted(starts) and all(a <= b for a, b in zip(starts, ends, strict=True))
+    assert 0 <= starts[0] < 0.5 and duration_s - 1.0 < ends[-1] <= duration_s + 0.05
+    spoken = response.normalized_alignment
+    assert spoken is not None and "three" in "".join(spoken.characters)  # "3 p.m." as the voice read it
 
 
 def test_speech_with_a_catalog_speaker_as_raw_pcm(client: ElevenLabs) -> None:

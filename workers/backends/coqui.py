@@ -39,6 +39,7 @@ from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
+from workers import timings
 from workers.backends._audiocraft_sampling import seed_everything
 from workers.backends._audiocraft_weights import unavailable_message
 from workers.backends.base import GenRequest, ProgressFn
@@ -312,13 +313,21 @@ class CoquiBackend:
                         request.on_audio(Audio.mono(piece, self.sample_rate))
                     if progress is not None:
                         progress((i + 1) / len(segments))
-            samples = join_segments(waves, [s.pause_after_s for s in segments], self.sample_rate)
+            pauses = [s.pause_after_s for s in segments]
+            samples = join_segments(waves, pauses, self.sample_rate)
             if not np.isfinite(samples).all():
                 raise GenerationFailed("the model produced non-finite samples")
             peak = float(np.abs(samples).max()) if samples.size else 0.0
             if peak > 1.0:
                 samples = samples / peak
-            return Audio.mono(samples, self.sample_rate)
+            # coqui's tts() returns no durations: English is force-aligned, other languages estimated
+            words = [
+                timings.aligned_or_estimated(seg.text, wave, self.sample_rate, language)
+                for seg, wave in zip(segments, waves, strict=True)
+            ]
+            return Audio.mono(
+                samples, self.sample_rate, timings.place(words, waves, pauses, self.sample_rate)
+            )
 
 
 def _write_references(references: tuple[Audio, ...], folder: Path) -> list[str]:

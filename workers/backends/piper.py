@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from gen_server.audio import Audio
+from gen_server.audio import Audio, Word
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
+from workers import timings
 from workers.backends.base import GenRequest, ProgressFn
 from workers.text import join_segments, segment_text, with_pause
 
@@ -251,8 +252,15 @@ def load_seeded_voice(onnx_path: Path, *, use_cuda: bool) -> Any:
     import onnxruntime
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
     from piper import PiperConfig, PiperVoice
+    from piper.patch_voice_with_alignment import add_alignment_output
 
     model = onnx.load(str(onnx_path))
+    try:  # the per-phoneme sample counts (word timings); a voice without them still speaks
+        add_alignment_output(model)
+    except ValueError as error:
+        logger.info(
+            "Piper voice %s has no phoneme durations to expose (%s): word timings estimated", onnx_path, error
+        )
     outputs = [o.name for o in model.graph.output]
     try:
         noise = seed_noise_inputs(model)
@@ -303,7 +311,9 @@ class PiperBackend:
             logger.info("loading Piper voice %s from %s", self.entry.id, onnx)
             use_cuda = self.settings.device.startswith("cuda")
             voice = load_seeded_voice(onnx, use_cuda=use_cuda)
-            self._voice = voice if voice is not None else PiperVoice.load(onnx, use_cuda=use_cuda)
+            if voice is None:
+                voice = PiperVoice.load(onnx, use_cuda=use_cuda, include_alignments=True)
+            self._voice = voice
             self._onnx_bytes = onnx.stat().st_size
 
     @property
@@ -364,16 +374,22 @@ class PiperBackend:
             )
             noise = voice.session if isinstance(voice.session, SeededSession) else None
             waves: list[np.ndarray] = []
+            words: list[list[Word]] = []
             for i, segment in enumerate(segments):
                 with noise.seeded(request.seed, i) if noise is not None else nullcontext():
-                    chunks = [c.audio_float_array for c in voice.synthesize(segment.text, syn_config=config)]
-                waves.append(np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32))
+                    chunks = list(voice.synthesize(segment.text, syn_config=config, include_alignments=True))
+                arrays = [c.audio_float_array for c in chunks]
+                waves.append(np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32))
+                words.append(timings.from_phonemes(segment.text, chunks, waves[-1], self.sample_rate))
                 if request.on_audio is not None:
                     piece = with_pause(waves[-1], segment.pause_after_s, self.sample_rate)
                     request.on_audio(Audio.mono(piece, self.sample_rate))
                 if progress is not None:
                     progress((i + 1) / len(segments))
-            samples = join_segments(waves, [s.pause_after_s for s in segments], self.sample_rate)
+            pauses = [s.pause_after_s for s in segments]
+            samples = join_segments(waves, pauses, self.sample_rate)
             if not np.isfinite(samples).all():
                 raise GenerationFailed("the voice produced non-finite samples")
-            return Audio.mono(samples, self.sample_rate)
+            return Audio.mono(
+                samples, self.sample_rate, timings.place(words, waves, pauses, self.sample_rate)
+            )
