@@ -267,11 +267,11 @@ WORDS = [
     {"text": "Hello", "start_s": 0.058, "end_s": 0.313, "source": "model"},
     {"text": "world,", "start_s": 0.348, "end_s": 0.755, "source": "model"},
 ]
-CAPTIONS_JSON = {
+CAPTIONS_JSON: dict[str, Any] = {
     "cues": [{"start_s": 0.058, "end_s": 1.058, "text": "Hello world,", "words": WORDS}],
     "words": WORDS,
 }
-AUDIO_WITH_TIMESTAMPS = {
+AUDIO_WITH_TIMESTAMPS: dict[str, Any] = {
     "audio_base64": "SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYxLjcuMTAwAAAAAAAAAAAAAAD/",
     "alignment": {
         "characters": list("Hi."),
