@@ -301,6 +301,9 @@ class BatchRunner:
                         "downloaded file differs from the result",
                     )
                 else:
+                    if job.captions_file is not None:  # beside the audio, written first: the audio marks done
+                        text = self._call(self.client.captions, final["id"], job.captions)
+                        atomic_write(resolve_output(self.out_dir, job.captions_file), text.encode())
                     atomic_write(resolve_output(self.out_dir, job.file), data)
                     entry = manifest_entry(job, final)
                     entry["sha256"] = digest

@@ -63,6 +63,10 @@ class SoundryClient:
         params = {"format": fmt} if fmt else {}
         return self._check(self._http.get(f"/v1/jobs/{job_id}/audio", params=params)).content
 
+    def captions(self, job_id: str, fmt: str = "srt") -> str:
+        """A speech job's captions (``srt``, ``vtt`` or ``json``)."""
+        return self._check(self._http.get(f"/v1/jobs/{job_id}/captions", params={"format": fmt})).text
+
     def models(self) -> builtins.list[dict[str, Any]]:
         return self._check(self._http.get("/v1/models")).json()["data"]
 

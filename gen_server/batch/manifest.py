@@ -17,7 +17,7 @@ from gen_server.batch.plan import PlannedJob
 def manifest_entry(job: PlannedJob, view: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest line of a finished job (``view``: the API's job JSON, with its result)."""
     result = view.get("result") or {}
-    return {
+    entry = {
         "item_id": job.item_id,
         "line": job.line,
         "index": job.index,
@@ -37,6 +37,9 @@ def manifest_entry(job: PlannedJob, view: Mapping[str, Any]) -> dict[str, Any]:
         "request": job.request,
         "spec": view.get("spec"),
     }
+    if job.captions_file is not None:
+        entry["captions"] = job.captions_file
+    return entry
 
 
 def read_manifest(path: Path) -> dict[str, dict[str, Any]]:

@@ -51,14 +51,16 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 TOP_LEVEL_KEYS = ("version", "name", "description", "output", "defaults", "items")
 VARIATION_KEYS = ("n", "seeds")
 ITEM_ONLY_KEYS = ("name",)
+OUTPUT_KEYS = ("captions",)
+"""Files written beside the audio: ``captions: srt|vtt`` (speech items)."""
 REQUEST_KEYS = tuple(JobRequest.model_fields)
-ITEM_KEYS = (*REQUEST_KEYS, *VARIATION_KEYS, *ITEM_ONLY_KEYS)
-DEFAULT_KEYS = (*REQUEST_KEYS, *VARIATION_KEYS)
+ITEM_KEYS = (*REQUEST_KEYS, *VARIATION_KEYS, *ITEM_ONLY_KEYS, *OUTPUT_KEYS)
+DEFAULT_KEYS = (*REQUEST_KEYS, *VARIATION_KEYS, *OUTPUT_KEYS)
 NESTED_MODELS: dict[str, type[BaseModel]] = {"post": PostProcess, "sampling": Sampling}
 # CSV cells are text: these fields stay strings, the others are read as numbers/booleans when they look so.
 STRING_FIELDS = frozenset(
     {"name", "kind", "model", "prompt", "text", "voice", "language", "melody_upload", "continuation_upload"}
-    | {"format", "wav_subtype"}
+    | {"format", "wav_subtype", "captions"}
 )
 LIST_FIELDS = frozenset({"seeds", "reference_uploads"})
 

@@ -35,6 +35,8 @@ from gen_server.errors import InvalidInput
 
 MAX_VARIATIONS = 100
 MAX_JOBS = 10_000
+CAPTION_FORMATS = ("srt", "vtt")
+"""What an item's ``captions`` may ask for (written beside the audio)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,16 @@ class PlannedJob:
     request: dict[str, Any]
     spec_hash: str
     file: str
+    captions: str | None = None
+    """``srt``/``vtt``: the speech's captions go beside the audio (:attr:`captions_file`)."""
+
+    @property
+    def captions_file(self) -> str | None:
+        """The captions' output path: the audio's, with the captions format's extension."""
+        if self.captions is None:
+            return None
+        stem, _, _ = self.file.rpartition(".")
+        return f"{stem or self.file}.{self.captions}"
 
     @property
     def label(self) -> str:
@@ -264,6 +276,17 @@ def plan_batch(
             if fld not in misspelt:
                 col.add(loc(fld), fld, e.message)
             continue
+        captions = item.fields.get("captions", batch.defaults.get("captions"))
+        if captions is not None:
+            where = "captions" if "captions" in item.fields else "defaults.captions"
+            if captions not in CAPTION_FORMATS:
+                col.add(
+                    loc("captions"),
+                    where,
+                    f"captions must be one of {', '.join(CAPTION_FORMATS)}, not {captions!r}",
+                )
+            elif spec.kind != "speech":
+                col.add(loc("captions"), where, f"captions are for speech items; this item is {spec.kind}")
         if len(col.errors) > before or not var_ok or not seeds:
             continue
         if name is None:
@@ -331,6 +354,7 @@ def plan_batch(
                     request=request,
                     spec_hash=digest,
                     file=rel,
+                    captions=captions,
                 )
             )
     if len(jobs) > MAX_JOBS:

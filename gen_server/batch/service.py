@@ -28,6 +28,7 @@ from gen_server.batch.manifest import manifest_entry, manifest_lines
 from gen_server.batch.parse import BatchFormat
 from gen_server.batch.plan import BatchPlan, PlannedJob, idempotency_key, validate_batch_bytes
 from gen_server.batch.template import MANIFEST_NAME, SUMMARY_NAME
+from gen_server.captions import render
 from gen_server.contract.result import JobError, JobView
 from gen_server.contract.spec import JobRequest
 from gen_server.errors import Conflict, NotFound, RateLimited, SoundryError
@@ -286,6 +287,9 @@ class BatchService:
                     continue
                 data = self.jobs.store.get(view.result.artifact)
                 zf.writestr(f"{root}/{job.file}", data, compress_type=zipfile.ZIP_STORED)
+                if job.captions_file is not None and view.result.words is not None:
+                    text = render(view.result.words, "vtt" if job.captions == "vtt" else "srt")
+                    zf.writestr(f"{root}/{job.captions_file}", text, compress_type=zipfile.ZIP_DEFLATED)
                 entries.append(manifest_entry(job, view.public()))
             zf.writestr(f"{root}/{MANIFEST_NAME}", "".join(manifest_lines(entries)), zipfile.ZIP_DEFLATED)
             zf.writestr(f"{root}/{SUMMARY_NAME}", json.dumps(summary, indent=2) + "\n", zipfile.ZIP_DEFLATED)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import soundfile as sf
+import srt
+import webvtt
 
 from gen_server.client import BatchRejected, SoundryClient
 from tests.helpers import ROOT, server_env
@@ -35,7 +37,8 @@ items:
     text: Hello from the batch runner.
     n: 2
   - name: bye
-    text: Goodbye.
+    text: Goodbye. See you tomorrow at the harbour.
+    captions: srt
   - name: click
     kind: sfx
     model: dev-audiogen-tiny
@@ -94,6 +97,12 @@ def test_cli_batch_writes_folder_and_manifest_and_second_run_skips(
         assert job["state"] == "succeeded" and job["result"]["sha256"] == entry["sha256"]
     assert entries[0]["seed"] != entries[1]["seed"]
     assert entries[3]["seed"] == 5 and entries[3]["model"] == "dev-audiogen-tiny"
+    # captions asked for beside the audio: a real SRT parser reads every spoken word back
+    assert entries[2]["captions"] == "speech/02_bye_1.srt" and "captions" not in entries[0]
+    subs = list(srt.parse((out / entries[2]["captions"]).read_text()))
+    spoken = " ".join(s.content.replace("\n", " ") for s in subs).split()
+    assert spoken == [w["text"] for w in client.get(entries[2]["job_id"])["result"]["words"]]
+    assert spoken[:2] == ["Goodbye.", "See"] and len(subs) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["generated"] == 4 and summary["failures"] == []
     first_run_s = time.monotonic() - started
@@ -200,7 +209,7 @@ def test_ctrl_c_leaves_a_consistent_folder_and_the_rerun_finishes(
 def test_api_batch_submit_status_and_zip(client: SoundryClient) -> None:
     data = (
         b'{"name": "api-e2e", "defaults": {"kind": "speech", "model": "piper-en_US-joe-medium"}}\n'
-        b'{"name": "one", "text": "First line."}\n'
+        b'{"name": "one", "text": "First line.", "captions": "vtt"}\n'
         b'{"name": "two", "text": "Second line.", "n": 2}\n'
     )
     batch = client.submit_batch(data, "lines.jsonl")
@@ -216,6 +225,9 @@ def test_api_batch_submit_status_and_zip(client: SoundryClient) -> None:
         for entry in entries:
             audio = zf.read(f"api-e2e/{entry['file']}")
             assert hashlib.sha256(audio).hexdigest() == entry["sha256"]
+        assert entries[0]["captions"] == "001_one_v1.vtt"
+        vtt = webvtt.from_buffer(io.StringIO(zf.read("api-e2e/001_one_v1.vtt").decode()))
+        assert [c.text for c in vtt.captions] == ["First line."]
 
     before = newest_job(client)
     with pytest.raises(BatchRejected) as info:

@@ -431,3 +431,32 @@ def test_plan_batch_reports_prior_errors_with_item_errors(catalog: Catalog) -> N
     with pytest.raises(BatchInvalid) as info:
         plan_batch(batch, catalog, prior_errors=errors)
     assert [e.line for e in info.value.errors] == [1, 2]
+
+
+def test_captions_field_is_checked_and_planned(catalog: Catalog) -> None:
+    text = """\
+defaults:
+  kind: speech
+  captions: vtt
+items:
+  - name: a
+    text: Hello there.
+  - name: b
+    text: Hi.
+    captions: srt
+"""
+    jobs = plan_of(text, catalog).jobs
+    assert [(j.captions, j.captions_file) for j in jobs] == [("vtt", "001_a_v1.vtt"), ("srt", "002_b_v1.srt")]
+    bad = """\
+items:
+  - kind: speech
+    text: Hello.
+    captions: ass
+  - kind: sfx
+    model: dev-audiogen-tiny
+    prompt: a click
+    captions: srt
+"""
+    errors = errors_of(bad, catalog)
+    assert [(e.line, e.field) for e in errors] == [(4, "captions"), (8, "captions")]
+    assert "one of srt, vtt" in errors[0].message and "for speech items" in errors[1].message
