@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore
 
-from gen_server.audio import Audio
+from gen_server.audio import Audio, Word
 from gen_server.audio.encode import decode
 from gen_server.audio.mix import Clip, Ducking, MixResult, mix
 from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
@@ -120,6 +121,19 @@ def _components_entry(plan: ScenePlan, results: list[JobResult], mixed: MixResul
     return out
 
 
+def scene_words(results: Sequence[JobResult], mixed: MixResult, rate: int) -> tuple[Word, ...]:
+    """The spoken words of the scene's speech components, placed where each landed in the mix (a word
+    cut off by a component's length is dropped), in time order: the scene's captions."""
+    words: list[Word] = []
+    for result, placed in zip(results, mixed.placements, strict=True):
+        start_s, stop_s = placed.start / rate, placed.stop / rate
+        for w in result.words or ():
+            word = Word(w.text, w.start_s + start_s, min(w.end_s + start_s, stop_s), w.source)
+            if word.start_s < word.end_s:
+                words.append(word)
+    return tuple(sorted(words, key=lambda w: (w.start_s, w.end_s)))
+
+
 def render_scene(
     plan: ScenePlan,
     *,
@@ -155,7 +169,7 @@ def render_scene(
         progress(0.6)
     result = finish(
         spec,
-        mixed.audio,
+        replace(mixed.audio, words=scene_words([r for _, r in loaded], mixed, plan.sample_rate)),
         watermarker=watermarker,
         watermark_key=watermark_key,
         store=store,

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import soundfile as sf
+import srt
 import yaml
 
 from gen_server.audio import Audio
@@ -121,6 +123,25 @@ def test_manifest_lists_every_component_with_its_own_job(
     assert bed["duck"]["duck_db"] == 18 and bed["duck"]["max_reduction_db"] == pytest.approx(18.0)
     assert manifest["mix"]["target_lufs"] == -16.0
     assert "scene: podcast intro" in manifest["spec"]["prompt"]
+
+
+def test_scene_captions_put_the_narration_where_it_plays(rendered: Rendered, server_url: str) -> None:
+    """The mix's captions: the speech items' words, offset by where each item starts in the scene."""
+    items = [
+        item for track in rendered.scene["tracks"] for item in track["items"] if item["kind"] == "speech"
+    ]
+    r = httpx.get(
+        f"{server_url}/v1/jobs/{rendered.view['id']}/captions", params={"format": "json"}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    spoken = r.json()["words"]
+    said = [w for item in items for w in item["text"].split()]
+    assert [w["text"] for w in spoken] == said
+    first_start = min(item.get("start_s", 0.0) for item in items)
+    assert first_start <= spoken[0]["start_s"] < first_start + 1.0
+    assert spoken[-1]["end_s"] <= rendered.audio.duration_s
+    subs = list(srt.parse(httpx.get(r.url.copy_set_param("format", "srt"), timeout=30).text))
+    assert " ".join(s.content.replace("\n", " ") for s in subs).split() == said
 
 
 def test_speech_is_intelligible_over_the_ducked_bed(rendered: Rendered, client: SoundryClient) -> None:
