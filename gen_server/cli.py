@@ -322,9 +322,9 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:
 
     from gen_server.batch_runner import default_server
     from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
-    from gen_server.contract.scene import parse_scene
     from gen_server.errors import InvalidInput
     from gen_server.files import atomic_write
+    from gen_server.scene_plan import parse_scene
 
     path = Path(args.file)
     try:

@@ -17,9 +17,17 @@
 Permanent errors fail a job with a code and a message; retryable ones are retried with backoff.
 The API maps every :class:`SoundryError` to ``{"error": {"code", "message", "field"}}`` with its
 ``http_status`` and the ``headers`` the error names (never by ``isinstance`` checks).
+
+An error's ``field`` comes from a pydantic error location (``ValidationError.errors()[i]["loc"]``) in
+one of two spellings: :func:`dotted_field` (``post.fade_in_s``, list items ``items.0``: the job API,
+settings) or :func:`field_path` (``tracks[1].items[0].start_s``, as scene files are written).
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+from typing import Final
 
 
 class SoundryError(Exception):
@@ -132,3 +140,26 @@ def from_code(code: str, message: str, field: str | None = None) -> SoundryError
             return cls(message, field=field)
         classes.extend(cls.__subclasses__())
     return GenerationFailed(message, field=field)
+
+
+# ------------------------------------------------------------------- fields from validation errors
+
+REQUEST_PARTS: Final[frozenset[str]] = frozenset({"body", "query", "path", "header"})
+"""Where a request value came from: FastAPI puts it first in a validation error's location."""
+_TYPE_TAGS: Final[frozenset[str]] = frozenset({"float", "int", "str", "bool", "none", "dict", "list"})
+
+
+def dotted_field(loc: Iterable[int | str], default: str, *, skip: Collection[str] = ()) -> str:
+    """A pydantic error location as ``post.fade_in_s`` (parts in ``skip`` left out), or ``default``."""
+    return ".".join(str(part) for part in loc if part not in skip) or default
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """A pydantic error location as ``tracks[1].items[0].start_s`` (union member tags dropped)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[a-z_][a-z0-9_]*", part) and part not in _TYPE_TAGS:
+            out += f".{part}" if out else part
+    return out or "body"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -18,7 +18,7 @@ from gen_server.auth import KeyStore, keys_path
 from gen_server.contract.catalog import build_catalog
 from gen_server.contract.result import ERROR_RESPONSES
 from gen_server.deps import authenticate
-from gen_server.errors import SoundryError
+from gen_server.errors import REQUEST_PARTS, SoundryError, dotted_field
 from gen_server.jobs import JobService
 from gen_server.queue import JobQueue
 from gen_server.routes import (
@@ -68,11 +68,6 @@ def _error(path: str, status: int, code: str, message: str, field: str | None = 
     return JSONResponse(body(status, code, message, field), status_code=status)
 
 
-def _field_of(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """The one place mapping errors to HTTP: ``{"error": {"code", "message", "field"}}``, or the shape
     :data:`ERROR_SHAPES` gives a compatibility route."""
@@ -86,7 +81,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
-        field = _field_of(first.get("loc", ("body",)))
+        field = dotted_field(first.get("loc", ("body",)), "body", skip=REQUEST_PARTS)
         message = f"{field}: {first.get('msg', 'invalid value')}"
         return _error(request.url.path, 422, "invalid_input", message, field)
 

@@ -26,7 +26,6 @@ from gen_server.contract.scene import (
     ScenePlan,
     SceneRequest,
     SceneView,
-    build_scene,
     component_error,
 )
 from gen_server.contract.spec import JobSpec
@@ -34,6 +33,7 @@ from gen_server.errors import Conflict, InvalidInput, NotFound, SoundryError
 from gen_server.jobs import TERMINAL, Caller, JobService
 from gen_server.records import keys
 from gen_server.records.jobs import JobRecord
+from gen_server.scene_plan import build_scene
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class SceneService:
     # ------------------------------------------------------------------------------------- submit
 
     def submit(self, req: SceneRequest, caller: Caller, *, idempotency_key: str | None = None) -> SceneView:
-        """Validate ``req``, record the scene and its component jobs, queue them as one chord.
+        """Plan ``req``, record the scene and its component jobs, queue the components.
 
         Raises:
             InvalidInput: naming the item (``tracks[T].items[I].field``).

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gen_server.errors import dotted_field
+
 
 class Settings(BaseSettings):
     """Process-wide configuration, read once via :func:`get_settings`."""
@@ -126,9 +128,7 @@ def checked_settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors()
-        )
+        problems = "; ".join(f"{dotted_field(err['loc'], 'settings')}: {err['msg']}" for err in e.errors())
         raise SystemExit(f"soundry: invalid settings: {problems}") from None
 
 

@@ -31,8 +31,9 @@ from PIL import Image, ImageDraw
 
 from gen_server.audio.mix import CONTROL_HZ, Ducking, duck_gain_db
 from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
-from gen_server.contract.scene import Duck, SceneRequest, estimate_speech_s, parse_scene
+from gen_server.contract.scene import Duck, SceneRequest
 from gen_server.errors import InvalidInput
+from gen_server.scene_plan import estimate_speech_s, parse_scene
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from gen_server.audio.postprocess import apply_chain, fade, resample
 from gen_server.audio.types import Audio
-from gen_server.contract.scene import mix_post
+from gen_server.scene_plan import mix_post
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ def mix(
 def master(audio: Audio, target_lufs: float, true_peak_dbtp: float = -1.0) -> Audio:
     """Normalise a mix to ``target_lufs`` under the ``true_peak_dbtp`` ceiling (lookahead limiter).
 
-    The same chain the worker runs on a scene's mix (:func:`~gen_server.contract.scene.mix_post`
+    The same chain the worker runs on a scene's mix (:func:`~gen_server.scene_plan.mix_post`
     through :func:`~gen_server.audio.postprocess.apply_chain`): DC removal, then loudness.
 
     Args:

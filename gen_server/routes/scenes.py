@@ -14,9 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from gen_server.contract import examples
-from gen_server.contract.scene import SceneRequest, SceneView, validation_error
+from gen_server.contract.scene import SceneRequest, SceneView
 from gen_server.deps import caller, job_service
 from gen_server.jobs import Caller
+from gen_server.scene_plan import validation_error
 from gen_server.scenes import SceneService
 
 

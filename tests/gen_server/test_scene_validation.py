@@ -12,15 +12,9 @@ import yaml
 from fastapi.testclient import TestClient
 
 from gen_server.contract.catalog import Catalog, build_catalog
-from gen_server.contract.scene import (
-    LOUDNESS_PRESETS,
-    SCENE_MAX_S,
-    STEM_LUFS,
-    build_scene,
-    estimate_speech_s,
-    parse_scene,
-)
+from gen_server.contract.scene import LOUDNESS_PRESETS, SCENE_MAX_S
 from gen_server.errors import InvalidInput
+from gen_server.scene_plan import STEM_LUFS, build_scene, estimate_speech_s, parse_scene
 from gen_server.settings import Settings
 from tests.helpers import ROOT
 
