@@ -1,0 +1,55 @@
+"""``soundry verify``: look for this installation's watermark in an audio file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gen_server.cli.common import checked_store
+from gen_server.settings import Settings
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Look for Soundry's watermark in FILE (with this installation's key); exit 0 when found."""
+    from pathlib import Path
+
+    from gen_server.errors import SoundryError
+    from gen_server.instance_secrets import checked_secrets
+    from gen_server.provenance import detect_bytes
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        print(f"soundry: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 2
+    store = checked_store(settings)
+    if store is None:
+        return 2
+    try:
+        found = detect_bytes(data, checked_secrets(settings).watermark_key, store)
+    except SoundryError as e:
+        print(f"soundry: {path}: {e.message}", file=sys.stderr)
+        return 2
+    d = found.detection
+    if args.json:
+        payload = f"{d.payload:08x}" if d.payload is not None else None
+        print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "detected": d.detected,
+                    "confidence": round(d.confidence, 3),
+                    "payload": payload,
+                    "job_id": found.job_id,
+                    "metadata_job_id": found.metadata_job_id,
+                }
+            )
+        )
+    elif d.detected:
+        job = f", job {found.job_id}" if found.job_id else " (job not in this installation's storage)"
+        print(f"{path}: Soundry watermark FOUND, payload {d.payload:08x}, confidence {d.confidence:.1f}{job}")
+    else:
+        print(f"{path}: no Soundry watermark found (confidence {d.confidence:.1f})")
+    return 0 if d.detected else 1
