@@ -1,0 +1,108 @@
+"""The control groups the generation tabs share: "Sampling" and "Post-processing and output".
+
+Each function lays out its accordion in the current Blocks context and puts its controls into the
+tab's dict by the names in :data:`ui.forms.FIELDS` (see :mod:`ui.gen_tab`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ui.forms import (
+    CHANNELS,
+    DEFAULT_LUFS,
+    DEFAULT_TOP_K,
+    FORMATS,
+    LOUDNESS,
+    SAMPLE_RATES,
+    TRIM,
+    WAV_SUBTYPES,
+    Kind,
+)
+
+
+def sampling_controls(c: dict[str, Any]) -> None:
+    """The "Sampling" accordion (music and sound effects): top-k, top-p, temperature, guidance."""
+    with gr.Accordion("Sampling", open=False):
+        with gr.Row():
+            c["top_k"] = gr.Slider(
+                0,
+                4096,
+                value=DEFAULT_TOP_K,
+                step=1,
+                label="Top-k",
+                info="Sample among the k likeliest tokens (0: off). Capped by the model's codebook.",
+            )
+            c["top_p"] = gr.Slider(
+                0.0,
+                1.0,
+                value=0.0,
+                step=0.01,
+                label="Top-p",
+                info="Nucleus sampling mass (0: off, top-k is used).",
+            )
+        with gr.Row():
+            c["temperature"] = gr.Slider(
+                0.05,
+                5.0,
+                value=1.0,
+                step=0.05,
+                label="Temperature",
+                info="Higher: more varied, lower: safer.",
+            )
+            c["cfg_coef"] = gr.Slider(
+                0.0,
+                20.0,
+                value=3.0,
+                step=0.1,
+                label="Guidance (CFG)",
+                info="How strongly to follow the prompt.",
+            )
+
+
+def output_controls(kind: Kind, c: dict[str, Any]) -> None:
+    """The "Post-processing and output" accordion (every kind): trim, fades, loudness, format."""
+    with gr.Accordion("Post-processing and output", open=False):
+        with gr.Row():
+            c["trim"] = gr.Radio(
+                list(TRIM), value="default", label="Trim silence", info="Default depends on the kind."
+            )
+            c["fade_in_s"] = gr.Textbox(
+                value="", label="Fade in (s)", placeholder="default", info="Seconds; empty: the default."
+            )
+            c["fade_out_s"] = gr.Textbox(
+                value="", label="Fade out (s)", placeholder="default", info="Seconds; empty: the default."
+            )
+        with gr.Row():
+            c["loudness"] = gr.Radio(
+                list(LOUDNESS),
+                value="default",
+                label="Loudness",
+                info="Normalise to a LUFS target or to the peak ceiling.",
+            )
+            c["target_lufs"] = gr.Slider(
+                -70,
+                -5,
+                value=DEFAULT_LUFS,
+                step=0.5,
+                label="Target loudness (LUFS)",
+                info="Used with 'LUFS target'.",
+                interactive=False,
+            )
+            c["true_peak_dbtp"] = gr.Slider(-20, 0, value=-1.0, step=0.1, label="True-peak ceiling (dBTP)")
+        with gr.Row():
+            c["sample_rate"] = gr.Dropdown(
+                list(SAMPLE_RATES),
+                value="native",
+                label="Sample rate (Hz)",
+                info="'native': the model's own rate.",
+            )
+            c["channels"] = gr.Radio(list(CHANNELS), value="native", label="Channels")
+            c["format"] = gr.Dropdown(
+                list(FORMATS), value="wav", label="Output format", elem_id=f"{kind}-format"
+            )
+            c["wav_subtype"] = gr.Dropdown(
+                list(WAV_SUBTYPES), value="pcm16", label="WAV sample format", info="WAV output only."
+            )
