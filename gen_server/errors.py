@@ -6,6 +6,7 @@
     +-- NotFound                 not_found       404
     +-- Conflict                 conflict        409
     +-- Unauthorized             unauthorized    401  (WWW-Authenticate)
+    +-- Forbidden                forbidden       403
     +-- RateLimited              rate_limited    429  (Retry-After)
     +-- ModelUnavailable         model_unavailable 503
     +-- GenerationFailed         generation_failed 500
@@ -79,6 +80,13 @@ class Unauthorized(SoundryError):
     @property
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(SoundryError):
+    """A known key asking for what only an admin key may do."""
+
+    code = "forbidden"
+    http_status = 403
 
 
 class RateLimited(SoundryError):

@@ -17,6 +17,7 @@ from gen_server.contract.catalog import Catalog
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import JobRequest, build_spec
 from gen_server.errors import Conflict, NotFound, RateLimited
+from gen_server.lexicon import LexiconStore
 from gen_server.queue import JobQueue
 from gen_server.records import keys
 from gen_server.records.jobs import TERMINAL, JobRecord, JobRecords
@@ -71,6 +72,12 @@ class JobService:
             max_prompt_chars=self.settings.max_prompt_chars,
             max_text_chars=self.settings.max_text_chars,
         )
+        if spec.kind == "speech":
+            entry = self.catalog.get(spec.model)
+            language = spec.language or (entry.languages[0] if entry.languages else "en")
+            used = LexiconStore(self.redis).for_text(caller.owner, language, spec.prompt)
+            if used:
+                spec = spec.model_copy(update={"lexicon": used})
         if spec.callback_url:
             check_url(spec.callback_url, allow_private=self.settings.allow_private_webhooks)
         for upload in (spec.melody_upload, spec.continuation_upload, *spec.reference_uploads):

@@ -26,6 +26,7 @@ from gen_server.routes import (
     elevenlabs,
     health,
     jobs,
+    lexicon,
     models,
     openai_compat,
     scenes,
@@ -162,7 +163,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     app.state.keys = KeyStore(keys_path(settings.data_dir))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (jobs, models, uploads, openai_compat, elevenlabs, batches, watermark, scenes):
+    for module in (jobs, models, uploads, openai_compat, elevenlabs, batches, watermark, scenes, lexicon):
         app.include_router(module.router, dependencies=[Depends(authenticate)], responses=ERROR_RESPONSES)
     app.include_router(health.router)
 

@@ -218,6 +218,13 @@ class CardCache:
             atomic_write(path, self.pool.get(api_key).audio(job_id, fmt))
         return path
 
+    def captions(self, api_key: str | None, job_id: str, fmt: str) -> Path:
+        """A speech job's captions (``srt`` or ``vtt``), from ``GET /v1/jobs/{id}/captions``."""
+        path = self._folder(api_key, job_id) / f"{job_id}.{fmt}"
+        if not path.exists():
+            atomic_write(path, self.pool.get(api_key).captions(job_id, fmt).encode())
+        return path
+
     def card(self, api_key: str | None, job: Mapping[str, Any]) -> CardFiles:
         """Audio and pictures for a succeeded job (fetched and drawn on first use)."""
         job_id = str(job["id"])

@@ -2,8 +2,8 @@
 
 A card shows the job's header (title, model, seed, length, licence); for a succeeded job its audio
 player, waveform and spectrogram, and a download in a chosen format (the API transcodes; switching
-the format fetches the file); then the full spec and "Reuse these settings"
-(:meth:`ui.gen_tab.GenTab.wire_reuse`).
+the format fetches the file), and for speech its captions (.srt, .vtt); then the full spec and
+"Reuse these settings" (:meth:`ui.gen_tab.GenTab.wire_reuse`).
 """
 
 from __future__ import annotations
@@ -107,6 +107,16 @@ class ResultCards:
                         api_visibility="private",
                         show_progress="minimal",
                     )
+                    if (job.get("result") or {}).get("words"):  # speech: subtitles that match the audio
+                        with gr.Row():
+                            for sub in ("srt", "vtt"):
+                                gr.DownloadButton(
+                                    f"Captions (.{sub})",
+                                    value=str(self.cards.captions(api_key, job_id, sub)),
+                                    key=f"cap-{sub}-{job_id}",
+                                    elem_id=f"captions-{sub}-{job_id}",
+                                    size="sm",
+                                )
             with gr.Accordion("Full spec", open=False, key=f"spec-acc-{job_id}"):
                 gr.Code(
                     spec_json(job),

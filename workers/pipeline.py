@@ -67,6 +67,7 @@ def gen_request(spec: JobSpec, store: ArtifactStore) -> GenRequest:
         melody=_upload(store, spec.melody_upload),
         continuation=_upload(store, spec.continuation_upload),
         references=tuple(a for a in (_upload(store, u) for u in spec.reference_uploads) if a is not None),
+        lexicon=tuple(sorted(spec.lexicon.items())),
     )
 
 

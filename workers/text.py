@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,10 @@ import numpy as np
 import numpy.typing as npt
 import pysbd
 from pysbd.languages import LANGUAGE_CODES as _PYSBD_LANGUAGES
+
+from gen_server.speech_markup import apply_lexicon
+from gen_server.speech_markup import parse as parse_markup
+from workers.timings import sound_span
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ DEFAULT_MAX_CHARS = 250
 
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:—–])\s+")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_CLAUSE_END = re.compile(r"[,;:—–]$")
+_SENTENCE_END = re.compile(r"[.!?…。．！？][\"'”’»)\]]*$")
 _WHITESPACE = re.compile(r"\s+")
 
 _MISSING_TITLES: dict[str, tuple[str, ...]] = {
@@ -112,6 +118,10 @@ class Segment:
 
     text: str
     pause_after_s: float
+    speed: float = 1.0
+    """Rate relative to the job's speed (SSML ``<prosody rate>``)."""
+    exact_pause: bool = False
+    """The pause was asked for (a break or ``[pause]``): :func:`pause_after` makes it the silence heard."""
 
 
 def _num2words_lang(language: str) -> str:
@@ -278,24 +288,72 @@ def _speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
-def segment_text(text: str, *, language: str = "en", max_chars: int = DEFAULT_MAX_CHARS) -> list[Segment]:
+def segment_text(
+    text: str,
+    *,
+    language: str = "en",
+    max_chars: int = DEFAULT_MAX_CHARS,
+    lexicon: Mapping[str, str] | None = None,
+) -> list[Segment]:
     """Prepare ``text`` for a speech model: one segment per sentence, numbers as words, pauses.
 
-    Blank lines separate paragraphs; single newlines count as spaces (hard-wrapped text). Sentences
-    are split before numbers become words: the full stop of "3 p.m.", of a German ordinal ("3. Mai")
-    or of "$3.50" is pysbd's to judge, and "drei. Mai" would look like a sentence end.
+    ``text`` may be SSML or carry inline tags (:mod:`gen_server.speech_markup`): each span it gives is
+    split on its own, its rate becomes the segments' ``speed`` and its break the pause after its last
+    segment. Blank lines separate paragraphs; single newlines count as spaces (hard-wrapped text).
+    Sentences are split before numbers become words: the full stop of "3 p.m.", of a German ordinal
+    ("3. Mai") or of "$3.50" is pysbd's to judge, and "drei. Mai" would look like a sentence end.
 
     Args:
         text: The text to speak.
         language: Language code (sentence rules, see :func:`split_sentences`; number words, see
             :func:`normalize_numbers`).
         max_chars: Longest segment; longer sentences are cut at clause marks or spaces.
+        lexicon: Word -> respelling (the job's pronunciations), applied to the spoken text only.
 
     Returns:
         Segments in order; the last one has ``pause_after_s == 0``. Empty when nothing is speakable.
+
+    Raises:
+        InvalidInput: bad markup (the API refuses it at submission already).
     """
     if max_chars < 20:
         raise ValueError(f"max_chars must be at least 20, got {max_chars}")
+    segments: list[Segment] = []
+    for span in parse_markup(text, language):
+        found = _split_span(apply_lexicon(span.text, lexicon or {}), language, max_chars, span.rate)
+        if not found:
+            if span.pause_s and segments:  # a pause after text that ended an earlier span
+                last = segments[-1]
+                segments[-1] = Segment(last.text, last.pause_after_s + span.pause_s, last.speed, True)
+            continue
+        last = found[-1]
+        exact = span.pause_s is not None
+        if span.pause_s is not None:
+            pause = span.pause_s
+        elif span.boundary == "paragraph":
+            pause = PARAGRAPH_PAUSE_S
+        elif span.boundary == "sentence" or _SENTENCE_END.search(last.text):
+            pause = SENTENCE_PAUSE_S
+        else:
+            pause = CLAUSE_PAUSE_S if _CLAUSE_END.search(last.text) else 0.0
+        found[-1] = Segment(last.text, pause, last.speed, exact)
+        segments.extend(found)
+    if segments:
+        segments[-1] = Segment(segments[-1].text, 0.0, segments[-1].speed)
+    return segments
+
+
+def pause_after(segment: Segment, wave: npt.ArrayLike, sample_rate: int) -> float:
+    """The silence to insert after ``segment``'s wave: its pause, less the quiet tail the model already
+    left when the pause was asked for (a 500 ms break then sounds like half a second)."""
+    if not segment.exact_pause:
+        return segment.pause_after_s
+    samples = np.asarray(wave, dtype=np.float32).reshape(-1)
+    _, end_s = sound_span(samples, sample_rate)
+    return max(0.0, segment.pause_after_s - (samples.size / sample_rate - end_s))
+
+
+def _split_span(text: str, language: str, max_chars: int, speed: float) -> list[Segment]:
     segments: list[Segment] = []
     for paragraph in _PARAGRAPH_BREAK.split(text):
         para: list[Segment] = []
@@ -304,12 +362,10 @@ def segment_text(text: str, *, language: str = "en", max_chars: int = DEFAULT_MA
             pieces = [p for p in _split_long(spoken, max_chars) if _speakable(p)]
             for i, piece in enumerate(pieces):
                 pause = CLAUSE_PAUSE_S if i < len(pieces) - 1 else SENTENCE_PAUSE_S
-                para.append(Segment(piece, pause))
+                para.append(Segment(piece, pause, speed))
         if para:
-            para[-1] = Segment(para[-1].text, PARAGRAPH_PAUSE_S)
+            para[-1] = Segment(para[-1].text, PARAGRAPH_PAUSE_S, speed)
             segments.extend(para)
-    if segments:
-        segments[-1] = Segment(segments[-1].text, 0.0)
     return segments
 
 

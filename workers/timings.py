@@ -44,7 +44,7 @@ def _letters(word: str) -> int:
     return max(1, sum(1 for c in word if c.isalnum()))
 
 
-def _sound_span(wave: npt.NDArray[np.floating], rate: int) -> tuple[float, float]:
+def sound_span(wave: npt.NDArray[np.floating], rate: int) -> tuple[float, float]:
     """First and last sounding moment of ``wave`` (seconds); the whole wave when it is silent."""
     hop = max(1, rate // 100)
     n = wave.size // hop
@@ -63,7 +63,7 @@ def estimate(text: str, wave: npt.NDArray[np.floating], rate: int) -> list[Word]
     words = words_in(text)
     if not words:
         return []
-    start, end = _sound_span(np.asarray(wave).reshape(-1), rate)
+    start, end = sound_span(np.asarray(wave).reshape(-1), rate)
     total = sum(_letters(w) for w in words)
     out: list[Word] = []
     at = start

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gen_server import speech_markup
 from gen_server.contract.catalog import Catalog, Kind, ModelEntry
 from gen_server.errors import InvalidInput
 
@@ -138,6 +139,9 @@ class JobSpec(BaseModel):
     callback_url: str | None = None
     webhook_events_filter: tuple[WebhookEvent, ...] = ("completed",)
     owner: str | None = None
+    lexicon: dict[str, str] = Field(
+        default_factory=dict, description="Speech: pronunciations its text uses (word -> respelling)"
+    )
 
     @property
     def queue(self) -> Kind:
@@ -174,6 +178,8 @@ def build_spec(
             raise _fail(f"text is {len(text)} characters; the limit is {max_text_chars}", "text")
         if req.duration_s is not None:
             raise _fail("speech length follows the text; omit duration_s", "duration_s")
+        # SSML or inline tags: refused here, with the position, before anything is queued
+        speech_markup.parse(text, req.language or (entry.languages[0] if entry.languages else "en"))
         prompt, duration = text, None
     else:
         if not req.prompt:

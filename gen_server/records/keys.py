@@ -97,3 +97,8 @@ def scene_pending(scene_id: str) -> str:
 def rate(key_id: str, window: int) -> str:
     """Counter of an API key's requests in one rate-limit window (a minute)."""
     return f"{PREFIX}:rate:{key_id}:{window}"
+
+
+def lexicon(owner: str, language: str) -> str:
+    """Hash: word (lower case) -> respelling, for one API key's owner or ``*`` (the installation)."""
+    return f"{PREFIX}:lexicon:{owner}:{language}"

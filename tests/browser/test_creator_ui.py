@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import srt
 
 from gen_server.auth import KeyStore, keys_path
 from tests.ui.server import paced_music_s, shared_data_dir
@@ -175,6 +176,17 @@ def test_speech_generates_plays_and_downloads(page: Any, artifacts: Path) -> Non
     assert info.value.suggested_filename == f"{job_id}.mp3"
     head = target.read_bytes()[:3]
     assert head == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3"), head
+
+    # the narration's subtitles, from the same card: a real SRT parser reads every word back in order
+    with page.expect_download() as info:
+        page.locator(f"#captions-srt-{job_id}").click()
+    subtitles = artifacts / "speech.srt"
+    info.value.save_as(str(subtitles))
+    assert info.value.suggested_filename == f"{job_id}.srt"
+    cues = list(srt.parse(subtitles.read_text()))
+    assert " ".join(c.content.replace("\n", " ") for c in cues).split() == (
+        ["Welcome", "to", "Soundry.", "This", "voice", "was", "generated", "in", "a", "test."]
+    )
     assert page.errors == []
 
 

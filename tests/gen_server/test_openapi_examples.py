@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from gen_server.main import create_app
 from gen_server.settings import Settings
 
-SUCCESS = ("200", "201", "202", "206")
+SUCCESS = ("200", "201", "202", "204", "206")
 BASE = "urn:soundry-openapi"
 
 

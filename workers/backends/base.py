@@ -26,6 +26,7 @@ class GenRequest:
         melody: Melody reference (melody models), ``[channels, frames]`` at any rate.
         continuation: Audio to continue (music, sfx).
         references: Voice references for cloning (1-3 clips).
+        lexicon: Speech: (word, respelling) pairs, applied to the spoken text before synthesis.
         on_audio: Receives each finished piece of the clip in order, at the model's rate, while the
             rest is made (speech: a sentence with its pause; music/sfx: about a second, as the tokens
             become final); the pieces joined are the returned clip. Never called after the backend
@@ -45,6 +46,7 @@ class GenRequest:
     melody: Audio | None = None
     continuation: Audio | None = None
     references: tuple[Audio, ...] = field(default_factory=tuple)
+    lexicon: tuple[tuple[str, str], ...] = ()
     on_audio: AudioSink | None = field(default=None, compare=False)
 
 

@@ -44,7 +44,7 @@ from workers.backends._audiocraft_sampling import seed_everything
 from workers.backends._audiocraft_weights import unavailable_message
 from workers.backends.base import GenRequest, ProgressFn
 from workers.memory import module_bytes, release_memory
-from workers.text import join_segments, segment_text, with_pause
+from workers.text import join_segments, pause_after, segment_text, with_pause
 
 if TYPE_CHECKING:
     import torch
@@ -278,15 +278,10 @@ class CoquiBackend:
                 raise InvalidInput(f"'{self.entry.id}' needs 1-3 voice references", field="reference_uploads")
             if request.references and not clones:
                 raise InvalidInput(f"'{self.entry.id}' does not clone voices", field="reference_uploads")
-            segments = segment_text(request.prompt, language=language or "en")
+            segments = segment_text(request.prompt, language=language or "en", lexicon=dict(request.lexicon))
             if not segments:
                 raise InvalidInput("nothing to speak: the text has no letters or digits", field="text")
-            kwargs: dict[str, Any] = {}
-            if self._base_length_scale is not None:
-                model.length_scale = self._base_length_scale / float(request.speed)  # stateful: every call
-            elif clones:
-                kwargs["speed"] = float(request.speed)
-            elif request.speed != 1.0:
+            if self._base_length_scale is None and not clones and request.speed != 1.0:
                 logger.warning("%s cannot change speed; ignoring speed=%s", self.entry.id, request.speed)
             with (
                 tempfile.TemporaryDirectory(prefix="soundry-refs-") as tmp,
@@ -298,6 +293,12 @@ class CoquiBackend:
                 import torch
 
                 for i, segment in enumerate(segments):
+                    speed = float(request.speed) * segment.speed  # SSML prosody rate on top
+                    kwargs: dict[str, Any] = {}
+                    if self._base_length_scale is not None:
+                        model.length_scale = self._base_length_scale / speed  # stateful: every call
+                    elif clones:
+                        kwargs["speed"] = speed
                     with torch.inference_mode():
                         wav = tts.tts(
                             segment.text,
@@ -309,11 +310,13 @@ class CoquiBackend:
                         )
                     waves.append(_trim_tail(np.asarray(wav, dtype=np.float32).reshape(-1), self.sample_rate))
                     if request.on_audio is not None:
-                        piece = with_pause(waves[-1], segment.pause_after_s, self.sample_rate)
+                        piece = with_pause(
+                            waves[-1], pause_after(segment, waves[-1], self.sample_rate), self.sample_rate
+                        )
                         request.on_audio(Audio.mono(piece, self.sample_rate))
                     if progress is not None:
                         progress((i + 1) / len(segments))
-            pauses = [s.pause_after_s for s in segments]
+            pauses = [pause_after(s, w, self.sample_rate) for s, w in zip(segments, waves, strict=True)]
             samples = join_segments(waves, pauses, self.sample_rate)
             if not np.isfinite(samples).all():
                 raise GenerationFailed("the model produced non-finite samples")

@@ -34,7 +34,7 @@ from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
 from workers import timings
 from workers.backends.base import GenRequest, ProgressFn
-from workers.text import join_segments, segment_text, with_pause
+from workers.text import join_segments, pause_after, segment_text, with_pause
 
 logger = logging.getLogger(__name__)
 
@@ -363,30 +363,34 @@ class PiperBackend:
 
             voice = self._voice
             language = request.language or (self.entry.languages[0] if self.entry.languages else "en")
-            segments = segment_text(request.prompt, language=language)
+            segments = segment_text(request.prompt, language=language, lexicon=dict(request.lexicon))
             if not segments:
                 raise InvalidInput("nothing to speak: the text has no letters or digits", field="text")
-            config = SynthesisConfig(
-                speaker_id=self._speaker_id(request),
-                length_scale=float(voice.config.length_scale) / float(request.speed),
-                normalize_audio=False,
-                volume=1.0,
-            )
+            speaker = self._speaker_id(request)
+            base_scale = float(voice.config.length_scale) / float(request.speed)
             noise = voice.session if isinstance(voice.session, SeededSession) else None
             waves: list[np.ndarray] = []
             words: list[list[Word]] = []
             for i, segment in enumerate(segments):
                 with noise.seeded(request.seed, i) if noise is not None else nullcontext():
+                    config = SynthesisConfig(
+                        speaker_id=speaker,
+                        length_scale=base_scale / segment.speed,  # SSML prosody rate
+                        normalize_audio=False,
+                        volume=1.0,
+                    )
                     chunks = list(voice.synthesize(segment.text, syn_config=config, include_alignments=True))
                 arrays = [c.audio_float_array for c in chunks]
                 waves.append(np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32))
                 words.append(timings.from_phonemes(segment.text, chunks, waves[-1], self.sample_rate))
                 if request.on_audio is not None:
-                    piece = with_pause(waves[-1], segment.pause_after_s, self.sample_rate)
+                    piece = with_pause(
+                        waves[-1], pause_after(segment, waves[-1], self.sample_rate), self.sample_rate
+                    )
                     request.on_audio(Audio.mono(piece, self.sample_rate))
                 if progress is not None:
                     progress((i + 1) / len(segments))
-            pauses = [s.pause_after_s for s in segments]
+            pauses = [pause_after(s, w, self.sample_rate) for s, w in zip(segments, waves, strict=True)]
             samples = join_segments(waves, pauses, self.sample_rate)
             if not np.isfinite(samples).all():
                 raise GenerationFailed("the voice produced non-finite samples")
