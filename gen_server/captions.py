@@ -1,4 +1,4 @@
-"""Captions from a speech result's word timings: cues, then SRT, WebVTT or JSON.
+"""Captions from a speech result's word timings: cues, then SRT, WebVTT or JSON; and character timings.
 
 Cue rules (the usual subtitle conventions, e.g. the BBC's and Netflix's guidelines): a cue ends at
 every sentence end; a cue that would be longer than two lines of :data:`MAX_LINE` characters or
@@ -18,6 +18,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from pydantic import BaseModel
 
 from gen_server.contract.result import WordTiming
 
@@ -154,4 +156,57 @@ def render(words: Sequence[WordTiming], fmt: CaptionFormat) -> str:
             "words": [w.model_dump() for w in words],
         },
         indent=2,
+    )
+
+
+class CharacterAlignment(BaseModel):
+    """One entry per character of a text, with when it is spoken (ElevenLabs' ``alignment`` shape)."""
+
+    characters: list[str]
+    character_start_times_seconds: list[float]
+    character_end_times_seconds: list[float]
+
+
+def character_alignment(text: str, words: Sequence[WordTiming]) -> CharacterAlignment:
+    """Character timings of ``text`` from word timings.
+
+    Each word's characters share its span evenly; the characters between two words (spaces,
+    punctuation) take the gap between them. When ``text`` has as many words as were spoken, they pair
+    one to one; otherwise (numbers the voice spelled out) the text's words are spread over the speech
+    by their lengths.
+    """
+    tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    if not tokens or not words:
+        return CharacterAlignment(
+            characters=list(text),
+            character_start_times_seconds=[0.0] * len(text),
+            character_end_times_seconds=[0.0] * len(text),
+        )
+    if len(tokens) == len(words):
+        spans = [(w.start_s, w.end_s) for w in words]
+    else:
+        first, last = words[0].start_s, words[-1].end_s
+        total = sum(b - a for a, b in tokens)
+        spans, at = [], first
+        for a, b in tokens:
+            step = (last - first) * (b - a) / total
+            spans.append((at, at + step))
+            at += step
+    starts = [0.0] * len(text)
+    ends = [0.0] * len(text)
+    previous_end = 0.0
+    cursor = 0
+    for (a, b), (start_s, end_s) in zip(tokens, spans, strict=True):
+        for i in range(cursor, a):  # what lies between the previous word and this one
+            starts[i], ends[i] = previous_end, start_s
+        per = (end_s - start_s) / (b - a)
+        for k, i in enumerate(range(a, b)):
+            starts[i], ends[i] = start_s + k * per, start_s + (k + 1) * per
+        previous_end, cursor = end_s, b
+    for i in range(cursor, len(text)):
+        starts[i] = ends[i] = previous_end
+    return CharacterAlignment(
+        characters=list(text),
+        character_start_times_seconds=[round(x, 3) for x in starts],
+        character_end_times_seconds=[round(x, 3) for x in ends],
     )

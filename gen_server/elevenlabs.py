@@ -16,8 +16,7 @@ Each call is one ordinary Soundry job, waited for and answered with the audio.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
@@ -27,11 +26,12 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat
+from gen_server.captions import CharacterAlignment
 from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog, Kind, ModelEntry
-from gen_server.contract.result import JobView, WordTiming
+from gen_server.contract.result import JobView
 from gen_server.contract.spec import MAX_SEED, AudioFormat, JobRequest, PostProcess, Sampling
-from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable, NotFound
+from gen_server.errors import InvalidInput, NotFound
 from gen_server.jobs import Caller, JobService
 
 PATH_PREFIXES: Final[tuple[str, ...]] = (
@@ -549,24 +549,9 @@ def generate(service: JobService, who: Caller, req: JobRequest, fmt: OutputForma
     """
     with renamed_fields(JOB_FIELDS[req.kind]):
         view = service.submit(req, who)
-    done = service.wait(view.id, who, timeout_s=JOB_TIMEOUT_S)
-    if done.state != "succeeded":
-        if done.error is not None and done.error.code == ModelUnavailable.code:
-            raise ModelUnavailable(done.error.message)
-        message = (
-            done.error.message if done.error else f"job {view.id} is {done.state} after {JOB_TIMEOUT_S:g} s"
-        )
-        raise GenerationFailed(message)
+    done = service.finished(view.id, who, JOB_TIMEOUT_S)
     data, _, _ = service.audio(view.id, who, fmt.delivered)
     return data, done
-
-
-class CharacterAlignment(BaseModel):
-    """ElevenLabs' alignment: one entry per character of the text, with when it is spoken."""
-
-    characters: list[str]
-    character_start_times_seconds: list[float]
-    character_end_times_seconds: list[float]
 
 
 class AudioWithTimestamps(BaseModel):
@@ -578,49 +563,4 @@ class AudioWithTimestamps(BaseModel):
     alignment: CharacterAlignment | None = Field(description="Over the request's text")
     normalized_alignment: CharacterAlignment | None = Field(
         description="Over the text as spoken (numbers written out, as the voice read it)"
-    )
-
-
-def character_alignment(text: str, words: Sequence[WordTiming]) -> CharacterAlignment:
-    """Character timings of ``text`` from word timings.
-
-    Each word's characters share its span evenly; the characters between two words (spaces,
-    punctuation) take the gap between them. When ``text`` has as many words as were spoken, they pair
-    one to one; otherwise (numbers the voice spelled out) the text's words are spread over the speech
-    by their lengths.
-    """
-    tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    if not tokens or not words:
-        return CharacterAlignment(
-            characters=list(text),
-            character_start_times_seconds=[0.0] * len(text),
-            character_end_times_seconds=[0.0] * len(text),
-        )
-    if len(tokens) == len(words):
-        spans = [(w.start_s, w.end_s) for w in words]
-    else:
-        first, last = words[0].start_s, words[-1].end_s
-        total = sum(b - a for a, b in tokens)
-        spans, at = [], first
-        for a, b in tokens:
-            step = (last - first) * (b - a) / total
-            spans.append((at, at + step))
-            at += step
-    starts = [0.0] * len(text)
-    ends = [0.0] * len(text)
-    previous_end = 0.0
-    cursor = 0
-    for (a, b), (start_s, end_s) in zip(tokens, spans, strict=True):
-        for i in range(cursor, a):  # what lies between the previous word and this one
-            starts[i], ends[i] = previous_end, start_s
-        per = (end_s - start_s) / (b - a)
-        for k, i in enumerate(range(a, b)):
-            starts[i], ends[i] = start_s + k * per, start_s + (k + 1) * per
-        previous_end, cursor = end_s, b
-    for i in range(cursor, len(text)):
-        starts[i] = ends[i] = previous_end
-    return CharacterAlignment(
-        characters=list(text),
-        character_start_times_seconds=[round(x, 3) for x in starts],
-        character_end_times_seconds=[round(x, 3) for x in ends],
     )

@@ -16,7 +16,7 @@ from gen_server.celery_config import JOB_PRIORITY
 from gen_server.contract.catalog import Catalog
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import JobRequest, build_spec
-from gen_server.errors import Conflict, NotFound, RateLimited
+from gen_server.errors import Conflict, GenerationFailed, ModelUnavailable, NotFound, RateLimited
 from gen_server.lexicon import LexiconStore
 from gen_server.queue import JobQueue
 from gen_server.records import keys
@@ -228,6 +228,22 @@ class JobService:
         if view.result.words is None:
             raise Conflict(f"job '{job_id}' is {view.kind}: only speech jobs have captions", field="job_id")
         return render(view.result.words, fmt)
+
+    def finished(self, job_id: str, caller: Caller, timeout_s: float) -> JobView:
+        """The job once it succeeded, for routes that answer with the result (blocking: run in a thread).
+
+        Raises:
+            ModelUnavailable: the model's weights are missing on the worker.
+            GenerationFailed: the job failed, was cancelled or did not finish within ``timeout_s``.
+        """
+        done = self.wait(job_id, caller, timeout_s=timeout_s)
+        if done.state == "succeeded":
+            return done
+        if done.error is not None and done.error.code == ModelUnavailable.code:
+            raise ModelUnavailable(done.error.message)
+        raise GenerationFailed(
+            done.error.message if done.error else f"job {job_id} is {done.state} after {timeout_s:g} s"
+        )
 
     def wait(self, job_id: str, caller: Caller, timeout_s: float = 60.0) -> JobView:
         """The job once it ended, or as it is after ``timeout_s``; woken by the record's events."""

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     allow_private_webhooks: bool = Field(
         default=False, description="Allow callback URLs on private/loopback addresses"
     )
+    speech_qc: bool = Field(
+        default=True,
+        description="Check every sentence of speech (transcription, length, silences, loops) and make a "
+        "failing one again with the next seed (workers/speech_check.py); off is faster",
+    )
     webhook_max_attempts: int = Field(
         default=8, ge=1, description="Deliveries of one webhook event at most (retries spread over ~28 h)"
     )

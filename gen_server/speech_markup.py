@@ -100,7 +100,7 @@ def words_used(text: str, words: Iterable[str]) -> set[str]:
     wanted = {w.lower(): w for w in words}
     if not wanted:
         return set()
-    tokens = {t.strip(".,;:!?\"()[]{}<>").lower() for t in text.split()}
+    tokens = {t.strip('.,;:!?"()[]{}<>').lower() for t in text.split()}
     tokens |= {t.lower() for t in re.findall(r"[\w']+", text)}
     return {w for key, w in wanted.items() if key in tokens}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ from gen_server.audio import Audio
 from gen_server.audio.encode import decode, encode
 from gen_server.audio.postprocess import apply_chain
 from gen_server.audio.watermark import Watermarker, payload_for_job
-from gen_server.contract.result import JobResult, WordTiming
+from gen_server.contract.result import JobResult, SpeechCheck, WordTiming
 from gen_server.contract.spec import JobSpec
 from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key, watermark_key_for
 from workers.backends.base import Backend, GenRequest, ProgressFn
@@ -116,6 +117,7 @@ def finish(
             for w in audio.words
         ]
         or None,
+        qc=SpeechCheck(**dataclasses.asdict(audio.qc)) if audio.qc is not None else None,
     )
     manifest: dict[str, Any] = {
         "generator": GENERATOR,

@@ -9,6 +9,7 @@ post-processing, watermark, encoding, storage, Redis bookkeeping) runs in the ta
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -17,12 +18,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import redis
 
 from gen_server.audio.watermark import KeyedWatermarker
 from gen_server.celery_config import JOB_PRIORITY
-from gen_server.contract.catalog import Catalog, build_catalog
+from gen_server.contract.catalog import Catalog, ModelEntry, build_catalog
 from gen_server.contract.result import JobError, JobResult
 from gen_server.contract.scene import TASK_SCENE_MIX, ScenePlan, component_error
 from gen_server.contract.spec import JobSpec
@@ -37,6 +39,7 @@ from workers.backends.registry import ModelManager
 from workers.batcher import Batcher
 from workers.memory import rss_bytes
 from workers.pipeline import cached_result, finish, gen_request
+from workers.speech_check import Checker, Verdict, check_sentence
 from workers.streaming import StreamPublisher, end_stream
 
 logger = logging.getLogger(__name__)
@@ -119,7 +122,11 @@ class WorkerRuntime:
                 entry = self.catalog.get(spec.model)
                 key = self.watermark_key
                 stream = StreamPublisher(self.redis, spec, self.watermarker, key, attempt)
-                request = replace(gen_request(spec, self.store), on_audio=stream.on_audio)
+                request = replace(
+                    gen_request(spec, self.store),
+                    on_audio=stream.on_audio,
+                    check=self._speech_check(spec, entry),
+                )
                 generated = self.batcher.run(entry, request, progress, job_id=spec.job_id)
                 result = finish(
                     spec,
@@ -131,6 +138,14 @@ class WorkerRuntime:
                     batch_size=generated.batch_size,
                 )
         return result
+
+    def _speech_check(self, spec: JobSpec, entry: ModelEntry) -> Checker | None:
+        """The sentence check for a speech job (none when it is off, or for random-weight dev models,
+        which make noise by design)."""
+        if spec.kind != "speech" or not self.settings.speech_qc or entry.dev:
+            return None
+        language = spec.language or (entry.languages[0] if entry.languages else "en")
+        return functools.partial(_check_in, language=language)
 
     @contextlib.contextmanager
     def _only_copy(self, job_id: str, progress: Progress) -> Iterator[None]:
@@ -258,3 +273,7 @@ def runtime() -> WorkerRuntime:
             if _RUNTIME is None:
                 _RUNTIME = WorkerRuntime(get_settings())
     return _RUNTIME
+
+
+def _check_in(text: str, wave: Any, rate: int, speed: float, *, language: str) -> Verdict:
+    return check_sentence(text, wave, rate, speed, language)

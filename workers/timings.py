@@ -21,7 +21,7 @@ module; it is small and pure numpy.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,8 @@ from gen_server.audio import Word
 _SOUND_DB = -40.0
 """A 10 ms window counts as sound when within this many dB of the segment's loudest window."""
 _SPACE = " "
+_PADS = frozenset({"_", "<BLNK>"})
+"""Symbols between a model's input symbols: Piper's pad, coqui's blank."""
 
 
 def words_in(text: str) -> list[str]:
@@ -75,52 +77,82 @@ def estimate(text: str, wave: npt.NDArray[np.floating], rate: int) -> list[Word]
 
 
 def _is_sound(phoneme: str) -> bool:
-    """A phoneme that is heard (not BOS/EOS/pad markers, punctuation or stress marks)."""
-    return any(unicodedata.category(c)[0] == "L" for c in phoneme)
+    """A phoneme or letter that is heard (not a pad, blank, BOS/EOS marker or punctuation)."""
+    return phoneme not in _PADS and any(unicodedata.category(c)[0] == "L" for c in phoneme)
 
 
-def from_phonemes(text: str, chunks: Sequence[Any], wave: npt.NDArray[np.floating], rate: int) -> list[Word]:
-    """Word timings of one segment from Piper's per-phoneme sample counts.
+def from_symbols(
+    text: str, symbols: Iterable[tuple[str, int]], wave: npt.NDArray[np.floating], rate: int
+) -> list[Word]:
+    """Word timings of one segment from a model's per-input-symbol durations.
 
     Args:
         text: The segment's text.
-        chunks: The ``piper.AudioChunk`` s the segment produced, in order (each with
-            ``phoneme_alignments``, or ``None`` where the voice has no alignment output).
-        wave: The segment's joined wave (for the estimate when the phonemes do not pair with words).
+        symbols: ``(symbol, samples)`` per model input id, in order: ``" "`` separates words, symbols
+            with a letter are heard, pads (``_``, ``<BLNK>``) and punctuation only take time. A word starts
+            right after the space before it (the pad or blank there is the transition into its first
+            sound) and ends after its last heard symbol and the pad right after it.
+        wave: The segment's wave (for the estimate when the groups cannot be paired with words).
         rate: Its sample rate.
     """
     words = words_in(text)
     groups: list[tuple[int, int]] = []  # (first sample, last sample) of each spoken word
-    sounds: list[int] = []  # heard phonemes per group
-    offset = 0
+    sounds: list[int] = []  # heard symbols per group
+    at = 0
+    word_start: int | None = None  # where the next word starts, once a space was seen
+    in_word = after_sound = False
+    for symbol, samples in symbols:
+        begin, at = at, at + samples
+        if symbol == _SPACE:
+            in_word, word_start = False, at
+        elif _is_sound(symbol):
+            if not in_word:
+                groups.append((begin if word_start is None else word_start, at))
+                sounds.append(1)
+                in_word = True
+            else:
+                groups[-1] = (groups[-1][0], at)
+                sounds[-1] += 1
+        elif after_sound and symbol in _PADS:
+            groups[-1] = (groups[-1][0], at)  # the heard symbol's own pad or blank
+        after_sound = _is_sound(symbol)
+    if not groups:
+        return estimate(text, wave, rate)
+    return _paired(words, groups, sounds, rate)
+
+
+def piper_symbols(chunks: Sequence[Any]) -> list[tuple[str, int]] | None:
+    """``(symbol, samples)`` per phoneme id of a Piper segment's chunks (``None`` without alignments).
+
+    Each of Piper's phoneme alignments covers its phoneme's id and the pad id after it; the pad is
+    labelled ``_``. Chunks follow each other: a chunk's audio beyond its phonemes is time too.
+    """
+    out: list[tuple[str, int]] = []
     for chunk in chunks:
         alignments = getattr(chunk, "phoneme_alignments", None)
         per_id = getattr(chunk, "phoneme_id_samples", None)
         if not alignments or per_id is None:
-            return estimate(text, wave, rate)
-        # each alignment covers its phoneme's ids and the pad id after it; a word starts where the
-        # pad after the space before it starts (the pad is the transition into the word's first sound)
-        at, index = offset, 0
-        word_start: int | None = None  # where the next word starts, once a space was seen
-        in_word = False
+            return None
+        index = used = 0
         for a in alignments:
-            ids = len(a.phoneme_ids)
-            samples = [int(x) for x in per_id[index : index + ids]]
-            begin, at, index = at, at + sum(samples), index + ids
-            if a.phoneme == _SPACE:
-                in_word = False
-                word_start = begin + samples[0] if len(samples) > 1 else at
-            elif _is_sound(a.phoneme):
-                if not in_word:
-                    groups.append((begin if word_start is None else word_start, at))
-                    sounds.append(1)
-                    in_word = True
-                else:
-                    groups[-1] = (groups[-1][0], at)
-                    sounds[-1] += 1
-        offset += int(np.asarray(chunk.audio_float_array).size)
-    if not groups:
-        return estimate(text, wave, rate)
+            for k in range(len(a.phoneme_ids)):
+                samples = int(per_id[index])
+                out.append((a.phoneme if k == 0 else "_", samples))
+                index, used = index + 1, used + samples
+        rest = int(np.asarray(chunk.audio_float_array).size) - used
+        if rest > 0:
+            out.append(("_", rest))
+    return out
+
+
+def from_phonemes(text: str, chunks: Sequence[Any], wave: npt.NDArray[np.floating], rate: int) -> list[Word]:
+    """Word timings of one Piper segment (:func:`piper_symbols`, then :func:`from_symbols`)."""
+    symbols = piper_symbols(chunks)
+    return estimate(text, wave, rate) if symbols is None else from_symbols(text, symbols, wave, rate)
+
+
+def _paired(words: list[str], groups: list[tuple[int, int]], sounds: list[int], rate: int) -> list[Word]:
+    """The text's words on the model's word groups (one to one, or partitioned by size)."""
     if len(groups) == len(words):
         return [Word(w, a / rate, b / rate, "model") for w, (a, b) in zip(words, groups, strict=True)]
     out: list[Word] = []

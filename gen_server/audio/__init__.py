@@ -4,6 +4,6 @@ The API decodes uploads, transcodes downloads and detects watermarks, and ``gen_
 import ``workers`` or torch, so the pure numpy DSP lives here and the workers import it.
 """
 
-from gen_server.audio.types import Audio, Word, WordSource, shift_words
+from gen_server.audio.types import Audio, SpeechQc, Word, WordSource, shift_words
 
-__all__ = ["Audio", "Word", "WordSource", "shift_words"]
+__all__ = ["Audio", "SpeechQc", "Word", "WordSource", "shift_words"]

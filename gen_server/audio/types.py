@@ -40,6 +40,17 @@ def shift_words(words: Sequence[Word], by_s: float, duration_s: float) -> tuple[
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechQc:
+    """The automatic speech check of a clip (``workers/speech_check.py``): the word error rate over the
+    sentences whose words were compared, whether it passed, and how many sentences had to be made again."""
+
+    wer: float | None
+    passed: bool
+    retries: int
+    sentences: int
+
+
+@dataclass(frozen=True, slots=True)
 class Audio:
     """Float audio.
 
@@ -47,11 +58,13 @@ class Audio:
         samples: ``[channels, frames]`` float32 in [-1, 1].
         sample_rate: Frames per second (Hz).
         words: Speech only: each word's timing in this clip (post-processing keeps them in step).
+        qc: Speech only: the automatic check's outcome (``None``: not checked).
     """
 
     samples: npt.NDArray[np.float32]
     sample_rate: int
     words: tuple[Word, ...] = ()
+    qc: SpeechQc | None = None
 
     def __post_init__(self) -> None:
         if self.samples.ndim != 2:
@@ -69,7 +82,7 @@ class Audio:
     def with_samples(self, samples: npt.ArrayLike, sample_rate: int | None = None) -> Audio:
         """The same clip (and words) with new samples: a processing step that keeps the timeline."""
         data = np.ascontiguousarray(samples, dtype=np.float32)
-        return Audio(data, sample_rate or self.sample_rate, self.words)
+        return Audio(data, sample_rate or self.sample_rate, self.words, self.qc)
 
     @property
     def channels(self) -> int:

@@ -31,7 +31,7 @@ from gen_server.batch.parse import (
 from gen_server.batch.template import check_relative_path, check_template, render_output, slugify
 from gen_server.contract.catalog import Catalog
 from gen_server.contract.spec import MAX_SEED, JobRequest, build_spec
-from gen_server.errors import InvalidInput
+from gen_server.errors import InvalidInput, dotted_field
 
 MAX_VARIATIONS = 100
 MAX_JOBS = 10_000
@@ -204,7 +204,7 @@ def _variations(
     return [None] * count, ok
 
 
-def plan_batch(
+def plan_batch(  # noqa: C901, PLR0912, PLR0915 (a rule per branch; split it when it grows)
     batch: BatchFile,
     catalog: Catalog,
     *,
@@ -260,7 +260,7 @@ def plan_batch(
             req = JobRequest.model_validate({**merged, "seed": first_seed if first_seed is not None else 0})
         except ValidationError as e:
             for err in e.errors():
-                dotted = ".".join(str(p) for p in err["loc"]) or "item"
+                dotted = dotted_field(err["loc"], "item")
                 col.add(loc(dotted), dotted, _pydantic_message(err, dotted))
             continue
         try:

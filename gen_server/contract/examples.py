@@ -284,3 +284,11 @@ AUDIO_WITH_TIMESTAMPS: dict[str, Any] = {
         "character_end_times_seconds": [0.21, 0.36, 0.36],
     },
 }
+CAPTIONED_SPEECH: dict[str, Any] = {
+    "job_id": JOB_ID,
+    "audio": "SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYxLjcuMTAwAAAAAAAAAAAAAAD/",
+    "response_format": "mp3",
+    "captions": CAPTIONS_SRT,
+    "caption_format": "srt",
+    "words": WORDS,
+}

@@ -26,6 +26,18 @@ class WordTiming(BaseModel):
     )
 
 
+class SpeechCheck(BaseModel):
+    """The automatic check of a speech result (transcribed and compared with its text; length, silences
+    and loops checked), see the README."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wer: float | None = Field(description="Word error rate of the recogniser over the sentences it compared")
+    passed: bool
+    retries: int = Field(description="Sentences made again with the next seed because a check failed")
+    sentences: int
+
+
 class JobResult(BaseModel):
     """Small dict stored in the result backend once a job's artifact is written."""
 
@@ -45,6 +57,7 @@ class JobResult(BaseModel):
     generation_s: float = 0.0
     batch_size: int = Field(1, ge=1, description="Jobs served by the one model call that made this audio")
     cached: bool = Field(False, description="True when a redelivered job found its artifact already written")
+    qc: SpeechCheck | None = Field(None, description="Speech: the automatic check (none when it is off)")
     words: list[WordTiming] | None = Field(
         None,
         description="Speech: every spoken word with its start and end in the file (captions come from these)",

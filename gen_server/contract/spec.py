@@ -152,7 +152,7 @@ def _fail(message: str, field: str) -> InvalidInput:
     return InvalidInput(message, field=field)
 
 
-def build_spec(
+def build_spec(  # noqa: C901, PLR0912, PLR0915 (a rule per branch; split it when it grows)
     req: JobRequest,
     catalog: Catalog,
     *,

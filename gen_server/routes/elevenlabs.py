@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from gen_server import elevenlabs as el
+from gen_server.captions import character_alignment
 from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog
 from gen_server.deps import caller, catalog, job_service
@@ -114,8 +115,8 @@ async def text_to_speech_with_timestamps(
     spoken = " ".join(w.text for w in words)
     return el.AudioWithTimestamps(
         audio_base64=base64.b64encode(data).decode(),
-        alignment=el.character_alignment(body.text, words),
-        normalized_alignment=el.character_alignment(spoken, words),
+        alignment=character_alignment(body.text, words),
+        normalized_alignment=character_alignment(spoken, words),
     )
 
 

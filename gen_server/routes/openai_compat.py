@@ -25,8 +25,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gen_server.audio.encode import MEDIA_TYPES
+from gen_server.captions import CaptionFormat
 from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog, ModelEntry
+from gen_server.contract.result import WordTiming
 from gen_server.contract.spec import JobRequest
 from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput
@@ -205,6 +207,57 @@ async def speech(body: SpeechRequest, service: Service, who: Who) -> StreamingRe
     if body.stream_format == "sse":
         return StreamingResponse(_sse(chunks, body), media_type="text/event-stream", headers=headers)
     return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+CAPTIONED_TIMEOUT_S = 600.0
+"""Longest wait of ``POST /v1/audio/speech/captioned`` for its job."""
+
+
+class CaptionedSpeechRequest(SpeechRequest):
+    """``POST /v1/audio/speech/captioned`` body: OpenAI's speech request plus the captions' format."""
+
+    caption_format: CaptionFormat = Field("srt", description="Captions returned beside the audio")
+
+
+class CaptionedSpeech(BaseModel):
+    """The whole file (base64) with its captions and word timings, in one answer."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.CAPTIONED_SPEECH]})
+
+    job_id: str
+    audio: str = Field(description="The file in response_format, base64")
+    response_format: SpeechFormat
+    captions: str = Field(description="The captions in caption_format")
+    caption_format: CaptionFormat
+    words: list[WordTiming]
+
+
+@router.post(
+    "/v1/audio/speech/captioned",
+    response_model=CaptionedSpeech,
+    summary="Soundry extension: speech with captions and word timings in one answer",
+)
+async def captioned_speech(body: CaptionedSpeechRequest, service: Service, who: Who) -> CaptionedSpeech:
+    """The same job as ``POST /v1/audio/speech`` (voices, models, speed), answered when it is made:
+    the file (``response_format``, base64), its captions (``caption_format``) and every word's
+    timing, for subtitles or lip-sync (like Kokoro-FastAPI's captioned speech; OpenAI has no such
+    call). ``stream_format`` is ignored."""
+
+    def run() -> CaptionedSpeech:
+        view = service.submit(speech_job(body, service), who)
+        done = service.finished(view.id, who, CAPTIONED_TIMEOUT_S)
+        fmt = STREAM_FORMAT[body.response_format]
+        data, _, _ = service.audio(view.id, who, fmt)  # type: ignore[arg-type]
+        return CaptionedSpeech(
+            job_id=view.id,
+            audio=base64.b64encode(data).decode(),
+            response_format=body.response_format,
+            captions=service.captions(view.id, who, body.caption_format),
+            caption_format=body.caption_format,
+            words=(done.result.words if done.result else None) or [],
+        )
+
+    return await run_in_threadpool(run)
 
 
 class VoiceInfo(BaseModel):

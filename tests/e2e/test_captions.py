@@ -24,6 +24,8 @@ def test_a_narration_comes_with_matching_captions(server_url: str, client: Sound
     job = client.submit({"kind": "speech", "text": NARRATION, "seed": 5})
     done = client.wait(job["id"], timeout_s=240)
     assert done["state"] == "succeeded", done
+    qc = done["result"]["qc"]  # every sentence checked on the way (the server's default)
+    assert qc["passed"] and qc["sentences"] >= 3 and qc["wer"] is not None and qc["wer"] <= 0.95
     words = done["result"]["words"]
     assert {w["source"] for w in words} <= {"model", "estimated"} and words[0]["source"] == "model"
     assert [w["text"] for w in words][:4] == ["Welcome", "to", "the", "harbour."]

@@ -196,3 +196,18 @@ def test_errors_reach_the_sdk_in_openais_shape(openai_client: OpenAI, server_url
     assert info.value.body["param"] == "text"  # type: ignore[index]
     with pytest.raises(openai.UnprocessableEntityError):
         openai_client.audio.speech.create(model="musicgen-small", voice="alloy", input="hi")
+
+
+def test_captioned_speech_answers_audio_captions_and_words(openai_client: OpenAI) -> None:
+    """The extension through the SDK's raw POST: the file, its SRT and word timings in one answer."""
+    text = "Captions come with the audio. Every word has its time."
+    answer = openai_client.post(
+        "/audio/speech/captioned",
+        body={"model": "tts-1", "input": text, "voice": "alloy", "response_format": "mp3", "seed": 3},
+        cast_to=httpx.Response,
+    ).json()
+    audio = base64.b64decode(answer["audio"])
+    assert decoded_seconds(audio, "mp3") > 1.5
+    assert [w["text"] for w in answer["words"]] == text.split()
+    assert answer["caption_format"] == "srt" and "-->" in answer["captions"]
+    assert answer["captions"].replace("\n", " ").count("Every word has its time.") == 1

@@ -10,9 +10,8 @@ import pytest
 import srt
 import webvtt
 
-from gen_server.captions import MAX_CUE_S, MAX_LINE, MIN_CUE_S, cues, render
+from gen_server.captions import MAX_CUE_S, MAX_LINE, MIN_CUE_S, character_alignment, cues, render
 from gen_server.contract.result import WordTiming
-from gen_server.elevenlabs import character_alignment
 
 TEXT = (
     "The quick brown fox, who had been running all morning through the cold and silent forest, finally "

@@ -2,7 +2,7 @@
 
 Runs against the real app and a real Redis (no worker: queued jobs stay queued). The synchronous
 endpoints that wait for a worker (/v1/audio/speech, /v1/sound-generation, /v1/text-to-speech/{voice_id} and
-its /with-timestamps)
+its /with-timestamps, /v1/audio/speech/captioned)
 are fuzzed for validation only by their e2e tests; here they are excluded so the fuzzer does not wait on
 jobs nobody runs. For the same reason a generated ``Prefer`` header (``wait=N`` holds ``POST /v1/jobs``
 up to N s for a job that no worker here will run) is dropped; tests/e2e/test_job_lifecycle.py and
@@ -34,7 +34,9 @@ def api_schema(redis_server: EmbeddedRedis, tmp_path: Path) -> schemathesis.sche
     )
     return (
         schemathesis.openapi.from_asgi("/openapi.json", app)
-        .exclude(path_regex=r"^/v1/(audio/speech|sound-generation|text-to-speech/[^/]+(/with-timestamps)?)$")
+        .exclude(
+            path_regex=r"^/v1/(audio/speech(/captioned)?|sound-generation|text-to-speech/[^/]+(/with-timestamps)?)$"
+        )
         .exclude(path_regex=r"/(events|stream)$")
     )
 

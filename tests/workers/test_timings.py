@@ -12,6 +12,7 @@ import pytest
 from gen_server.audio import Audio, Word
 from gen_server.audio.postprocess import apply_chain, trim_silence
 from gen_server.contract.spec import PostProcess
+from tests.workers.test_xtts import LOW
 from workers import timings
 from workers.align import align
 from workers.backends.base import GenRequest
@@ -87,11 +88,19 @@ def test_trimming_moves_the_words_with_the_audio(piper: PiperBackend) -> None:
     assert done.words[0].start_s == pytest.approx(trimmed.words[0].start_s, abs=0.002)
 
 
-def test_models_without_durations_get_estimated_or_aligned_words(vits: CoquiBackend) -> None:
-    """dev-vits-tiny (random weights: noise, not speech) cannot be aligned: its words are estimated over
-    each sentence's sound, in order, inside the clip."""
+def test_vits_words_come_from_its_own_durations(vits: CoquiBackend) -> None:
+    """dev-vits-tiny: its duration predictor's frames per input character, read from coqui's inference."""
     text = "Short test. Another sentence follows here."
     clip = vits.generate(GenRequest(text, seed=1))
+    assert {w.source for w in clip.words} == {"model"}
+    check_timeline(clip.words, timings.words_in(text), clip.duration_s)
+
+
+def test_models_without_durations_get_estimated_words(xtts: CoquiBackend) -> None:
+    """dev-xtts-tiny (random weights: noise, not speech) reports no durations and cannot be aligned: its
+    words are estimated over each sentence's sound, in order, inside the clip."""
+    text = "Short test. Another sentence follows here."
+    clip = xtts.generate(GenRequest(text, seed=1, language="en", references=(LOW,)))
     assert {w.source for w in clip.words} == {"estimated"}
     check_timeline(clip.words, timings.words_in(text), clip.duration_s)
 

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry
+from workers.speech_check import Checker
 
 ProgressFn = Callable[[float], None]
 """Called with the fraction done in [0, 1]; may raise ``JobCancelled`` to stop generation."""
@@ -27,6 +28,8 @@ class GenRequest:
         continuation: Audio to continue (music, sfx).
         references: Voice references for cloning (1-3 clips).
         lexicon: Speech: (word, respelling) pairs, applied to the spoken text before synthesis.
+        check: Speech: checks each sentence as it is made (:mod:`workers.speech_check`); a sentence
+            that fails is made again with the next seed.
         on_audio: Receives each finished piece of the clip in order, at the model's rate, while the
             rest is made (speech: a sentence with its pause; music/sfx: about a second, as the tokens
             become final); the pieces joined are the returned clip. Never called after the backend
@@ -48,6 +51,7 @@ class GenRequest:
     references: tuple[Audio, ...] = field(default_factory=tuple)
     lexicon: tuple[tuple[str, str], ...] = ()
     on_audio: AudioSink | None = field(default=None, compare=False)
+    check: Checker | None = field(default=None, compare=False)
 
 
 class Backend(Protocol):

@@ -27,7 +27,7 @@ import logging
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import soundfile as sf
 
-from gen_server.audio import Audio
+from gen_server.audio import Audio, Word
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
@@ -44,7 +44,8 @@ from workers.backends._audiocraft_sampling import seed_everything
 from workers.backends._audiocraft_weights import unavailable_message
 from workers.backends.base import GenRequest, ProgressFn
 from workers.memory import module_bytes, release_memory
-from workers.text import join_segments, pause_after, segment_text, with_pause
+from workers.speech_check import RETRY_SEED_STEP, Verdict, checked, summary
+from workers.text import Segment, join_segments, pause_after, segment_text, with_pause
 
 if TYPE_CHECKING:
     import torch
@@ -170,6 +171,7 @@ class CoquiBackend:
         self.device = settings.device
         self._tts: Any = None
         self._base_length_scale: float | None = None
+        self._durations: DurationTap | None = None
         self._lock = threading.RLock()
 
     @property
@@ -200,6 +202,7 @@ class CoquiBackend:
             tts = tts.to(self.device)
             model = tts.synthesizer.tts_model
             self._base_length_scale = float(model.length_scale) if hasattr(model, "length_scale") else None
+            self._durations = DurationTap.install(model)
             self._tts = tts
 
     def unload(self) -> None:
@@ -223,6 +226,48 @@ class CoquiBackend:
         if self._tts is None:
             return self.entry.sample_rate
         return int(self._tts.synthesizer.output_sample_rate)
+
+    def _sentence(
+        self,
+        segment: Segment,
+        index: int,
+        request: GenRequest,
+        *,
+        speak: tuple[str | None, str | None, list[str] | None],
+        clones: bool,
+    ) -> tuple[np.ndarray, Verdict | None, int, list[Word]]:
+        """One sentence, checked (made again on the next seed when the check fails): its wave, verdict,
+        retries, and its words when the model reports durations (VITS)."""
+        import torch
+
+        tts = self._tts
+        speaker, language, refs = speak
+        speed = float(request.speed) * segment.speed  # SSML prosody rate on top
+        kwargs: dict[str, Any] = {}
+        if self._base_length_scale is not None:
+            tts.synthesizer.tts_model.length_scale = self._base_length_scale / speed  # stateful: every call
+        elif clones:
+            kwargs["speed"] = speed
+        if self._durations:
+            self._durations.last = None
+
+        def make(retry: int) -> np.ndarray:
+            if retry:  # a retry draws from its own seed (the first try continues the job's)
+                seed_everything(request.seed + retry * RETRY_SEED_STEP + index)
+            with torch.inference_mode():
+                wav = tts.tts(
+                    segment.text,
+                    speaker=speaker,
+                    language=language,
+                    speaker_wav=refs,
+                    split_sentences=False,
+                    **kwargs,
+                )
+            return _trim_tail(np.asarray(wav, dtype=np.float32).reshape(-1), self.sample_rate)
+
+        wave, verdict, tries = checked(segment.text, make, request.check, self.sample_rate, speed)
+        found = self._durations.words(segment.text, wave) if self._durations else []
+        return wave, verdict, tries, found
 
     def _speaker(self, tts: Any, request: GenRequest) -> str | None:
         clones = bool(getattr(tts.synthesizer.tts_model.config, "supports_cloning", False))
@@ -290,25 +335,17 @@ class CoquiBackend:
                 refs = _write_references(request.references, Path(tmp))
                 waves: list[np.ndarray] = []
                 seed_everything(request.seed)
-                import torch
-
+                verdicts: list[Verdict | None] = []
+                tapped: list[list[Word]] = []
+                retries = 0
                 for i, segment in enumerate(segments):
-                    speed = float(request.speed) * segment.speed  # SSML prosody rate on top
-                    kwargs: dict[str, Any] = {}
-                    if self._base_length_scale is not None:
-                        model.length_scale = self._base_length_scale / speed  # stateful: every call
-                    elif clones:
-                        kwargs["speed"] = speed
-                    with torch.inference_mode():
-                        wav = tts.tts(
-                            segment.text,
-                            speaker=speaker,
-                            language=language,
-                            speaker_wav=refs or None,
-                            split_sentences=False,
-                            **kwargs,
-                        )
-                    waves.append(_trim_tail(np.asarray(wav, dtype=np.float32).reshape(-1), self.sample_rate))
+                    wave, verdict, tries, found = self._sentence(
+                        segment, i, request, speak=(speaker, language, refs or None), clones=clones
+                    )
+                    tapped.append(found)
+                    waves.append(wave)
+                    verdicts.append(verdict)
+                    retries += tries
                     if request.on_audio is not None:
                         piece = with_pause(
                             waves[-1], pause_after(segment, waves[-1], self.sample_rate), self.sample_rate
@@ -323,14 +360,14 @@ class CoquiBackend:
             peak = float(np.abs(samples).max()) if samples.size else 0.0
             if peak > 1.0:
                 samples = samples / peak
-            # coqui's tts() returns no durations: English is force-aligned, other languages estimated
+            # VITS: the words from its own durations; XTTS reports none: English is force-aligned,
+            # other languages estimated
             words = [
-                timings.aligned_or_estimated(seg.text, wave, self.sample_rate, language)
-                for seg, wave in zip(segments, waves, strict=True)
+                found or timings.aligned_or_estimated(seg.text, wave, self.sample_rate, language)
+                for seg, wave, found in zip(segments, waves, tapped, strict=True)
             ]
-            return Audio.mono(
-                samples, self.sample_rate, timings.place(words, waves, pauses, self.sample_rate)
-            )
+            placed = timings.place(words, waves, pauses, self.sample_rate)
+            return replace(Audio.mono(samples, self.sample_rate, placed), qc=summary(verdicts, retries))
 
 
 def _write_references(references: tuple[Audio, ...], folder: Path) -> list[str]:
@@ -375,6 +412,49 @@ def _soundfile_references() -> Iterator[None]:
             yield
         finally:
             xtts.load_audio = original
+
+
+class DurationTap:
+    """The input symbols and durations of a VITS model's last ``inference`` call (coqui's ``tts()``
+    returns only the wave): its duration predictor's frames per symbol, times the hop, are samples."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.hop = int(model.config.audio["hop_length"])
+        self.characters = model.tokenizer.characters
+        self.last: tuple[list[int], list[float]] | None = None
+
+    @classmethod
+    def install(cls, model: Any) -> DurationTap | None:
+        """Wrap ``model.inference`` (VITS only: XTTS has no duration predictor); ``None`` elsewhere."""
+        if type(model).__name__ != "Vits" or getattr(model, "tokenizer", None) is None:
+            return None
+        tap = cls(model)
+        inner = model.inference
+
+        def inference(x: Any, aux_input: Any = None, **kwargs: Any) -> Any:
+            outputs = inner(x, aux_input, **kwargs)
+            durations = outputs.get("durations") if isinstance(outputs, dict) else None
+            if durations is not None and x.shape[0] == 1:
+                tap.last = (x[0].tolist(), durations.reshape(-1).tolist())
+            return outputs
+
+        model.inference = inference
+        return tap
+
+    def words(self, text: str, wave: np.ndarray) -> list[Word]:
+        """The words of ``text`` timed from the last call; empty when there was none to read."""
+        if self.last is None:
+            return []
+        ids, frames = self.last
+        if len(ids) != len(frames):
+            return []
+        blank = getattr(self.characters, "blank", None)
+        symbols = []
+        for i, f in zip(ids, frames, strict=True):
+            char = self.characters.id_to_char(i)
+            symbols.append(("_" if char in (blank, self.characters.pad) else char, round(f * self.hop)))
+        return timings.from_symbols(text, symbols, wave, self.model.config.audio["sample_rate"])
 
 
 def _trim_tail(wave: np.ndarray, sample_rate: int) -> np.ndarray:

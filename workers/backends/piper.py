@@ -23,6 +23,7 @@ import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
 from workers import timings
 from workers.backends.base import GenRequest, ProgressFn
-from workers.text import join_segments, pause_after, segment_text, with_pause
+from workers.speech_check import RETRY_SEED_STEP, Verdict, checked, summary
+from workers.text import Segment, join_segments, pause_after, segment_text, with_pause
 
 logger = logging.getLogger(__name__)
 
@@ -371,18 +373,37 @@ class PiperBackend:
             noise = voice.session if isinstance(voice.session, SeededSession) else None
             waves: list[np.ndarray] = []
             words: list[list[Word]] = []
+            verdicts: list[Verdict | None] = []
+            retries = 0
             for i, segment in enumerate(segments):
-                with noise.seeded(request.seed, i) if noise is not None else nullcontext():
-                    config = SynthesisConfig(
-                        speaker_id=speaker,
-                        length_scale=base_scale / segment.speed,  # SSML prosody rate
-                        normalize_audio=False,
-                        volume=1.0,
-                    )
-                    chunks = list(voice.synthesize(segment.text, syn_config=config, include_alignments=True))
-                arrays = [c.audio_float_array for c in chunks]
-                waves.append(np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32))
-                words.append(timings.from_phonemes(segment.text, chunks, waves[-1], self.sample_rate))
+                config = SynthesisConfig(
+                    speaker_id=speaker,
+                    length_scale=base_scale / segment.speed,  # SSML prosody rate
+                    normalize_audio=False,
+                    volume=1.0,
+                )
+                made: list[Any] = []
+
+                def make(
+                    retry: int,
+                    segment: Segment = segment,
+                    config: Any = config,
+                    i: int = i,
+                    made: list[Any] = made,
+                ) -> np.ndarray:
+                    seed = request.seed + retry * RETRY_SEED_STEP
+                    with noise.seeded(seed, i) if noise is not None else nullcontext():
+                        made[:] = voice.synthesize(segment.text, syn_config=config, include_alignments=True)
+                    arrays = [c.audio_float_array for c in made]
+                    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
+
+                wave, verdict, tries = checked(
+                    segment.text, make, request.check, self.sample_rate, request.speed * segment.speed
+                )
+                waves.append(wave)
+                verdicts.append(verdict)
+                retries += tries
+                words.append(timings.from_phonemes(segment.text, made, waves[-1], self.sample_rate))
                 if request.on_audio is not None:
                     piece = with_pause(
                         waves[-1], pause_after(segment, waves[-1], self.sample_rate), self.sample_rate
@@ -394,6 +415,5 @@ class PiperBackend:
             samples = join_segments(waves, pauses, self.sample_rate)
             if not np.isfinite(samples).all():
                 raise GenerationFailed("the voice produced non-finite samples")
-            return Audio.mono(
-                samples, self.sample_rate, timings.place(words, waves, pauses, self.sample_rate)
-            )
+            placed = timings.place(words, waves, pauses, self.sample_rate)
+            return replace(Audio.mono(samples, self.sample_rate, placed), qc=summary(verdicts, retries))
