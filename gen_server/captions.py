@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from gen_server.contract.result import WordTiming
+from gen_server.speech_markup import CLAUSE_END, SENTENCE_END
 
 CaptionFormat = Literal["srt", "vtt", "json"]
 MEDIA_TYPES: dict[str, str] = {"srt": "application/x-subrip", "vtt": "text/vtt", "json": "application/json"}
@@ -34,8 +35,6 @@ MIN_CUE_S = 1.0
 SENTENCE_GAP_S = 0.15
 """Silence after end punctuation that marks a sentence end (the backends pause 0.3 s between sentences)."""
 
-_SENTENCE_END = re.compile(r"[.!?…。！？]['\"”’»)\]]*$")
-_CLAUSE_END = re.compile(r"[,;:–—]['\"”’»)\]]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +75,7 @@ def _fits(words: Sequence[WordTiming]) -> bool:
 def _sentence_ends(word: WordTiming, following: WordTiming | None) -> bool:
     """A sentence ends here: end punctuation followed by the pause the speech backends put between
     sentences (so "p.m." or "Dr." inside a sentence does not end a cue), or by nothing."""
-    if not _SENTENCE_END.search(word.text):
+    if not SENTENCE_END.search(word.text):
         return False
     return following is None or following.start_s - word.end_s >= SENTENCE_GAP_S
 
@@ -88,7 +87,7 @@ def _groups(words: Sequence[WordTiming]) -> list[list[WordTiming]]:
     for i, word in enumerate(words):
         if current and not _fits([*current, word]):
             # cut after the last clause mark in the cue when at least three words come before it
-            cut = max((k + 1 for k, w in enumerate(current[:-1]) if _CLAUSE_END.search(w.text)), default=0)
+            cut = max((k + 1 for k, w in enumerate(current[:-1]) if CLAUSE_END.search(w.text)), default=0)
             groups.append(current[:cut] if cut >= 3 else current)
             current = current[cut:] if cut >= 3 else []
         current.append(word)

@@ -40,6 +40,10 @@ _RATES = {"x-slow": 0.6, "slow": 0.8, "medium": 1.0, "default": 1.0, "fast": 1.2
 _MIN_RATE, _MAX_RATE = 0.5, 2.0
 _PAUSE_TAG = re.compile(r"\[\s*pause\b([^\]]*)\]", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$", re.IGNORECASE)
+SENTENCE_END = re.compile(r"[.!?…。．！？][\"'”’»)\]]*$")
+"""Text ending a sentence: end punctuation, then closing quotes or brackets (spoken text, captions)."""
+CLAUSE_END = re.compile(r"[,;:—–][\"'”’»)\]]*$")
+"""Text ending a clause: a comma, semicolon, colon or dash, then closing quotes or brackets."""
 _SPACE_BEFORE_MARK = re.compile(r"[ \t]+([.,;:!?])")
 _MONTHS = [
     "January",

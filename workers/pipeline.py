@@ -1,4 +1,6 @@
-"""run_job: generate -> post-process -> watermark -> encode -> store (atomic), idempotent by job id."""
+"""A job's steps around the model call: its request (:func:`gen_request`), the finish (:func:`finish`:
+post-process -> watermark -> encode -> store, manifest last) and the redelivery short-cut
+(:func:`cached_result`). The orchestration is :meth:`workers.runtime.WorkerRuntime.execute`."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from gen_server.audio.watermark import Watermarker, payload_for_job
 from gen_server.contract.result import JobResult, SpeechCheck, WordTiming
 from gen_server.contract.spec import JobSpec
 from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key, watermark_key_for
-from workers.backends.base import Backend, GenRequest, ProgressFn
+from workers.backends.base import GenRequest
 
 logger = logging.getLogger(__name__)
 
@@ -130,30 +132,3 @@ def finish(
     store.put(watermark_key_for(payload), spec.job_id.encode())
     store.put(result.manifest, json.dumps(manifest, indent=2).encode())
     return result
-
-
-def run_job(
-    spec: JobSpec,
-    *,
-    backend: Backend,
-    watermarker: Watermarker,
-    watermark_key: bytes,
-    store: ArtifactStore,
-    progress: ProgressFn | None = None,
-) -> JobResult:
-    """Run one job end to end; a redelivered job whose artifact exists returns at once."""
-    done = cached_result(spec, store)
-    if done is not None:
-        logger.info("job %s already has its artifact; not regenerating", spec.job_id)
-        return done
-    request = gen_request(spec, store)
-    started = time.perf_counter()
-    audio = backend.generate(request, progress=progress)
-    return finish(
-        spec,
-        audio,
-        watermarker=watermarker,
-        watermark_key=watermark_key,
-        store=store,
-        generation_s=time.perf_counter() - started,
-    )

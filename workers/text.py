@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pysbd
 from pysbd.languages import LANGUAGE_CODES as _PYSBD_LANGUAGES
 
-from gen_server.speech_markup import apply_lexicon
+from gen_server.speech_markup import CLAUSE_END, SENTENCE_END, apply_lexicon
 from gen_server.speech_markup import parse as parse_markup
 from workers.timings import sound_span
 
@@ -44,8 +44,6 @@ DEFAULT_MAX_CHARS = 250
 
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:—–])\s+")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_CLAUSE_END = re.compile(r"[,;:—–]$")
-_SENTENCE_END = re.compile(r"[.!?…。．！？][\"'”’»)\]]*$")
 _WHITESPACE = re.compile(r"\s+")
 
 _MISSING_TITLES: dict[str, tuple[str, ...]] = {
@@ -332,10 +330,10 @@ def segment_text(
             pause = span.pause_s
         elif span.boundary == "paragraph":
             pause = PARAGRAPH_PAUSE_S
-        elif span.boundary == "sentence" or _SENTENCE_END.search(last.text):
+        elif span.boundary == "sentence" or SENTENCE_END.search(last.text):
             pause = SENTENCE_PAUSE_S
         else:
-            pause = CLAUSE_PAUSE_S if _CLAUSE_END.search(last.text) else 0.0
+            pause = CLAUSE_PAUSE_S if CLAUSE_END.search(last.text) else 0.0
         found[-1] = Segment(last.text, pause, last.speed, exact)
         segments.extend(found)
     if segments:

@@ -117,17 +117,25 @@ def load_batch(path: Path | str) -> BatchFile:
     Raises:
         BatchInvalid: every syntax and structure error found, with lines.
     """
-    source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise BatchInvalid(
-            [BatchError(source, None, None, None, f"cannot read file: {e.strerror or e}")]
-        ) from e
-    batch, errors = parse_batch_bytes(data, source)
+    data = read_batch_file(path)
+    batch, errors = parse_batch_bytes(data, str(path))
     if errors:
         raise BatchInvalid(errors)
     return batch
+
+
+def read_batch_file(path: Path | str) -> bytes:
+    """The file's bytes.
+
+    Raises:
+        BatchInvalid: it cannot be read (the reason, as the file's one error).
+    """
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise BatchInvalid(
+            [BatchError(str(path), None, None, None, f"cannot read file: {e.strerror or e}")]
+        ) from e
 
 
 def parse_batch_bytes(

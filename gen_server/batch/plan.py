@@ -27,6 +27,7 @@ from gen_server.batch.parse import (
     BatchFormat,
     BatchItem,
     parse_batch_bytes,
+    read_batch_file,
 )
 from gen_server.batch.template import check_relative_path, check_template, render_output, slugify
 from gen_server.contract.catalog import Catalog
@@ -390,13 +391,10 @@ def validate_batch_file(
     path: Path | str, catalog: Catalog, *, max_prompt_chars: int = 2000, max_text_chars: int = 5000
 ) -> BatchPlan:
     """:func:`validate_batch_bytes` for a file on disk (format from its suffix)."""
-    source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise BatchInvalid(
-            [BatchError(source, None, None, None, f"cannot read file: {e.strerror or e}")]
-        ) from e
     return validate_batch_bytes(
-        data, source, catalog, max_prompt_chars=max_prompt_chars, max_text_chars=max_text_chars
+        read_batch_file(path),
+        str(path),
+        catalog,
+        max_prompt_chars=max_prompt_chars,
+        max_text_chars=max_text_chars,
     )

@@ -48,7 +48,8 @@ def idempotency(owner: str, key: str) -> str:
 
 
 def batch(batch_id: str) -> str:
-    """Hash: owner, created_at, source, name, jobs (JSON list of planned jobs with their job ids)."""
+    """Hash: owner, created_at, source, name, jobs (JSON list of the planned jobs), cancelled (set once
+    cancelled); the job id of each item is in :func:`batch_jobs`."""
     return f"{PREFIX}:batch:{batch_id}"
 
 

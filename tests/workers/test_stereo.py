@@ -19,14 +19,15 @@ from gen_server.audio import Audio
 from gen_server.audio.encode import decode
 from gen_server.audio.watermark import KeyedWatermarker
 from gen_server.contract.catalog import DEV_MODELS, ModelEntry, build_catalog
-from gen_server.contract.spec import JobRequest, build_spec
+from gen_server.contract.result import JobResult
+from gen_server.contract.spec import JobRequest, JobSpec, build_spec
 from gen_server.settings import Settings
 from gen_server.storage import LocalStore
 from workers.backends.base import GenRequest
 from workers.backends.musicgen import MusicGenBackend
 from workers.backends.registry import ModelManager
 from workers.batcher import Batcher
-from workers.pipeline import run_job
+from workers.pipeline import finish, gen_request
 
 SR = 32000
 STEREO = "dev-musicgen-stereo-tiny"
@@ -199,18 +200,24 @@ def test_stereo_long_form_and_continuation_keep_two_channels(
         backend.unload()
 
 
+def made(spec: JobSpec, backend: MusicGenBackend, store: LocalStore) -> JobResult:
+    """``spec`` made as the worker makes it (without the queue)."""
+    audio = backend.generate(gen_request(spec, store))
+    watermarker, key = KeyedWatermarker(), b"stereo-test"
+    return finish(spec, audio, watermarker=watermarker, watermark_key=key, store=store, generation_s=0.0)
+
+
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3"])
 def test_stereo_job_keeps_two_channels_through_post_and_encode(
     stereo: MusicGenBackend, stereo_settings: Settings, tmp_path: Path, fmt: str
 ) -> None:
-    """run_job: generate -> post-process -> watermark -> encode -> store, still stereo at the end."""
+    """The worker's path (generate, then ``finish``: post-process -> watermark -> encode -> store), still
+    stereo at the end."""
     catalog = build_catalog(stereo_settings)
     req = JobRequest(kind="music", model=STEREO, prompt="wide synth pad", duration_s=2.0, seed=3, format=fmt)
     spec = build_spec(req, catalog, job_id=f"stereo-{fmt}")
     store = LocalStore(tmp_path)
-    result = run_job(
-        spec, backend=stereo, watermarker=KeyedWatermarker(), watermark_key=b"stereo-test", store=store
-    )
+    result = made(spec, stereo, store)
     assert result.channels == 2 and result.sample_rate == SR
     audio = decode(store.get(result.artifact))
     assert audio.channels == 2 and audio.sample_rate == SR
@@ -222,7 +229,5 @@ def test_stereo_job_keeps_two_channels_through_post_and_encode(
         catalog,
         job_id=f"mono-{fmt}",
     )
-    mono = run_job(
-        mono_spec, backend=stereo, watermarker=KeyedWatermarker(), watermark_key=b"stereo-test", store=store
-    )
+    mono = made(mono_spec, stereo, store)
     assert mono.channels == 1 and decode(store.get(mono.artifact)).channels == 1
