@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import redis
 
@@ -39,7 +38,7 @@ from workers.backends.registry import ModelManager
 from workers.batcher import Batcher
 from workers.memory import rss_bytes
 from workers.pipeline import cached_result, finish, gen_request
-from workers.speech_check import Checker, Verdict, check_sentence
+from workers.speech_check import Checker, check_sentence
 from workers.streaming import StreamPublisher, end_stream
 
 logger = logging.getLogger(__name__)
@@ -145,7 +144,7 @@ class WorkerRuntime:
         if spec.kind != "speech" or not self.settings.speech_qc or entry.dev:
             return None
         language = spec.language or (entry.languages[0] if entry.languages else "en")
-        return functools.partial(_check_in, language=language)
+        return functools.partial(check_sentence, language=language)
 
     @contextlib.contextmanager
     def _only_copy(self, job_id: str, progress: Progress) -> Iterator[None]:
@@ -273,7 +272,3 @@ def runtime() -> WorkerRuntime:
             if _RUNTIME is None:
                 _RUNTIME = WorkerRuntime(get_settings())
     return _RUNTIME
-
-
-def _check_in(text: str, wave: Any, rate: int, speed: float, *, language: str) -> Verdict:
-    return check_sentence(text, wave, rate, speed, language)

@@ -27,7 +27,7 @@ import logging
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +44,9 @@ from workers.backends._audiocraft_sampling import seed_everything
 from workers.backends._audiocraft_weights import unavailable_message
 from workers.backends.base import GenRequest, ProgressFn
 from workers.memory import module_bytes, release_memory
-from workers.speech_check import RETRY_SEED_STEP, Verdict, checked, summary
-from workers.text import Segment, join_segments, pause_after, segment_text, with_pause
+from workers.sentences import speak
+from workers.speech_check import RETRY_SEED_STEP
+from workers.text import Segment, segment_text
 
 if TYPE_CHECKING:
     import torch
@@ -227,48 +228,6 @@ class CoquiBackend:
             return self.entry.sample_rate
         return int(self._tts.synthesizer.output_sample_rate)
 
-    def _sentence(
-        self,
-        segment: Segment,
-        index: int,
-        request: GenRequest,
-        *,
-        speak: tuple[str | None, str | None, list[str] | None],
-        clones: bool,
-    ) -> tuple[np.ndarray, Verdict | None, int, list[Word]]:
-        """One sentence, checked (made again on the next seed when the check fails): its wave, verdict,
-        retries, and its words when the model reports durations (VITS)."""
-        import torch
-
-        tts = self._tts
-        speaker, language, refs = speak
-        speed = float(request.speed) * segment.speed  # SSML prosody rate on top
-        kwargs: dict[str, Any] = {}
-        if self._base_length_scale is not None:
-            tts.synthesizer.tts_model.length_scale = self._base_length_scale / speed  # stateful: every call
-        elif clones:
-            kwargs["speed"] = speed
-        if self._durations:
-            self._durations.last = None
-
-        def make(retry: int) -> np.ndarray:
-            if retry:  # a retry draws from its own seed (the first try continues the job's)
-                seed_everything(request.seed + retry * RETRY_SEED_STEP + index)
-            with torch.inference_mode():
-                wav = tts.tts(
-                    segment.text,
-                    speaker=speaker,
-                    language=language,
-                    speaker_wav=refs,
-                    split_sentences=False,
-                    **kwargs,
-                )
-            return _trim_tail(np.asarray(wav, dtype=np.float32).reshape(-1), self.sample_rate)
-
-        wave, verdict, tries = checked(segment.text, make, request.check, self.sample_rate, speed)
-        found = self._durations.words(segment.text, wave) if self._durations else []
-        return wave, verdict, tries, found
-
     def _speaker(self, tts: Any, request: GenRequest) -> str | None:
         clones = bool(getattr(tts.synthesizer.tts_model.config, "supports_cloning", False))
         if clones:
@@ -332,42 +291,44 @@ class CoquiBackend:
                 tempfile.TemporaryDirectory(prefix="soundry-refs-") as tmp,
                 _soundfile_references() if request.references else contextlib.nullcontext(),
             ):
-                refs = _write_references(request.references, Path(tmp))
-                waves: list[np.ndarray] = []
+                refs = _write_references(request.references, Path(tmp)) or None
                 seed_everything(request.seed)
-                verdicts: list[Verdict | None] = []
-                tapped: list[list[Word]] = []
-                retries = 0
-                for i, segment in enumerate(segments):
-                    wave, verdict, tries, found = self._sentence(
-                        segment, i, request, speak=(speaker, language, refs or None), clones=clones
-                    )
-                    tapped.append(found)
-                    waves.append(wave)
-                    verdicts.append(verdict)
-                    retries += tries
-                    if request.on_audio is not None:
-                        piece = with_pause(
-                            waves[-1], pause_after(segment, waves[-1], self.sample_rate), self.sample_rate
+                import torch
+
+                def make(segment: Segment, index: int, retry: int) -> np.ndarray:
+                    speed = float(request.speed) * segment.speed  # SSML prosody rate on top
+                    kwargs: dict[str, Any] = {}
+                    if self._base_length_scale is not None:
+                        model.length_scale = self._base_length_scale / speed  # stateful: every call
+                    elif clones:
+                        kwargs["speed"] = speed
+                    if retry:  # a retry draws from its own seed (the first try continues the job's)
+                        seed_everything(request.seed + retry * RETRY_SEED_STEP + index)
+                    if self._durations:
+                        self._durations.last = None
+                    with torch.inference_mode():
+                        wav = tts.tts(
+                            segment.text,
+                            speaker=speaker,
+                            language=language,
+                            speaker_wav=refs,
+                            split_sentences=False,
+                            **kwargs,
                         )
-                        request.on_audio(Audio.mono(piece, self.sample_rate))
-                    if progress is not None:
-                        progress((i + 1) / len(segments))
-            pauses = [pause_after(s, w, self.sample_rate) for s, w in zip(segments, waves, strict=True)]
-            samples = join_segments(waves, pauses, self.sample_rate)
-            if not np.isfinite(samples).all():
+                    return _trim_tail(np.asarray(wav, dtype=np.float32).reshape(-1), self.sample_rate)
+
+                def words_of(segment: Segment, wave: np.ndarray) -> list[Word]:
+                    # VITS: from its own durations; XTTS reports none: English force-aligned, else estimated
+                    found = self._durations.words(segment.text, wave) if self._durations else []
+                    return found or timings.aligned_or_estimated(
+                        segment.text, wave, self.sample_rate, language
+                    )
+
+                audio = speak(segments, make, words_of, request, self.sample_rate, progress)
+            if not np.isfinite(audio.samples).all():
                 raise GenerationFailed("the model produced non-finite samples")
-            peak = float(np.abs(samples).max()) if samples.size else 0.0
-            if peak > 1.0:
-                samples = samples / peak
-            # VITS: the words from its own durations; XTTS reports none: English is force-aligned,
-            # other languages estimated
-            words = [
-                found or timings.aligned_or_estimated(seg.text, wave, self.sample_rate, language)
-                for seg, wave, found in zip(segments, waves, tapped, strict=True)
-            ]
-            placed = timings.place(words, waves, pauses, self.sample_rate)
-            return replace(Audio.mono(samples, self.sample_rate, placed), qc=summary(verdicts, retries))
+            peak = float(np.abs(audio.samples).max()) if audio.frames else 0.0
+            return audio.with_samples(audio.samples / peak) if peak > 1.0 else audio
 
 
 def _write_references(references: tuple[Audio, ...], folder: Path) -> list[str]:

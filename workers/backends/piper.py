@@ -23,7 +23,6 @@ import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,9 @@ from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
 from workers import timings
 from workers.backends.base import GenRequest, ProgressFn
-from workers.speech_check import RETRY_SEED_STEP, Verdict, checked, summary
-from workers.text import Segment, join_segments, pause_after, segment_text, with_pause
+from workers.sentences import speak
+from workers.speech_check import RETRY_SEED_STEP
+from workers.text import Segment, segment_text
 
 logger = logging.getLogger(__name__)
 
@@ -371,49 +371,28 @@ class PiperBackend:
             speaker = self._speaker_id(request)
             base_scale = float(voice.config.length_scale) / float(request.speed)
             noise = voice.session if isinstance(voice.session, SeededSession) else None
-            waves: list[np.ndarray] = []
-            words: list[list[Word]] = []
-            verdicts: list[Verdict | None] = []
-            retries = 0
-            for i, segment in enumerate(segments):
+            last: list[Any] = []  # the chunks of the sentence made last (its phoneme durations)
+
+            def make(segment: Segment, i: int, retry: int) -> np.ndarray:
                 config = SynthesisConfig(
                     speaker_id=speaker,
                     length_scale=base_scale / segment.speed,  # SSML prosody rate
                     normalize_audio=False,
                     volume=1.0,
                 )
-                made: list[Any] = []
+                with (
+                    noise.seeded(request.seed + retry * RETRY_SEED_STEP, i)
+                    if noise is not None
+                    else nullcontext()
+                ):
+                    last[:] = voice.synthesize(segment.text, syn_config=config, include_alignments=True)
+                arrays = [c.audio_float_array for c in last]
+                return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
 
-                def make(
-                    retry: int,
-                    segment: Segment = segment,
-                    config: Any = config,
-                    i: int = i,
-                    made: list[Any] = made,
-                ) -> np.ndarray:
-                    seed = request.seed + retry * RETRY_SEED_STEP
-                    with noise.seeded(seed, i) if noise is not None else nullcontext():
-                        made[:] = voice.synthesize(segment.text, syn_config=config, include_alignments=True)
-                    arrays = [c.audio_float_array for c in made]
-                    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
+            def words_of(segment: Segment, wave: np.ndarray) -> list[Word]:
+                return timings.from_phonemes(segment.text, last, wave, self.sample_rate)
 
-                wave, verdict, tries = checked(
-                    segment.text, make, request.check, self.sample_rate, request.speed * segment.speed
-                )
-                waves.append(wave)
-                verdicts.append(verdict)
-                retries += tries
-                words.append(timings.from_phonemes(segment.text, made, waves[-1], self.sample_rate))
-                if request.on_audio is not None:
-                    piece = with_pause(
-                        waves[-1], pause_after(segment, waves[-1], self.sample_rate), self.sample_rate
-                    )
-                    request.on_audio(Audio.mono(piece, self.sample_rate))
-                if progress is not None:
-                    progress((i + 1) / len(segments))
-            pauses = [pause_after(s, w, self.sample_rate) for s, w in zip(segments, waves, strict=True)]
-            samples = join_segments(waves, pauses, self.sample_rate)
-            if not np.isfinite(samples).all():
+            audio = speak(segments, make, words_of, request, self.sample_rate, progress)
+            if not np.isfinite(audio.samples).all():
                 raise GenerationFailed("the voice produced non-finite samples")
-            placed = timings.place(words, waves, pauses, self.sample_rate)
-            return replace(Audio.mono(samples, self.sample_rate, placed), qc=summary(verdicts, retries))
+            return audio
