@@ -149,17 +149,10 @@ def assert_sound(samples: np.ndarray, rate: int, *, expect_rate: int, expect_s: 
 
 def transcribe(samples: np.ndarray, rate: int) -> str:
     """Offline English transcription with pocketsphinx's bundled model (lower-case words)."""
-    import soxr
-    from pocketsphinx import Decoder
+    from workers.speech_check import transcribe as recognise
 
     mono = samples.mean(axis=1) if samples.ndim == 2 else samples
-    pcm = (np.clip(soxr.resample(mono, rate, 16000), -1, 1) * 32767).astype(np.int16)
-    decoder = Decoder(samprate=16000, loglevel="FATAL")
-    decoder.start_utt()
-    decoder.process_raw(pcm.tobytes(), full_utt=True)
-    decoder.end_utt()
-    hyp = decoder.hyp()
-    return hyp.hypstr.lower() if hyp else ""
+    return recognise(mono, rate)
 
 
 def words(text: str) -> list[str]:

@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from gen_server.audio import SpeechQc
 from gen_server.errors import GenerationFailed
-from workers.timings import sound_span
+from workers.timings import sound_span, sounding
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +104,9 @@ def transcribe(wave: npt.NDArray[np.floating], rate: int) -> str:
 
 
 def _longest_silence_s(wave: npt.NDArray[np.floating], rate: int) -> float:
-    hop = max(1, rate // 100)
-    n = wave.size // hop
-    if n < 2:
-        return 0.0
-    power = (wave[: n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(axis=1)
-    loud = np.flatnonzero(power >= power.max() * 1e-4)  # -40 dB of the loudest
-    return float(np.diff(loud).max() - 1) / 100 if loud.size > 1 else 0.0
+    """The longest run of quiet 10 ms windows between sounding ones (:func:`workers.timings.sounding`)."""
+    _, windows = sounding(wave, rate)
+    return float(np.diff(windows).max() - 1) / 100 if windows.size > 1 else 0.0
 
 
 def _loop_s(wave: npt.NDArray[np.floating], rate: int) -> float:

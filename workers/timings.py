@@ -46,18 +46,26 @@ def _letters(word: str) -> int:
     return max(1, sum(1 for c in word if c.isalnum()))
 
 
-def sound_span(wave: npt.NDArray[np.floating], rate: int) -> tuple[float, float]:
-    """First and last sounding moment of ``wave`` (seconds); the whole wave when it is silent."""
+def sounding(wave: npt.NDArray[np.floating], rate: int) -> tuple[int, npt.NDArray[np.intp]]:
+    """The length of a 10 ms window (samples) and the indices of the windows of ``wave`` within
+    ``_SOUND_DB`` of its loudest (none when it is silent)."""
     hop = max(1, rate // 100)
     n = wave.size // hop
     if n == 0:
-        return 0.0, wave.size / rate
+        return hop, np.zeros(0, dtype=np.intp)
     power = (wave[: n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(axis=1)
     loudest = float(power.max())
     if loudest <= 0:
+        return hop, np.zeros(0, dtype=np.intp)
+    return hop, np.flatnonzero(power >= loudest * 10 ** (_SOUND_DB / 10))
+
+
+def sound_span(wave: npt.NDArray[np.floating], rate: int) -> tuple[float, float]:
+    """First and last sounding moment of ``wave`` (seconds); the whole wave when it is silent."""
+    hop, windows = sounding(wave, rate)
+    if windows.size == 0:
         return 0.0, wave.size / rate
-    sounding = np.flatnonzero(power >= loudest * 10 ** (_SOUND_DB / 10))
-    return int(sounding[0]) * hop / rate, min(wave.size, (int(sounding[-1]) + 1) * hop) / rate
+    return int(windows[0]) * hop / rate, min(wave.size, (int(windows[-1]) + 1) * hop) / rate
 
 
 def estimate(text: str, wave: npt.NDArray[np.floating], rate: int) -> list[Word]:
