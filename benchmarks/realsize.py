@@ -42,8 +42,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from gen_server.batch import deep_merge
-
 logger = logging.getLogger(__name__)
 
 MANIFEST = "realsize.json"
@@ -95,7 +93,12 @@ def audiocraft_config(kind: Literal["musicgen", "audiogen"], scale: str = "small
             "description": {"model": "lut", "lut": {"n_bins": T5_VOCAB, "dim": text_dim, "tokenizer": "noop"}}
         },
     }
-    return deep_merge(base, override)
+    from omegaconf import OmegaConf
+
+    # omegaconf (audiocraft's config library): this module also runs on GPU hosts without the API's packages
+    merged = OmegaConf.to_container(OmegaConf.merge(base, override))
+    assert isinstance(merged, dict)
+    return {str(k): v for k, v in merged.items()}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,17 @@ class Settings(BaseSettings):
 
     # worker
     device: str = "cpu"
+    precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
+        default="auto",
+        description="Number format of the MusicGen/AudioGen language model: auto is float16 on CUDA (as "
+        "audiocraft does) and float32 on CPU; bfloat16 pays on CPUs with AVX-512-BF16/AMX; int8 "
+        "(dynamic quantization) is CPU-only. Fidelity per mode: README, 'Precision'",
+    )
+    static_decoding: bool = Field(
+        default=True,
+        description="Decode MusicGen/AudioGen with preallocated keys/values and, on CUDA, a CUDA-graph "
+        "step (workers/backends/_audiocraft_fast.py); off: audiocraft's own decoding loop",
+    )
     queues: str = "speech,sfx,music"
     visibility_timeout_s: int = Field(
         default=20,

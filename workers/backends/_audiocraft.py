@@ -13,6 +13,10 @@ Sampling draws from one ``torch.Generator`` per batch row, seeded with that row'
 a request's clip depends only on its own prompt, parameters and seed, not on the batch it ran in
 (see :meth:`AudiocraftBackend.batch_key` for the one condition this needs).
 
+The language model runs at ``SOUNDRY_PRECISION`` and, unless ``SOUNDRY_STATIC_DECODING=0``, through
+the static-cache decoder (:mod:`workers.backends._audiocraft_fast`: keys/values preallocated, a
+CUDA-graph step on GPUs); models it cannot reproduce (melody) keep audiocraft's loop.
+
 Every job whose request has ``on_audio`` streams while the LM runs (solo, batched rows, long-form,
 melody, continuation): the sampled tokens are tapped and decoded in ~1 s chunks as they become final
 (:mod:`workers.backends._audiocraft_stream`); the returned clip is still decoded once, unchanged.
@@ -35,6 +39,12 @@ from gen_server.audio import Audio
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
+from workers.backends._audiocraft_fast import (
+    StaticDecoder,
+    apply_precision,
+    resolve_precision,
+    unsupported_reason,
+)
 from workers.backends._audiocraft_sampling import per_row_sampling, seed_everything
 from workers.backends._audiocraft_weights import (
     DEMUCS_REPO_DIR,
@@ -156,6 +166,8 @@ class AudiocraftBackend:
         self.settings = settings
         self.device = settings.device
         self._model: Any = None
+        self._decoder: StaticDecoder | None = None
+        self.precision = ""
         self._native_window_s = 0.0
         self._lock = threading.RLock()
 
@@ -187,8 +199,46 @@ class AudiocraftBackend:
                     model = self._get_pretrained(source, self.device)
             except OSError as e:  # LocalEntryNotFoundError, ConnectionError, URLError, missing file
                 raise ModelUnavailable(unavailable_message(self.entry, self.settings, str(e))) from e
+            self._decoder = self._fast_path(model)
             self._native_window_s = float(model.max_duration)
             self._model = model
+
+    def _fast_path(self, model: Any) -> StaticDecoder | None:
+        """Apply ``SOUNDRY_PRECISION`` to ``model``; the static decoder when it is on and fits the LM.
+
+        Raises:
+            ModelUnavailable: The precision cannot run on this device (int8 on CUDA).
+        """
+        try:
+            self.precision = resolve_precision(self.settings.precision, self.device)
+        except ValueError as e:
+            raise ModelUnavailable(f"SOUNDRY_PRECISION: {e}") from e
+        decoder = None
+        if self.settings.static_decoding:
+            reason = unsupported_reason(model.lm)
+            if reason is None:
+                decoder = StaticDecoder(model.lm)
+            else:
+                logger.info("%s decodes with audiocraft's own loop: %s", self.entry.id, reason)
+        apply_precision(model, self.precision, store_weights=decoder is not None)
+        if decoder is not None and str(model.device).startswith("cuda"):
+            self._warm_up(model, decoder)
+        logger.info(
+            "%s: %s, %s decoding", self.entry.id, self.precision, "static" if decoder else "audiocraft's"
+        )
+        return decoder
+
+    @staticmethod
+    def _warm_up(model: Any, decoder: StaticDecoder) -> None:
+        """One short generation at load: cuBLAS/cuDNN set-up and the first step graph happen here, not
+        in the first job (each other bucket of rows and length is captured on its first use, ~0.1 s)."""
+        import torch
+
+        started = time.perf_counter()
+        model.set_generation_params(duration=0.2, use_sampling=True, top_k=50)
+        with torch.inference_mode(), decoder.installed():
+            model.generate([""], progress=False)
+        logger.info("decoder warm-up took %.2f s", time.perf_counter() - started)
 
     def unload(self) -> None:
         """Drop the model and free device memory."""
@@ -196,6 +246,9 @@ class AudiocraftBackend:
             if self._model is None:
                 return
             self._model = None
+            if self._decoder is not None:
+                self._decoder.release()
+            self._decoder = None
             release_memory()
             logger.info("unloaded %s", self.entry.id)
 
@@ -316,9 +369,11 @@ class AudiocraftBackend:
             seed_everything(seeds[0])
             import torch
 
+            decoding = self._decoder.installed() if self._decoder is not None else contextlib.nullcontext()
             with (
                 torch.inference_mode(),
                 per_row_sampling(seeds, model.device),
+                decoding,
                 self._streaming(model, sinks, duration_s) as finish,
             ):
                 wav = call(progress is not None)

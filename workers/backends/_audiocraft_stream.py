@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from gen_server.audio import Audio
+from workers.backends._shadow import shadowed
 from workers.backends.base import AudioSink
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,6 @@ A chunk waits for these frames, so they add to the stream's latency; the left co
 compute. Measured on a real-size random-weight 32 kHz EnCodec, stitched vs one-shot decode: left/right
 5/5 frames -85 dB, 10/5 -102 dB, 20/5 -132 dB; 5/3 -63 dB; no right context -45 dB (the error sits at
 each chunk's right edge), no left context -45 dB."""
-
-_MISSING = object()
 
 
 class ChunkedDecoder:
@@ -314,20 +313,6 @@ class TokenTap:
             self._report(tapped.codes[..., start : tapped.ready])
 
 
-def _swap(obj: Any, name: str, value: Any) -> Any:
-    """Set an instance attribute shadowing a method; returns what to restore."""
-    previous = obj.__dict__.get(name, _MISSING)
-    object.__setattr__(obj, name, value)
-    return previous
-
-
-def _restore(obj: Any, name: str, previous: Any) -> None:
-    if previous is _MISSING:
-        obj.__dict__.pop(name, None)
-    else:
-        object.__setattr__(obj, name, previous)
-
-
 @contextlib.contextmanager
 def tap_tokens(lm: Any, on_frames: Callable[[Any], None]) -> Iterator[TokenTap]:
     """While active, ``lm``'s final frames go to ``on_frames`` as it samples them (see :class:`TokenTap`).
@@ -336,12 +321,5 @@ def tap_tokens(lm: Any, on_frames: Callable[[Any], None]) -> Iterator[TokenTap]:
     on exit, also when generation raises (cancellation).
     """
     tap = TokenTap(lm, on_frames)
-    saved = {
-        name: _swap(lm, name, fn)
-        for name, fn in (("generate", tap.generate), ("_sample_next_token", tap.sample))
-    }
-    try:
+    with shadowed(lm, generate=tap.generate, _sample_next_token=tap.sample):
         yield tap
-    finally:
-        for name, previous in saved.items():
-            _restore(lm, name, previous)
