@@ -259,7 +259,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _fidelity_table(rows: list[dict[str, Any]]) -> str:
+def fidelity_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| precision | steps | KL mean (nats) | KL p99 | top-1 agreement | codec SNR (dB) |",
         "|---|---|---|---|---|---|",
@@ -314,7 +314,7 @@ def run(
             modes = ["bfloat16", "int8"] if dry else ["float16", "bfloat16"]
             fid_s = 0.5 if dry else FIDELITY_STEPS / (4 * model.frame_rate)
             report["fidelity"] = fidelity(model, modes, rows=4, seconds=fid_s)
-            say(_fidelity_table(report["fidelity"]))
+            say(fidelity_table(report["fidelity"]))
         name = f"musicgen-{scale}"
         apply_precision(model, precision, store_weights=False)  # audiocraft's own: autocast
         for batch in batches:
@@ -345,7 +345,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
     """``gpu.json`` and ``gpu.md`` (``gpu-dry-run.*`` for a dry run) in ``out_dir``."""
     name = "gpu-dry-run" if report["dry_run"] else "gpu"
     report["table"] = _table(report["speed"])
-    report["fidelity_table"] = _fidelity_table(report["fidelity"])
+    report["fidelity_table"] = fidelity_table(report["fidelity"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
     gpu = report["gpu"] or "CPU (dry run)"

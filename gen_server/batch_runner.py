@@ -278,9 +278,11 @@ class BatchRunner:
         running = False
         try:
             key = idempotency_key(job)
-            view = self._call(self.client.submit, job.request, idempotency_key=key, submitting=True)
+            view = self._call(
+                self.client.submit, job.request, idempotency_key=key, lane="batch", submitting=True
+            )
             if view["state"] in ("failed", "cancelled"):  # an earlier attempt failed: try afresh
-                view = self._call(self.client.submit, job.request, submitting=True)
+                view = self._call(self.client.submit, job.request, lane="batch", submitting=True)
             outcome.job_id = view["id"]
             running = True
             progress.job_started()

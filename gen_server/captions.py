@@ -36,7 +36,6 @@ SENTENCE_GAP_S = 0.15
 """Silence after end punctuation that marks a sentence end (the backends pause 0.3 s between sentences)."""
 
 
-
 @dataclass(frozen=True, slots=True)
 class Cue:
     start_s: float

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from gen_server.settings import Settings
 
@@ -11,8 +11,13 @@ QUEUES = ("speech", "sfx", "music")
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
 JOB_PRIORITY = 5
-"""Priority every job (a scene's items and mix included) is sent with; kombu's Redis transport serves 0
-first, so webhook deliveries (0) go ahead of waiting jobs."""
+"""Priority of interactive jobs (the UI, API calls, a scene's items and mix); kombu's Redis transport
+serves 0 first, so webhook deliveries (0) go ahead of waiting jobs."""
+BATCH_PRIORITY = 7
+"""Priority of batch-file jobs (``POST /v1/batches``, ``soundry batch``): the next step down, so an
+interactive job waiting in the same queue is handed out before them."""
+Lane = Literal["interactive", "batch"]
+LANE_PRIORITY: dict[str, int] = {"interactive": JOB_PRIORITY, "batch": BATCH_PRIORITY}
 
 
 def priority_lists(queue: str) -> list[str]:

@@ -45,9 +45,12 @@ class SoundryClient:
         except (ValueError, KeyError, TypeError):
             raise ApiError(response.status_code, "http_error", response.text[:500]) from None
 
-    def submit(self, request: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit(
+        self, request: dict[str, Any], *, idempotency_key: str | None = None, lane: str = "interactive"
+    ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._check(self._http.post("/v1/jobs", json=request, headers=headers)).json()
+        params = {"lane": lane} if lane != "interactive" else None
+        return self._check(self._http.post("/v1/jobs", json=request, headers=headers, params=params)).json()
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._check(self._http.get(f"/v1/jobs/{job_id}")).json()

@@ -12,7 +12,7 @@ import redis
 
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
 from gen_server.captions import CaptionFormat, render
-from gen_server.celery_config import JOB_PRIORITY
+from gen_server.celery_config import LANE_PRIORITY, Lane
 from gen_server.contract.catalog import Catalog
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import JobRequest, build_spec
@@ -21,6 +21,7 @@ from gen_server.lexicon import LexiconStore
 from gen_server.queue import JobQueue
 from gen_server.records import keys
 from gen_server.records.jobs import TERMINAL, JobRecord, JobRecords
+from gen_server.records.speed import eta_s
 from gen_server.settings import Settings
 from gen_server.storage import ArtifactStore, audio_key
 from gen_server.webhooks import check_url
@@ -54,8 +55,18 @@ class JobService:
         self.store = store
         self.records = JobRecords(redis_client, settings.job_retention_s)
 
-    def submit(self, req: JobRequest, caller: Caller, *, idempotency_key: str | None = None) -> JobView:
-        """Validate ``req``, record the job, queue it; a repeated idempotency key returns the first job."""
+    def submit(
+        self,
+        req: JobRequest,
+        caller: Caller,
+        *,
+        idempotency_key: str | None = None,
+        lane: Lane = "interactive",
+    ) -> JobView:
+        """Validate ``req``, record the job, queue it; a repeated idempotency key returns the first job.
+
+        ``lane``: ``batch`` jobs wait behind interactive ones in the same queue (a lower priority step).
+        """
         owner = caller.owner or "local"
         if idempotency_key:
             existing = self.redis.get(keys.idempotency(owner, idempotency_key))
@@ -89,9 +100,9 @@ class JobService:
             first = self.redis.get(keys.idempotency(owner, idempotency_key))
             return self.get(str(first or job_id), caller)
         pipe = self.redis.pipeline()
-        self.records.create(pipe, spec, owner, priority=JOB_PRIORITY)
+        self.records.create(pipe, spec, owner, priority=LANE_PRIORITY[lane])
         pipe.execute()
-        self.queue.send(spec, priority=JOB_PRIORITY)
+        self.queue.send(spec, priority=LANE_PRIORITY[lane])
         return self.get(job_id, caller)
 
     def check_quota(self, owner: str, caller: Caller, needed: int = 1) -> None:
@@ -123,12 +134,25 @@ class JobService:
         Raises:
             NotFound: No such job for ``caller``.
         """
-        record, position, webhook_attempts = self.records.read(job_id, with_position=True)
-        return self._view(self._owned(record, job_id, caller), position, webhook_attempts)
+        read = self.records.read(job_id, with_schedule=True)
+        record = self._owned(read.record, job_id, caller)
+        eta = eta_s(
+            record.spec,
+            record.state,
+            progress=record.progress,
+            started_at=record.started_at,
+            position=read.position,
+            speed=read.speed,
+            workers=read.workers,
+        )
+        return self._view(record, read.position, read.webhook_attempts, eta)
 
     @staticmethod
     def _view(
-        record: JobRecord, position: int | None = None, webhook_attempts: list[str] | None = None
+        record: JobRecord,
+        position: int | None = None,
+        webhook_attempts: list[str] | None = None,
+        eta: float | None = None,
     ) -> JobView:
         job_id = record.job_id
         links = {"self": f"/v1/jobs/{job_id}"}
@@ -141,6 +165,7 @@ class JobService:
             model=record.spec.model,
             progress=min(max(record.progress, 0.0), 1.0),
             queue_position=position,
+            eta_s=eta,
             created_at=record.created_at,
             finished_at=record.finished_at,
             worker=record.worker,

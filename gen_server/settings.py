@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         description="Decode MusicGen/AudioGen with preallocated keys/values and, on CUDA, a CUDA-graph "
         "step (workers/backends/_audiocraft_fast.py); off: audiocraft's own decoding loop",
     )
+    step_batching: bool = Field(
+        default=True,
+        description="Step-level batching of MusicGen/AudioGen text-only jobs (needs static decoding): a job "
+        "joins the running batch at its next decoding step and leaves when its clip is done "
+        "(workers/backends/_audiocraft_rows.py); off: window batching only",
+    )
     queues: str = "speech,sfx,music"
     visibility_timeout_s: int = Field(
         default=20,

@@ -80,8 +80,18 @@ def job_title(job: Mapping[str, Any], limit: int = 60) -> str:
     return f"{kind}: “{_short(prompt, limit)}”" if prompt else f"{kind} {str(job.get('id', ''))[:8]}"
 
 
+def eta_text(seconds: float) -> str:
+    """A rough duration for people: "5 s", "2 min", "1 h 10 min"."""
+    if seconds < 60:
+        return f"{max(round(seconds), 1)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
 def jobs_panel(jobs: Sequence[Job], positions: Mapping[str, int]) -> str:
-    """The "Your jobs" list: state, queue position and a progress bar per job (newest first)."""
+    """The "Your jobs" list: state, queue position, estimated time left and a progress bar per job."""
     if not jobs:
         return '<p class="soundry-summary" role="status">No jobs yet: generate something above.</p>'
     counts: dict[str, int] = {}
@@ -98,6 +108,9 @@ def jobs_panel(jobs: Sequence[Job], positions: Mapping[str, int]) -> str:
         if state == "queued":
             position = positions.get(str(job.get("id")))
             where = f" · #{position} in the {html.escape(str(job.get('kind', '')))} queue" if position else ""
+        eta = job.get("eta_s")
+        if state in ("queued", "running") and isinstance(eta, int | float):
+            where += f" · about {eta_text(float(eta))} left"
         model = html.escape(str(job.get("model") or ""))
         title = html.escape(job_title(job))
         seed = (job.get("spec") or {}).get("seed")

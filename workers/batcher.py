@@ -64,6 +64,20 @@ class BatchingBackend(Protocol):
         """One clip per request, in order, from one model call."""
 
 
+@runtime_checkable
+class RowBackend(Protocol):
+    """A backend with step-level batching: requests join a running batch between decoding steps."""
+
+    def joinable(self, request: GenRequest) -> bool:
+        """Whether ``request`` can join a step-level batch (else window batching or alone)."""
+
+    def row_session(self, max_rows: int) -> Any:
+        """A new, empty step-level batch (``step()``, ``leave(row)``, ``audio(row)``)."""
+
+    def join(self, session: Any, request: GenRequest) -> Any:
+        """Add ``request`` to ``session``; returns its row (``progress``, ``most_rows``, ``joined_at``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Generated:
     """What one request gets back from the batcher.
@@ -97,6 +111,7 @@ class Slot:
         self.submitted_at = time.monotonic()
         self.progress = 0.0
         self.key: Any = _UNSET  # batch key, computed once by the batcher thread
+        self.joinable: bool | None = None  # can join a step-level batch (batcher thread, once)
         self._future: Future[Generated] = Future()
         self._cancelled = threading.Event()
 
@@ -278,6 +293,9 @@ class Batcher:
 
     def _serve(self, head: Slot) -> None:
         with self.models.use(head.entry) as backend:
+            if isinstance(backend, RowBackend) and self._joinable(backend, head):
+                self._serve_rows(backend, head)
+                return
             key = self._key(backend, head)
             group = [head] if key is None else self._gather(head, backend, key)
             live = [s for s in group if not s.cancelled]
@@ -290,6 +308,102 @@ class Batcher:
                         "batching %d jobs on %s: %s", len(live), head.entry.id, [s.job_id for s in live]
                     )
                 self._call(backend, live, batched=key is not None)
+
+    def _joinable(self, backend: RowBackend, slot: Slot) -> bool:
+        """Whether the slot can join a step-level batch on ``backend`` (cached on the slot)."""
+        if slot.joinable is None:
+            try:
+                slot.joinable = self.max_batch > 1 and backend.joinable(slot.request)
+            except Exception:  # an invalid request runs alone and fails there with its own error
+                logger.debug("job %s cannot join a step-level batch", slot.job_id, exc_info=True)
+                slot.joinable = False
+        return slot.joinable
+
+    def _serve_rows(self, backend: RowBackend, head: Slot) -> None:
+        """Step-level batching: joinable slots of ``head``'s model join between decoding steps and
+        leave when their clip is done or they are cancelled, until no row is left.
+
+        Admission stops while a slot that cannot join (another model, or a request that runs alone)
+        has waited longer than ``max_wait_s``, so a steady stream of joiners never starves it.
+        """
+        session = backend.row_session(self.max_batch)
+        members: dict[Slot, Any] = {}
+        served = 0
+        joining = [head]
+        try:
+            while True:
+                for slot in joining:
+                    try:
+                        members[slot] = backend.join(session, slot.request)
+                        served += 1
+                    except Exception as e:  # this request only (invalid input)
+                        slot._fail(job_error(e))
+                for slot in [s for s in members if s.cancelled]:
+                    session.leave(members.pop(slot))
+                    self._drop(slot)
+                if not members:
+                    break
+                self._advance(session, members)
+                joining = self._joiners(backend, head, len(members))
+        except Exception as e:
+            if is_out_of_memory(e):
+                release_memory()
+                e = GenerationFailed(
+                    f"out of device memory decoding {len(members)} '{head.entry.id}' jobs step by step; run "
+                    f"the worker with a smaller SOUNDRY_MAX_BATCH or more free device memory ({e})"
+                )
+            logger.exception("step-level batch on %s failed", head.entry.id)
+            for slot in members:
+                slot._fail(job_error(e))
+        except BaseException as e:
+            for slot in members:
+                slot._fail(e)
+            raise
+        finally:
+            if served:
+                self._count(head.entry.id, served)
+
+    @staticmethod
+    def _advance(session: Any, members: dict[Slot, Any]) -> None:
+        """One decoding step of every row; finished rows leave with their clip."""
+        finished = session.step()
+        for slot, row in members.items():
+            slot.progress = row.progress
+        for row in finished:
+            slot = next(s for s, r in members.items() if r is row)
+            del members[slot]
+            session.leave(row)
+            try:
+                audio = session.audio(row)
+            except Exception as e:
+                slot._fail(job_error(e))
+                continue
+            slot._resolve(Generated(audio, row.most_rows, time.perf_counter() - row.joined_at))
+
+    def _joiners(self, backend: RowBackend, head: Slot, members: int) -> list[Slot]:
+        """Waiting slots that join the step-level batch of ``head``'s model now (removed from the queue)."""
+        joining: list[Slot] = []
+        now = time.monotonic()
+        with self._cond:
+            if self._stopping:
+                return joining
+            for slot in list(self._pending):
+                if slot.cancelled:
+                    self._pending.remove(slot)
+                    self._drop(slot)
+                elif (
+                    slot.entry.id != head.entry.id or not self._joinable(backend, slot)
+                ) and now - slot.submitted_at > self.max_wait_s:
+                    return joining  # someone else's turn: let the batch drain
+            for slot in list(self._pending):
+                if members + len(joining) >= self.max_batch:
+                    break
+                if slot.entry.id == head.entry.id and self._joinable(backend, slot):
+                    self._pending.remove(slot)
+                    joining.append(slot)
+        if joining:
+            logger.info("%d job(s) join the step-level batch on %s", len(joining), head.entry.id)
+        return joining
 
     def _key(self, backend: Backend, slot: Slot) -> Hashable | None:
         """The slot's batch key on ``backend`` (cached on the slot); ``None``: it runs alone."""

@@ -31,6 +31,7 @@ from gen_server.errors import JobCancelled
 from gen_server.instance_secrets import watermark_key
 from gen_server.records import keys
 from gen_server.records.jobs import JobRecords, ended_as
+from gen_server.records.speed import SpeedRecords
 from gen_server.settings import Settings, get_settings
 from gen_server.storage import ArtifactStore, open_store, storage_location
 from workers.backends.base import ProgressFn
@@ -98,6 +99,7 @@ class WorkerRuntime:
             on_model_call=self.count_model_call,
         )
         self.records = JobRecords(self.redis, settings.job_retention_s)
+        self.speed = SpeedRecords(self.redis)
         self._running: dict[str, threading.Event] = {}
         self._running_lock = threading.Lock()
 
@@ -136,7 +138,20 @@ class WorkerRuntime:
                     generation_s=generated.generation_s,
                     batch_size=generated.batch_size,
                 )
+                self._observe_speed(spec, result)
         return result
+
+    def _observe_speed(self, spec: JobSpec, result: JobResult) -> None:
+        """Fold this job's measured speed into the ETAs the API shows (never fails the job)."""
+        try:
+            self.speed.observe(
+                spec,
+                generation_s=result.generation_s,
+                batch_size=result.batch_size,
+                audio_s=result.duration_s,
+            )
+        except redis.RedisError:
+            logger.exception("recording the speed of job %s failed", spec.job_id)
 
     def _speech_check(self, spec: JobSpec, entry: ModelEntry) -> Checker | None:
         """The sentence check for a speech job (none when it is off, or for random-weight dev models,

@@ -153,9 +153,9 @@ class BatchService:
         for job in pending:
             req = JobRequest.model_validate(job.request)
             try:
-                view = self.jobs.submit(req, caller, idempotency_key=idempotency_key(job))
+                view = self.jobs.submit(req, caller, idempotency_key=idempotency_key(job), lane="batch")
                 if view.state in ("failed", "cancelled"):  # an earlier run's attempt failed: try afresh
-                    view = self.jobs.submit(req, caller)
+                    view = self.jobs.submit(req, caller, lane="batch")
             except RateLimited:
                 break
             except SoundryError as e:  # e.g. an upload deleted since validation: the item fails

@@ -81,6 +81,12 @@ class JobView(BaseModel):
     model: str
     progress: float = Field(0.0, ge=0.0, le=1.0)
     queue_position: int | None = Field(None, description="1-based place in its queue while queued (1: next)")
+    eta_s: float | None = Field(
+        None,
+        description="Estimated seconds until the job finishes, from the workers' measured speed (queue wait "
+        "plus generation); in GET /v1/jobs/{id} while queued or running, null until a worker has "
+        "finished a job of this model",
+    )
     created_at: float
     finished_at: float | None = None
     worker: str | None = Field(None, description="Worker process that ran (or runs) the job")

@@ -26,7 +26,7 @@ Celery's result backend is not used: Celery only carries the messages.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis
@@ -187,6 +187,21 @@ def _float(raw: str | None) -> float | None:
     return float(raw) if raw else None
 
 
+@dataclass(slots=True)
+class JobRead:
+    """What :meth:`JobRecords.read` returns: the record (``None``: no such job) and what goes with it."""
+
+    record: JobRecord | None
+    webhook_attempts: list[str]
+    position: int | None = None
+    speed: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, str] = field(default_factory=dict)
+
+
+def _text_map(raw: Any) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in (raw or {}).items()}
+
+
 class JobRecords:
     """Reads and the only writes of job records on one Redis client (API and worker alike)."""
 
@@ -238,19 +253,23 @@ class JobRecords:
 
     # -------------------------------------------------------------------------------------- read
 
-    def read(
-        self, job_id: str, *, with_position: bool = False
-    ) -> tuple[JobRecord | None, int | None, list[str]]:
-        """The record, its queue position (when asked and queued), its webhook attempts: one round trip."""
+    def read(self, job_id: str, *, with_schedule: bool = False) -> JobRead:
+        """The record and its webhook attempts; with ``with_schedule`` also its queue position (while
+        queued), the measured speeds and the worker list an ETA needs. One round trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.job(job_id))
         pipe.lrange(keys.webhook_attempts(job_id), -50, -1)
-        if with_position:
+        if with_schedule:
             self._position(keys=[keys.job(job_id)], args=[_QUEUED, job_id], client=pipe)
+            pipe.hgetall(keys.SPEED)
+            pipe.hgetall(keys.WORKERS)
         replies = pipe.execute()
         fields, attempts = replies[0], replies[1]
-        position = int(replies[2]) if with_position and replies[2] else None
-        return (JobRecord.parse(job_id, fields) if fields else None), position, attempts
+        read = JobRead(JobRecord.parse(job_id, fields) if fields else None, attempts)
+        if with_schedule:
+            read.position = int(replies[2]) if replies[2] else None
+            read.speed, read.workers = _text_map(replies[3]), _text_map(replies[4])
+        return read
 
     def read_many(self, job_ids: list[str]) -> list[JobRecord | None]:
         """Several records in one round trip (``None`` where a record expired)."""

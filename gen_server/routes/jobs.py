@@ -14,6 +14,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from gen_server.audio.encode import MEDIA_TYPES
 from gen_server.captions import MEDIA_TYPES as CAPTION_MEDIA_TYPES
 from gen_server.captions import CaptionFormat
+from gen_server.celery_config import Lane
 from gen_server.contract import examples
 from gen_server.contract.result import JobState, JobView
 from gen_server.contract.spec import AudioFormat, JobRequest
@@ -84,6 +85,13 @@ def submit_job(
     response: Response,
     idempotency_key: IdempotencyKey = None,
     prefer: Prefer = None,
+    lane: Annotated[
+        Lane,
+        Query(
+            description="interactive (default): the UI and apps waiting on a result; batch: bulk work, "
+            "handed out after every interactive job waiting in the same queue",
+        ),
+    ] = "interactive",
 ) -> JobView:
     """Validate and queue a job; returns at once with its id (poll it or stream its events).
 
@@ -92,7 +100,7 @@ def submit_job(
     then; either way ``Preference-Applied: wait=N`` says how long it waited at most. This handler runs
     in the server's threadpool, so waiting never blocks the event loop.
     """
-    view = service.submit(req, who, idempotency_key=idempotency_key)
+    view = service.submit(req, who, idempotency_key=idempotency_key, lane=lane)
     wait_s = prefer_wait_s(prefer)
     if wait_s is None:
         return view

@@ -11,7 +11,7 @@ import numpy as np
 from gen_server.client import SoundryClient
 from tests.helpers import ROOT
 from ui.batch_tab import error_rows, example_files, item_rows, progress_html
-from ui.components import jobs_panel, percent
+from ui.components import eta_text, jobs_panel, percent
 from ui.examples import BUILTIN, load_examples
 from ui.tracker import ClientPool, key_id
 from ui.visuals import spectrogram_db, spectrogram_image, waveform_image
@@ -59,6 +59,7 @@ def test_jobs_panel_escapes_text_and_shows_state_position_and_progress() -> None
             "kind": "sfx",
             "model": "m",
             "progress": 0.426,
+            "eta_s": 95.0,
             "spec": {"prompt": "rain"},
         },
         {
@@ -67,6 +68,7 @@ def test_jobs_panel_escapes_text_and_shows_state_position_and_progress() -> None
             "kind": "speech",
             "model": "m",
             "progress": 0.9,
+            "eta_s": 4.0,
             "spec": {"prompt": "hi"},
         },
         {
@@ -82,6 +84,8 @@ def test_jobs_panel_escapes_text_and_shows_state_position_and_progress() -> None
     html = jobs_panel(jobs, {"a1": 2})
     assert "<script>" not in html and "&lt;script&gt;" in html and "pull &lt;it&gt;" in html
     assert "#2 in the music queue" in html
+    assert "about 2 min left" in html and "about 4 s left" not in html  # finished jobs show no ETA
+    assert [eta_text(s) for s in (0.2, 59, 61, 3600 + 600)] == ["1 s", "59 s", "1 min", "1 h 10 min"]
     assert 'data-job-id="b2" data-state="running" data-progress="43"' in html
     assert 'data-job-id="c3" data-state="succeeded" data-progress="100"' in html
     assert html.count("data-cancel=") == 2  # only queued and running jobs can be cancelled

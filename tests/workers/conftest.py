@@ -42,13 +42,19 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def worker_settings(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings pointing at the tiny models; CPU, no downloads."""
+    """Settings pointing at the tiny models; CPU, no downloads.
+
+    Window batching (``generate_batch``, the path for requests that cannot join a step-level batch)
+    is what the batcher tests here exercise; tests/workers/test_step_batching.py turns step-level
+    batching (the worker's default) back on.
+    """
     return Settings(
         data_dir=tmp_path_factory.mktemp("data"),
         models_dir=tiny_models_dir,
         dev_models=True,
         allow_downloads=False,
         device="cpu",
+        step_batching=False,
     )
 
 

@@ -45,6 +45,7 @@ from workers.backends._audiocraft_fast import (
     resolve_precision,
     unsupported_reason,
 )
+from workers.backends._audiocraft_rows import Row, RowSession
 from workers.backends._audiocraft_sampling import per_row_sampling, seed_everything
 from workers.backends._audiocraft_weights import (
     DEMUCS_REPO_DIR,
@@ -363,7 +364,7 @@ class AudiocraftBackend:
         (Demucs' random shift in the melody conditioner). Row ``i`` streams to ``sinks[i]`` when that
         is set (:meth:`_streaming`); the audio ``call`` returns does not depend on it.
         """
-        pace = self.settings.dev_step_ms / 1000 if self.entry.dev else 0.0
+        pace = self._pace()
         model.set_custom_progress_callback(_Progress(plan, progress, pace) if progress is not None else None)
         try:
             seed_everything(seeds[0])
@@ -491,6 +492,32 @@ class AudiocraftBackend:
             float(request.cfg_coef),
             self._prompt_lengths(request.prompt),
         )
+
+    def _pace(self) -> float:
+        """Least seconds per decoding step (the dev preset's test aid; 0 for real models)."""
+        return self.settings.dev_step_ms / 1000 if self.entry.dev else 0.0
+
+    # -- step-level batching (workers/backends/_audiocraft_rows.py) ----------------------------------
+
+    def joinable(self, request: GenRequest) -> bool:
+        """Whether ``request`` can join a step-level batch: text only, one window, static decoding on."""
+        if not self.settings.step_batching or self._decoder is None or self.batch_key(request) is None:
+            return False
+        duration_s = float(request.duration_s or 0.0)
+        return self._model_duration(duration_s) <= self.window_s + 1e-9
+
+    def row_session(self, max_rows: int) -> RowSession:
+        """A new step-level batch on the loaded model (see :meth:`joinable`)."""
+        model = self._require_model()
+        if self._decoder is None:
+            raise InvalidInput(f"'{self.entry.id}' has no static decoder, so no step-level batching")
+        return RowSession(model, self._decoder, max_rows, min_step_s=self._pace())
+
+    def join(self, session: RowSession, request: GenRequest) -> Row:
+        """Validate ``request`` and add it to ``session`` (it decodes from the session's next step)."""
+        duration_s = self._check(request)
+        with self._lock:
+            return session.join(request, duration_s, self._model_duration(duration_s))
 
     def _prompt_lengths(self, prompt: str) -> tuple[int, ...]:
         """Token count of ``prompt`` in the model's ``description`` text conditioner (1 for a LUT 'noop')."""

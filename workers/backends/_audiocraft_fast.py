@@ -158,6 +158,8 @@ class _Buffers:
     cross_mask: Any
     positions: Any
     pos: Any
+    """Each row's position (the padded form): rows may be at different steps (step-level batching)."""
+    row_index: Any
     tokens: Any
     graph: Any = None
     logits: Any = None
@@ -248,7 +250,7 @@ class StaticDecoder:
             if pos + steps > buffers.capacity:
                 raise RuntimeError(f"static decoding past its capacity ({pos + steps} > {buffers.capacity})")
             if steps == 1 and self._padded(sequence):
-                logits = self._replay(buffers, sequence, pos)
+                logits = self.replay(buffers, sequence, pos)
             else:
                 logits = self._step(buffers, sequence, pos, masked=False)
         generation.pos = pos + steps
@@ -262,13 +264,9 @@ class StaticDecoder:
 
     def _begin(self, generation: _Generation, sequence: Any, condition_tensors: Any) -> _Buffers:
         """Buffers for a new generation, with the text's cross-attention keys/values filled in."""
-        import torch
-
-        lm = self.lm
         rows = int(sequence.shape[0])
-        dtype = self._weight_dtype()
-        _, cross = lm.fuser(torch.zeros(rows, 1, self.dim, device=sequence.device), condition_tensors)
-        cross = cross.to(dtype)
+        dtype = self.weight_dtype()
+        cross = self.text_conditions(condition_tensors, rows, sequence.device)
         text_len = int(cross.shape[1])
         capacity = generation.capacity
         padded_text = text_len
@@ -278,31 +276,50 @@ class StaticDecoder:
         key = (rows, capacity, padded_text, dtype, str(sequence.device))
         buffers = self._buckets.pop(key, None)
         if buffers is None:
-            buffers = self._allocate(rows, capacity, padded_text, dtype, sequence.device, sequence.shape[1])
+            buffers = self.allocate(rows, capacity, padded_text, dtype, sequence.device, sequence.shape[1])
             while len(self._buckets) >= MAX_GRAPHS:
                 self._buckets.popitem(last=False)
         self._buckets[key] = buffers
-        for i, layer in enumerate(lm.transformer.layers):
-            k = self._project(layer.cross_attention, cross, 1)
-            v = self._project(layer.cross_attention, cross, 2)
-            buffers.cross_keys[i][:, :, :text_len] = self._heads(k)
-            buffers.cross_values[i][:, :, :text_len] = self._heads(v)
-            buffers.cross_keys[i][:, :, text_len:] = 0
-            buffers.cross_values[i][:, :, text_len:] = 0
-        buffers.cross_mask.fill_(False)
-        buffers.cross_mask[..., :text_len] = True
+        self.fill_text(buffers, slice(None), cross)
         buffers.text_filled = text_len
         return buffers
 
-    def _weight_dtype(self) -> Any:
+    def text_conditions(self, condition_tensors: Any, rows: int, device: Any) -> Any:
+        """The fused cross-attention input ``[rows, T, dim]`` of ``condition_tensors`` (weights' dtype)."""
+        import torch
+
+        _, cross = self.lm.fuser(torch.zeros(rows, 1, self.dim, device=device), condition_tensors)
+        return cross.to(self.weight_dtype())
+
+    def fill_text(self, buffers: _Buffers, rows: Any, cross: Any) -> None:
+        """Write the text's cross-attention keys/values (and its mask) into ``rows`` of ``buffers``.
+
+        Args:
+            rows: A slice or index tensor of buffer rows, one per row of ``cross``.
+            cross: ``[n, T, dim]`` fused text conditions, ``T <= buffers.text_len``.
+        """
+        text_len = int(cross.shape[1])
+        for i, layer in enumerate(self.lm.transformer.layers):
+            for part, store in ((1, buffers.cross_keys[i]), (2, buffers.cross_values[i])):
+                values = store[rows]
+                values[:, :, :text_len] = self._heads(self._project(layer.cross_attention, cross, part))
+                values[:, :, text_len:] = 0
+                store[rows] = values
+        mask = buffers.cross_mask[rows]
+        mask.fill_(False)
+        mask[..., :text_len] = True
+        buffers.cross_mask[rows] = mask
+
+    def weight_dtype(self) -> Any:
         import torch
 
         weight = getattr(self.lm.linears[0], "weight", None)
         return weight.dtype if isinstance(weight, torch.Tensor) else torch.float32
 
-    def _allocate(
+    def allocate(
         self, rows: int, capacity: int, text_len: int, dtype: Any, device: Any, n_q: int
     ) -> _Buffers:
+        """Zeroed buffers for ``rows`` rows of ``capacity`` steps and ``text_len`` text tokens."""
         import torch
 
         layers = len(self.lm.transformer.layers)
@@ -318,7 +335,8 @@ class StaticDecoder:
             cross_values=[torch.zeros(text_shape, dtype=dtype, device=device) for _ in range(layers)],
             cross_mask=torch.zeros((rows, 1, 1, text_len), dtype=torch.bool, device=device),
             positions=torch.arange(capacity, device=device),
-            pos=torch.zeros(1, dtype=torch.long, device=device),
+            pos=torch.zeros(rows, dtype=torch.long, device=device),
+            row_index=torch.arange(rows, device=device),
             tokens=torch.zeros((rows, n_q, 1), dtype=torch.long, device=device),
         )
 
@@ -350,11 +368,11 @@ class StaticDecoder:
         sdpa = torch.nn.functional.scaled_dot_product_attention
         lm = self.lm
         rows, n_q, steps = sequence.shape
-        dim, dtype = self.dim, self._weight_dtype()
+        dim, dtype = self.dim, self.weight_dtype()
         x = sum([lm.emb[k](sequence[:, k]) for k in range(n_q)])
         if masked:
-            positions = buffers.pos.view(1, 1, 1)
-            self_mask = (buffers.positions <= buffers.pos).view(1, 1, 1, -1)
+            positions = buffers.pos.view(rows, 1, 1)
+            self_mask = (buffers.positions.view(1, -1) <= buffers.pos.view(-1, 1)).view(rows, 1, 1, -1)
         else:
             positions = torch.arange(pos, pos + steps, device=sequence.device).view(1, -1, 1)
         transformer = lm.transformer
@@ -368,8 +386,8 @@ class StaticDecoder:
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
             keys, values = buffers.keys[i], buffers.values[i]
             if masked:
-                keys.index_copy_(2, buffers.pos, k)
-                values.index_copy_(2, buffers.pos, v)
+                keys[buffers.row_index, :, buffers.pos] = k[:, :, 0]
+                values[buffers.row_index, :, buffers.pos] = v[:, :, 0]
                 out = sdpa(q, keys, values, attn_mask=self_mask)
             else:
                 keys[:, :, pos : pos + steps] = k
@@ -388,14 +406,18 @@ class StaticDecoder:
             x = lm.out_norm(x)
         return torch.stack([lm.linears[k](x) for k in range(n_q)], dim=1)
 
-    def _replay(self, buffers: _Buffers, sequence: Any, pos: int) -> Any:
-        """One step in the padded form: through the bucket's CUDA graph (captured on first use) on CUDA."""
+    def replay(self, buffers: _Buffers, sequence: Any, pos: int | None) -> Any:
+        """One step in the padded form: through the bucket's CUDA graph (captured on first use) on CUDA.
+
+        ``pos``: every row's position; ``None``: ``buffers.pos`` already holds each row's own.
+        """
         import torch
 
         buffers.tokens.copy_(sequence)
-        buffers.pos.fill_(pos)
+        if pos is not None:
+            buffers.pos.fill_(pos)
         if not self._graphable(sequence):
-            return self._step(buffers, buffers.tokens, pos, masked=True)
+            return self._step(buffers, buffers.tokens, pos or 0, masked=True)
         if buffers.graph is None:
             # warm-up on a side stream (cuBLAS workspaces, lazy inits), then capture; re-running the
             # step writes the same keys/values at the same position, so nothing else changes
@@ -403,13 +425,13 @@ class StaticDecoder:
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
                 for _ in range(2):
-                    self._step(buffers, buffers.tokens, pos, masked=True)
+                    self._step(buffers, buffers.tokens, pos or 0, masked=True)
             torch.cuda.current_stream().wait_stream(stream)
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool):
-                buffers.logits = self._step(buffers, buffers.tokens, pos, masked=True)
+                buffers.logits = self._step(buffers, buffers.tokens, pos or 0, masked=True)
             buffers.graph = graph
             logger.info(
                 "captured a decoding step graph: %d rows, %d steps, %d text tokens",

@@ -169,8 +169,13 @@ class ChunkedDecoder:
             sink(Audio(np.ascontiguousarray(row, dtype=np.float32), self._sample_rate))
 
 
-class _Pass:
-    """One ``lm.generate`` call being tapped: its pattern, where each step writes, what is final."""
+class FrameAssembler:
+    """One generation's tokens put back in clip order as steps sample them: what is final so far.
+
+    Each decoding step of the delay pattern writes one token per codebook at ``(t, q)`` coordinates
+    of different frames; a frame is final once all its codebooks are written. Used by the token tap
+    (one per ``lm.generate`` call) and by step-level batching (one per row).
+    """
 
     def __init__(self, pattern: Any, prompt_frames: int, max_gen_len: int, n_q: int) -> None:
         self.pattern = pattern
@@ -182,6 +187,31 @@ class _Pass:
         self.filled = np.zeros(max_gen_len, dtype=np.int64)
         self.filled[:prompt_frames] = n_q
         self.ready = prompt_frames  # frames [0, ready) are final
+
+    def record(self, token: Any) -> Any:
+        """Take one step's ``[B, K, 1]`` tokens; returns the frames that became final, ``[B, K, n]``.
+
+        Raises:
+            RuntimeError: More steps than the pattern has.
+        """
+        import torch
+
+        if self.step >= len(self.pattern.layout):
+            raise RuntimeError("the LM sampled more steps than its codebook pattern has")
+        if self.codes is None:
+            shape = (int(token.shape[0]), self.n_q, self.max_gen_len)
+            self.codes = torch.full(shape, -1, dtype=torch.long, device=token.device)
+        coords = [c for c in self.pattern.layout[self.step] if self.prompt_frames <= c.t < self.max_gen_len]
+        self.step += 1
+        start = self.ready
+        if coords:
+            ts = [int(c.t) for c in coords]
+            qs = [int(c.q) for c in coords]
+            self.codes[:, qs, ts] = token[:, qs, 0]  # copied now: audiocraft then masks ``token`` in place
+            np.add.at(self.filled, ts, 1)
+            while self.ready < self.max_gen_len and self.filled[self.ready] >= self.n_q:
+                self.ready += 1
+        return self.codes[..., start : self.ready]
 
 
 class TokenTap:
@@ -203,7 +233,7 @@ class TokenTap:
         self._on_frames = on_frames
         self._generate = lm.generate
         self._sample = lm._sample_next_token
-        self._pass: _Pass | None = None
+        self._pass: FrameAssembler | None = None
         self._reported: list[Any] = []  # every frame handed on
         self.frames = 0
         self.broken = False
@@ -237,7 +267,7 @@ class TokenTap:
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """``lm.generate``, reporting the pass's new frames as they become final."""
-        tapped: _Pass | None = None
+        tapped: FrameAssembler | None = None
         with self._guard():
             tapped = self._start(args, kwargs)
         self._pass = tapped if not self.broken else None
@@ -250,7 +280,7 @@ class TokenTap:
                 self._end(tapped, out)
         return out
 
-    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Pass | None:
+    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FrameAssembler | None:
         """Report a continuation prompt, check a window's prompt; the pass to tap (``None``: none)."""
         import torch
 
@@ -266,9 +296,9 @@ class TokenTap:
                 self._fail("a long-form window's prompt is not the end of the frames made so far")
                 return None
         pattern = self._lm.pattern_provider.get_pattern(max_gen_len)
-        return _Pass(pattern, prompt_frames, max_gen_len, int(self._lm.num_codebooks))
+        return FrameAssembler(pattern, prompt_frames, max_gen_len, int(self._lm.num_codebooks))
 
-    def _end(self, tapped: _Pass, out: Any) -> None:
+    def _end(self, tapped: FrameAssembler, out: Any) -> None:
         """Check the tapped frames against the pass's output; report any frame still open."""
         import torch
 
@@ -287,30 +317,13 @@ class TokenTap:
                 self._record(tapped, token)
         return token
 
-    def _record(self, tapped: _Pass, token: Any) -> None:
-        import torch
-
-        if tapped.step >= len(tapped.pattern.layout):
-            self._fail("the LM sampled more steps than its codebook pattern has")
+    def _record(self, tapped: FrameAssembler, token: Any) -> None:
+        try:
+            frames = tapped.record(token)
+        except RuntimeError as e:
+            self._fail(str(e))
             return
-        if tapped.codes is None:
-            shape = (int(token.shape[0]), tapped.n_q, tapped.max_gen_len)
-            tapped.codes = torch.full(shape, -1, dtype=torch.long, device=token.device)
-        coords = [
-            c for c in tapped.pattern.layout[tapped.step] if tapped.prompt_frames <= c.t < tapped.max_gen_len
-        ]
-        tapped.step += 1
-        if not coords:
-            return
-        ts = [int(c.t) for c in coords]
-        qs = [int(c.q) for c in coords]
-        tapped.codes[:, qs, ts] = token[:, qs, 0]  # copied now: audiocraft then masks ``token`` in place
-        np.add.at(tapped.filled, ts, 1)
-        start = tapped.ready
-        while tapped.ready < tapped.max_gen_len and tapped.filled[tapped.ready] >= tapped.n_q:
-            tapped.ready += 1
-        if tapped.ready > start:
-            self._report(tapped.codes[..., start : tapped.ready])
+        self._report(frames)
 
 
 @contextlib.contextmanager
