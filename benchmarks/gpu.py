@@ -106,11 +106,8 @@ def generate_tokens(model: Any, prompts: list[str], seeds: list[int]) -> Any:
         return model._generate_tokens(attributes, prompt_tokens, False)
 
 
-def time_variant(
-    model: Any, variant: str, batch: int, seconds: float, repeats: int
-) -> tuple[Any, dict[str, Any]]:
-    """Tokens, steps/s and audio-s/s of ``variant``: ``batch`` rows of ``seconds``, median of ``repeats``."""
-    device = str(model.device)
+def configure(model: Any, rows: int, seconds: float) -> tuple[list[str], list[int]]:
+    """Set the generation parameters every measurement uses; the prompts and seeds of ``rows`` rows."""
     model.set_generation_params(
         duration=seconds,
         use_sampling=True,
@@ -118,8 +115,16 @@ def time_variant(
         cfg_coef=3.0,
         two_step_cfg=False,
     )
-    prompts = [MUSIC_PROMPTS[i % len(MUSIC_PROMPTS)] for i in range(batch)]
-    seeds = [SEED + i for i in range(batch)]
+    prompts = [MUSIC_PROMPTS[i % len(MUSIC_PROMPTS)] for i in range(rows)]
+    return prompts, [SEED + i for i in range(rows)]
+
+
+def time_variant(
+    model: Any, variant: str, batch: int, seconds: float, repeats: int
+) -> tuple[Any, dict[str, Any]]:
+    """Tokens, steps/s and audio-s/s of ``variant``: ``batch`` rows of ``seconds``, median of ``repeats``."""
+    device = str(model.device)
+    prompts, seeds = configure(model, batch, seconds)
     steps = len(model.lm.pattern_provider.get_pattern(int(seconds * model.frame_rate)).layout) - 1
     times: list[float] = []
     with _decoding(model, variant):
@@ -194,15 +199,8 @@ def fidelity(model: Any, modes: list[str], rows: int, seconds: float) -> list[di
     device = str(model.device)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     apply_precision(model, "float32", store_weights=False)  # the reference: no autocast
-    model.set_generation_params(
-        duration=seconds,
-        use_sampling=True,
-        top_k=min(250, int(model.lm.card)),
-        cfg_coef=3.0,
-        two_step_cfg=False,
-    )
-    prompts = [MUSIC_PROMPTS[i % len(MUSIC_PROMPTS)] for i in range(rows)]
-    codes = generate_tokens(model, prompts, [SEED + i for i in range(rows)])
+    prompts, seeds = configure(model, rows, seconds)
+    codes = generate_tokens(model, prompts, seeds)
     with torch.inference_mode():
         attributes, _ = model._prepare_tokens_and_attributes(prompts, None)
         conditions = lm.condition_provider(lm.condition_provider.tokenize(attributes))

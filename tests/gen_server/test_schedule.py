@@ -38,7 +38,7 @@ def test_batch_lane_waits_behind_interactive_jobs_in_the_broker_and_the_queue_or
 def test_batch_files_submitted_through_the_api_take_the_batch_lane(api: TestClient) -> None:
     from gen_server.celery_config import PRIORITY_SEP
 
-    jsonl = b'{"id": "a", "kind": "sfx", "prompt": "door", "duration_s": 1}\n'
+    jsonl = b'{"name": "a", "kind": "sfx", "prompt": "door", "duration_s": 1}\n'
     r = api.post("/v1/batches", files={"file": ("b.jsonl", jsonl, "application/x-ndjson")})
     assert r.status_code in (201, 202), r.text
     client = api.app.state.jobs.redis  # type: ignore[attr-defined]
