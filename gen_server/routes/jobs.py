@@ -90,6 +90,7 @@ def submit_job(
         Query(
             description="interactive (default): the UI and apps waiting on a result; batch: bulk work, "
             "handed out after every interactive job waiting in the same queue",
+            examples=["batch"],
         ),
     ] = "interactive",
 ) -> JobView:

@@ -55,14 +55,18 @@ class FakeApi:
         self.reads: dict[str, int] = {}
         self.keys: dict[str, str] = {}
         self.submitted: list[dict[str, Any]] = []
+        self.lanes: set[str] = set()
         self.on_get: Any = None
         self.lock = threading.Lock()
 
     def models(self) -> list[dict[str, Any]]:
         return [{"object": "model", **e.model_dump(mode="json")} for e in self.catalog]
 
-    def submit(self, request: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit(
+        self, request: dict[str, Any], *, idempotency_key: str | None = None, lane: str = "interactive"
+    ) -> dict[str, Any]:
         with self.lock:
+            self.lanes.add(lane)
             if self.rate_limited:
                 self.rate_limited -= 1
                 raise ApiError(429, "rate_limited", "20 jobs already queued or running for this key")
@@ -153,6 +157,7 @@ def test_run_writes_files_manifest_and_summary(batch_file: Path, tmp_path: Path)
     api, out = FakeApi(polls=2), tmp_path / "out"
     code, stdout, stderr = run(api, batch_file, out, concurrency=3)
     assert code == EXIT_OK, stdout + stderr
+    assert api.lanes == {"batch"}  # batch-file jobs wait behind interactive ones
     entries = manifest(out)
     assert [e["file"] for e in entries] == [
         "001_door_v1.wav",
