@@ -36,6 +36,11 @@ def server_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
             "SOUNDRY_DEV_MODELS": "1",
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
+            # one math thread per test process: the suite runs two test processes, each with servers
+            # and workers, on two cores; oversubscribed OpenMP threads spin-wait and multiply every
+            # model call's time (tests/workers/conftest.py measured 28 s vs 5 s for one test)
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
             **extra,
         }
     )

@@ -7,6 +7,7 @@ with audiocraft's own loop on the same checkpoint, seeds and requests, and run e
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,6 +180,7 @@ def test_gpu_benchmark_script_dry_run(tmp_path: Path) -> None:
         text=True,
         timeout=600,
         check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # one math thread, like every test process
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu-dry-run.json").read_text())
