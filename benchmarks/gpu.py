@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import MUSIC_PROMPTS, machine_info
+from benchmarks.common import MUSIC_PROMPTS, decoding_steps, machine_info
 from benchmarks.gpu_env import install_placeholders
 
 logger = logging.getLogger("benchmarks.gpu")
@@ -125,7 +125,7 @@ def time_variant(
     """Tokens, steps/s and audio-s/s of ``variant``: ``batch`` rows of ``seconds``, median of ``repeats``."""
     device = str(model.device)
     prompts, seeds = configure(model, batch, seconds)
-    steps = len(model.lm.pattern_provider.get_pattern(int(seconds * model.frame_rate)).layout) - 1
+    steps = decoding_steps(seconds)
     times: list[float] = []
     with _decoding(model, variant):
         generate_tokens(model, prompts, seeds)  # warm-up: graph capture, cuBLAS handles, allocator
@@ -174,7 +174,7 @@ def bound(model: Any, batch: int, seconds: float, bandwidth: float) -> dict[str,
     weights = sum(p.numel() for part in lm_parts(lm) for p in part.parameters() if part is not lm.emb) * 2
     layers = len(lm.transformer.layers)
     dim = int(lm.transformer.layers[0].self_attn.embed_dim)
-    steps = int(seconds * model.frame_rate) + 3
+    steps = decoding_steps(seconds)
     rows = 2 * batch  # classifier-free guidance doubles the rows
     cache = layers * 2 * rows * dim * (steps / 2) * 2
     per_step = weights + cache
@@ -193,7 +193,7 @@ def fidelity(model: Any, modes: list[str], rows: int, seconds: float) -> list[di
     """Teacher-forced KL / top-1 agreement and codec SNR of each precision in ``modes`` against float32."""
     import torch
 
-    from workers.backends._audiocraft_fast import apply_precision, lm_parts, torch_dtype
+    from workers.backends._audiocraft_fast import apply_precision, convert_lm, torch_dtype
 
     lm = model.lm
     device = str(model.device)
@@ -211,16 +211,12 @@ def fidelity(model: Any, modes: list[str], rows: int, seconds: float) -> list[di
     out: list[dict[str, Any]] = []
     for mode in modes:
         other = copy.deepcopy(lm)
-        if mode == "int8":
-            from torch.ao.quantization import quantize_dynamic
-
-            other.transformer = quantize_dynamic(other.transformer, {torch.nn.Linear}, dtype=torch.qint8)
-            other.linears = quantize_dynamic(other.linears, {torch.nn.Linear}, dtype=torch.qint8)
-            autocast: Any = contextlib.nullcontext()
-        else:
-            for part in lm_parts(other):
-                part.to(torch_dtype(mode))
-            autocast = torch.autocast(device_type, dtype=torch_dtype(mode))
+        convert_lm(other, mode)  # the weights as the worker stores them at that precision
+        autocast: Any = (
+            contextlib.nullcontext()
+            if mode == "int8"
+            else torch.autocast(device_type, dtype=torch_dtype(mode))
+        )
         with torch.inference_mode(), autocast:
             logp = torch.log_softmax(other.compute_predictions(codes, [], conditions).logits.float(), dim=-1)
             audio = model.compression_model.decode(codes, None).float() if mode != "int8" else ref_audio

@@ -480,18 +480,22 @@ class AudiocraftBackend:
         equal token length give, in a batch, exactly the clip they give alone. Loads the model if
         needed (its tokenizers decide the lengths).
         """
-        if request.melody is not None or request.continuation is not None or request.duration_s is None:
-            return None
-        if not request.duration_s > 0 or request.duration_s > self.window_s:
+        if not self._text_only_single_pass(request):
             return None
         return (
-            float(request.duration_s),
+            float(request.duration_s or 0.0),
             int(request.top_k),
             float(request.top_p),
             float(request.temperature),
             float(request.cfg_coef),
             self._prompt_lengths(request.prompt),
         )
+
+    def _text_only_single_pass(self, request: GenRequest) -> bool:
+        """No melody or continuation and a duration one window covers: what both kinds of batching need."""
+        if request.melody is not None or request.continuation is not None or request.duration_s is None:
+            return False
+        return 0 < request.duration_s <= self.window_s
 
     def _pace(self) -> float:
         """Least seconds per decoding step (the dev preset's test aid; 0 for real models)."""
@@ -501,10 +505,9 @@ class AudiocraftBackend:
 
     def joinable(self, request: GenRequest) -> bool:
         """Whether ``request`` can join a step-level batch: text only, one window, static decoding on."""
-        if not self.settings.step_batching or self._decoder is None or self.batch_key(request) is None:
-            return False
-        duration_s = float(request.duration_s or 0.0)
-        return self._model_duration(duration_s) <= self.window_s + 1e-9
+        return (
+            self.settings.step_batching and self._decoder is not None and self._text_only_single_pass(request)
+        )
 
     def row_session(self, max_rows: int) -> RowSession:
         """A new step-level batch on the loaded model (see :meth:`joinable`)."""

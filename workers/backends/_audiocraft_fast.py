@@ -96,24 +96,32 @@ def apply_precision(model: Any, precision: str, *, store_weights: bool) -> None:
     * float32: autocast off (audiocraft's default turns float16 autocast on for CUDA).
     * int8: the LM's ``nn.Linear`` layers dynamically quantized (torch.ao, CPU), activations float32.
     """
-    import torch
     from audiocraft.utils.autocast import TorchAutocast
 
     device_type = "cuda" if str(model.device).startswith("cuda") else "cpu"
-    dtype = torch_dtype(precision)
     if precision in ("float16", "bfloat16"):
-        model.autocast = TorchAutocast(enabled=True, device_type=device_type, dtype=dtype)
+        model.autocast = TorchAutocast(enabled=True, device_type=device_type, dtype=torch_dtype(precision))
         if store_weights:
-            for part in lm_parts(model.lm):
-                part.to(dtype)
+            convert_lm(model.lm, precision)
         return
     model.autocast = TorchAutocast(enabled=False)
     if precision == "int8":
+        convert_lm(model.lm, precision)
+
+
+def convert_lm(lm: Any, precision: str) -> None:
+    """Store ``lm``'s decoding weights at ``precision``: float16/bfloat16 weights, or int8 dynamic
+    quantization of its ``nn.Linear`` layers (torch.ao, CPU); float32 leaves it as it is."""
+    import torch
+
+    if precision == "int8":
         from torch.ao.quantization import quantize_dynamic
 
-        lm = model.lm
         lm.transformer = quantize_dynamic(lm.transformer, {torch.nn.Linear}, dtype=torch.qint8)
         lm.linears = quantize_dynamic(lm.linears, {torch.nn.Linear}, dtype=torch.qint8)
+    elif precision in ("float16", "bfloat16"):
+        for part in lm_parts(lm):
+            part.to(torch_dtype(precision))
 
 
 def unsupported_reason(lm: Any) -> str | None:
@@ -249,6 +257,8 @@ class StaticDecoder:
             pos = generation.pos
             if pos + steps > buffers.capacity:
                 raise RuntimeError(f"static decoding past its capacity ({pos + steps} > {buffers.capacity})")
+            if steps > 1 and pos != 0:  # audiocraft's loop feeds a prompt only at the start
+                raise RuntimeError("static decoding takes several steps only at the start")
             if steps == 1 and self._padded(sequence):
                 logits = self.replay(buffers, sequence, pos)
             else:
@@ -393,9 +403,7 @@ class StaticDecoder:
                 keys[:, :, pos : pos + steps] = k
                 values[:, :, pos : pos + steps] = v
                 end = pos + steps
-                out = sdpa(q, keys[:, :, :end], values[:, :, :end], is_causal=steps > 1 and pos == 0)
-                if steps > 1 and pos != 0:
-                    raise RuntimeError("static decoding takes several steps only at the start")
+                out = sdpa(q, keys[:, :, :end], values[:, :, :end], is_causal=steps > 1)
             x = x + layer.layer_scale_1(attn.out_proj(out.transpose(1, 2).reshape(rows, steps, dim)))
             cross = layer.cross_attention
             q = self._project(cross, layer.norm_cross(x), 0)
