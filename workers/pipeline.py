@@ -20,6 +20,7 @@ from gen_server.audio.watermark import Watermarker, payload_for_job
 from gen_server.contract.result import JobResult, SpeechCheck, WordTiming
 from gen_server.contract.spec import JobSpec
 from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key, watermark_key_for
+from workers import editing
 from workers.backends.base import GenRequest
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,9 @@ def _upload(store: ArtifactStore, upload_id: str | None) -> Audio | None:
 def gen_request(spec: JobSpec, store: ArtifactStore) -> GenRequest:
     """The backend request for ``spec``, with uploads decoded from storage."""
     return GenRequest(
-        prompt=spec.prompt,
+        prompt=editing.model_prompt(spec),
         seed=spec.seed,
-        duration_s=spec.duration_s,
+        duration_s=editing.generation_seconds(spec),
         top_k=spec.sampling.top_k if spec.sampling.top_k is not None else 250,
         top_p=spec.sampling.top_p,
         temperature=spec.sampling.temperature,
@@ -89,9 +90,12 @@ def finish(
     ``generation_s`` is the wall time of the model call that made ``audio``, which served
     ``batch_size`` jobs (1 unless the worker batched it with others).
     """
-    audio = apply_chain(audio, spec.post, spec.kind)
+    shaped = editing.shape(spec, audio)
+    audio = apply_chain(shaped.audio, spec.post, spec.kind, to_loop=shaped.loop is not None)
     payload = payload_for_job(spec.job_id, watermark_key)
     audio = watermarker.embed(audio, payload)
+    audio, loop = editing.cut_loop(shaped, audio)
+    analysis = editing.analysis_of(spec, audio)
     tags = {
         "generator": GENERATOR,
         "model": spec.model,
@@ -99,6 +103,10 @@ def finish(
         "job_id": spec.job_id,
         "prompt": spec.prompt[:500],
     }
+    if analysis is not None and analysis.tempo_bpm is not None:
+        tags["bpm"] = f"{analysis.tempo_bpm:g}"
+    if analysis is not None and analysis.key is not None:
+        tags["key"] = analysis.key
     data = encode(audio, spec.format, wav_subtype=spec.wav_subtype, tags=tags, bitrate_kbps=spec.bitrate_kbps)
     result = JobResult(
         job_id=spec.job_id,
@@ -120,6 +128,10 @@ def finish(
         ]
         or None,
         qc=SpeechCheck(**dataclasses.asdict(audio.qc)) if audio.qc is not None else None,
+        analysis=analysis,
+        tempo=shaped.tempo,
+        loop=loop,
+        warnings=shaped.warnings or None,
     )
     manifest: dict[str, Any] = {
         "generator": GENERATOR,

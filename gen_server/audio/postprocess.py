@@ -443,10 +443,11 @@ def _check(audio: Audio, kind: str) -> None:
         raise InvalidInput("audio contains NaN or infinite samples")
 
 
-def apply_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
+def apply_chain(audio: Audio, options: PostProcess, kind: str, *, to_loop: bool = False) -> Audio:
     """Run the post-processing chain for a job.
 
     Order: DC removal -> trim -> resample -> channels -> fades -> loudness (or peak) normalisation.
+    ``to_loop``: a loop is cut from the result afterwards, so nothing trims or fades its ends.
     ``None`` fields of ``options`` take the kind's :data:`KIND_DEFAULTS`; a default fade-out is capped
     at 10 % of the clip, fades given explicitly are honoured (shortened only to fit the clip). Loudness
     mode is used when ``target_lufs`` is given or ``peak_normalize`` is false; the true-peak ceiling
@@ -466,7 +467,7 @@ def apply_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
     _check(audio, kind)
     d = KIND_DEFAULTS[kind]
     out = remove_dc(audio)
-    if options.trim_silence if options.trim_silence is not None else d.trim_silence:
+    if not to_loop and (options.trim_silence if options.trim_silence is not None else d.trim_silence):
         out = trim_silence(out)
     if options.sample_rate is not None:
         out = resample(out, options.sample_rate)
@@ -477,7 +478,8 @@ def apply_chain(audio: Audio, options: PostProcess, kind: str) -> Audio:
         fade_out = options.fade_out_s
     else:
         fade_out = min(d.fade_out_s, d.fade_out_max_fraction * out.duration_s)
-    out = fade(out, fade_in, fade_out)
+    if not to_loop:
+        out = fade(out, fade_in, fade_out)
     ceiling = options.true_peak_dbtp
     if options.target_lufs is not None:
         out = normalize_loudness(out, options.target_lufs, ceiling)

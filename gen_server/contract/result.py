@@ -38,6 +38,54 @@ class SpeechCheck(BaseModel):
     sentences: int
 
 
+class AudioAnalysis(BaseModel):
+    """What an editor needs to know about a music or sfx result, measured on the stored file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tempo_bpm: float | None = Field(None, description="Music: measured tempo (beats per minute)")
+    beats_s: list[float] | None = Field(None, description="Music: beat times in the file (seconds)")
+    downbeats_s: list[float] | None = Field(None, description="Music: bar starts, 4/4 assumed (seconds)")
+    downbeat_confidence: float | None = Field(
+        None, description="Share of low-frequency onset energy on the chosen bar phase (0.25: no accent)"
+    )
+    key: str | None = Field(None, description='Music: key and mode, e.g. "A minor"')
+    key_confidence: float | None = Field(
+        None, description="Correlation of the clip's chroma with the key's profile (below ~0.5: no clear key)"
+    )
+    loudness_lufs: float | None = Field(None, description="Integrated loudness (ITU-R BS.1770)")
+    loudness_range_lu: float | None = Field(
+        None, description="Loudness range (EBU Tech 3342); none for clips under 3 s"
+    )
+    true_peak_dbtp: float | None = None
+
+
+class TempoFit(BaseModel):
+    """How a music result was brought to the tempo its job asked for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requested_bpm: float
+    generated_bpm: float | None = Field(
+        description="Tempo the model made (none: no beat found, not stretched)"
+    )
+    stretch: float = Field(description="Speed factor applied (requested / generated; 1: untouched)")
+
+
+class LoopInfo(BaseModel):
+    """Where a loop result was cut and how smooth its wrap is (ratios <= 1: no rougher than the clip)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bars: int | None = Field(None, description="Music: whole 4/4 bars in the loop (none for sfx)")
+    length_s: float
+    crossfade_s: float = Field(description="Audio after the cut blended into the loop's start")
+    seam_jump_ratio: float | None = Field(description="Sample step at the wrap / the clip's median step")
+    seam_flux_ratio: float | None = Field(
+        description="Spectral flux across the wrap / the clip's median (music: at its own bar lines)"
+    )
+
+
 class JobResult(BaseModel):
     """Small dict stored in the result backend once a job's artifact is written."""
 
@@ -62,6 +110,10 @@ class JobResult(BaseModel):
         None,
         description="Speech: every spoken word with its start and end in the file (captions come from these)",
     )
+    analysis: AudioAnalysis | None = Field(None, description="Music, sfx: tempo, beats, key, loudness")
+    tempo: TempoFit | None = Field(None, description="Music with tempo_bpm: how it was brought to it")
+    loop: LoopInfo | None = Field(None, description="Loops: the cut and its seam")
+    warnings: list[str] | None = Field(None, description="What the result could not do exactly as asked")
 
 
 class JobError(BaseModel):

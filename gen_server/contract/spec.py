@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gen_server import speech_markup
+from gen_server.audio import looping
 from gen_server.contract.catalog import Catalog, Kind, ModelEntry
 from gen_server.errors import InvalidInput
 
@@ -19,6 +20,10 @@ WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("start", "progress", "completed")
 """Webhook events in the order a job sends them: started, progress (at most every 0.5 s), completed."""
 MAX_SEED = 2**31 - 1
 DEFAULT_TOP_K = 250
+MIN_BPM, MAX_BPM = 40.0, 300.0
+MAX_LOOP_BARS = 64
+MIN_LOOP_S = 1.0
+"""Shortest loop (its wrap is measured on 1024-sample frames, and it needs room for a crossfade)."""
 BITRATE_RANGES_KBPS: dict[str, tuple[int, int]] = {"mp3": (8, 320), "ogg": (8, 510)}
 """Lossy formats and the bitrates (kbit/s) their encoders take (MP3: libmp3lame CBR; ogg: Opus)."""
 
@@ -82,6 +87,21 @@ class JobRequest(BaseModel):
     melody_upload: str | None = Field(None, description="Upload id of a melody reference (melody models)")
     continuation_upload: str | None = Field(None, description="Upload id of audio to continue")
     reference_uploads: list[str] = Field(default_factory=list, max_length=3, description="Voice refs")
+    tempo_bpm: FiniteFloat | None = Field(
+        None,
+        ge=MIN_BPM,
+        le=MAX_BPM,
+        description="Music: exact tempo. The model is asked for it, the result measured and time-stretched "
+        "(Rubber Band) to this BPM; a stretch beyond 8 % is done but reported in the result's warnings",
+    )
+    loop: bool = Field(
+        False,
+        description="Music, sfx: a seamless loop (no click or gap when played on repeat). Music is cut on "
+        "bar lines (whole bars of duration_s, or loop_bars), sfx at a quiet point",
+    )
+    loop_bars: int | None = Field(
+        None, ge=1, le=MAX_LOOP_BARS, description="Music loop length in 4/4 bars (needs loop and tempo_bpm)"
+    )
     post: PostProcess = Field(default_factory=PostProcess)
     format: AudioFormat = "wav"
     wav_subtype: WavSubtype = "pcm16"
@@ -130,6 +150,9 @@ class JobSpec(BaseModel):
     melody_upload: str | None = None
     continuation_upload: str | None = None
     reference_uploads: tuple[str, ...] = ()
+    tempo_bpm: float | None = None
+    loop: bool = False
+    loop_bars: int | None = None
     post: PostProcess
     format: AudioFormat = "wav"
     wav_subtype: WavSubtype = "pcm16"
@@ -188,13 +211,7 @@ def build_spec(  # noqa: C901, PLR0912, PLR0915 (a rule per branch; split it whe
             raise _fail(f"prompt is {len(req.prompt)} characters; the limit is {max_prompt_chars}", "prompt")
         if req.text is not None:
             raise _fail(f"'text' is for speech; {req.kind} takes 'prompt'", "text")
-        duration = req.duration_s if req.duration_s is not None else min(8.0, entry.max_duration_s)
-        if not (entry.min_duration_s <= duration <= entry.max_duration_s) or not math.isfinite(duration):
-            raise _fail(
-                f"duration_s must be between {entry.min_duration_s} and {entry.max_duration_s} s for "
-                f"'{entry.id}'",
-                "duration_s",
-            )
+        duration = _clip_seconds(req, entry)
         prompt = req.prompt
     _check_text(prompt, "text" if req.kind == "speech" else "prompt")
 
@@ -237,6 +254,7 @@ def build_spec(  # noqa: C901, PLR0912, PLR0915 (a rule per branch; split it whe
         if not low <= req.bitrate_kbps <= high:
             raise _fail(f"bitrate_kbps for {req.format} must be {low}-{high}", "bitrate_kbps")
 
+    _check_edit(req)
     if "webhook_events_filter" in req.model_fields_set and not req.callback_url:
         raise _fail("webhook_events_filter needs a callback_url", "webhook_events_filter")
 
@@ -258,6 +276,9 @@ def build_spec(  # noqa: C901, PLR0912, PLR0915 (a rule per branch; split it whe
         melody_upload=req.melody_upload,
         continuation_upload=req.continuation_upload,
         reference_uploads=tuple(req.reference_uploads),
+        tempo_bpm=req.tempo_bpm,
+        loop=req.loop,
+        loop_bars=req.loop_bars,
         post=req.post,
         format=req.format,
         wav_subtype=req.wav_subtype,
@@ -272,3 +293,58 @@ def _check_text(text: str, field: str) -> None:
     bad = [c for c in text if (ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127]
     if bad:
         raise _fail(f"{field} contains control characters (e.g. U+{ord(bad[0]):04X})", field)
+
+
+def _clip_seconds(req: JobRequest, entry: ModelEntry) -> float:
+    """The kept length of a music/sfx clip: ``duration_s`` (the model's default), or a music loop's bars.
+
+    Raises:
+        InvalidInput: Out of the model's range, including the extra a loop or tempo needs generated.
+    """
+    if req.loop_bars is not None:
+        if req.duration_s is not None:
+            raise _fail("a loop of loop_bars bars has their length; omit duration_s", "duration_s")
+        if req.tempo_bpm is None:
+            raise _fail(
+                "loop_bars needs tempo_bpm (the bar length); without it a loop takes the whole bars that "
+                "fit duration_s",
+                "loop_bars",
+            )
+        duration = req.loop_bars * looping.bar_seconds(req.tempo_bpm)
+    else:
+        duration = req.duration_s if req.duration_s is not None else min(8.0, entry.max_duration_s)
+    field = "loop_bars" if req.loop_bars is not None else "duration_s"
+    if not (entry.min_duration_s <= duration <= entry.max_duration_s) or not math.isfinite(duration):
+        raise _fail(
+            f"duration_s must be between {entry.min_duration_s} and {entry.max_duration_s} s for "
+            f"'{entry.id}'" + (f" (loop_bars gives {duration:.2f} s)" if req.loop_bars else ""),
+            field,
+        )
+    needed = looping.generation_seconds(
+        req.kind, duration, tempo_bpm=req.tempo_bpm, loop=req.loop, loop_bars=req.loop_bars
+    )
+    if needed > entry.max_duration_s:
+        raise _fail(
+            f"a {'loop' if req.loop else 'clip at an exact tempo'} of {duration:.2f} s generates "
+            f"{needed:.2f} s (room for the cut), more than the {entry.max_duration_s} s '{entry.id}' makes",
+            field,
+        )
+    if req.loop and duration < MIN_LOOP_S:
+        raise _fail(f"a loop must be at least {MIN_LOOP_S} s long", field)
+    return duration
+
+
+def _check_edit(req: JobRequest) -> None:
+    """Tempo and loop options: who may ask for them, and the post-processing a loop rules out."""
+    if req.tempo_bpm is not None and req.kind != "music":
+        raise _fail(f"tempo_bpm applies to music, not {req.kind}", "tempo_bpm")
+    if req.loop and req.kind not in ("music", "sfx"):
+        raise _fail(f"loop applies to music and sfx, not {req.kind}", "loop")
+    if req.loop_bars is not None and (req.kind != "music" or not req.loop):
+        raise _fail("loop_bars applies to music loops (loop: true)", "loop_bars")
+    if req.loop:
+        if req.post.trim_silence:
+            raise _fail("trim_silence would break a loop; omit it", "post.trim_silence")
+        for name in ("fade_in_s", "fade_out_s"):
+            if getattr(req.post, name):
+                raise _fail(f"{name} would break a loop (it fades at the wrap); omit it", f"post.{name}")
