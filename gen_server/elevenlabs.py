@@ -239,7 +239,9 @@ class SoundGenerationRequest(BaseModel):
 
     text: str = Field(min_length=1, max_length=2000, description="What the sound effect should be")
     loop: bool | None = Field(
-        False, description="Seamless loop: not supported yet by Soundry's models (true is refused with 422)"
+        False,
+        description="Seamless loop: cut at a quiet point with its end blended into its start, so it repeats "
+        "with no click or gap (at least 1 s)",
     )
     duration_seconds: float | None = Field(
         None,
@@ -483,11 +485,6 @@ def influence_to_cfg(influence: float) -> float:
 
 def sound_job(body: SoundGenerationRequest, fmt: OutputFormat) -> JobRequest:
     """The sfx job for a sound-generation request: exactly ``duration_seconds`` long (no silence trim)."""
-    if body.loop:
-        raise InvalidInput(
-            "seamless looping is not supported by Soundry's sound-effect models yet; send false or omit it",
-            field="loop",
-        )
     influence = 0.3 if body.prompt_influence is None else body.prompt_influence
     return JobRequest(
         kind="sfx",
@@ -495,6 +492,7 @@ def sound_job(body: SoundGenerationRequest, fmt: OutputFormat) -> JobRequest:
         prompt=body.text,
         duration_s=body.duration_seconds or DEFAULT_SFX_DURATION_S,
         seed=body.seed,
+        loop=bool(body.loop),
         sampling=Sampling(cfg_coef=influence_to_cfg(influence)),
         format=fmt.job_format,
         bitrate_kbps=fmt.bitrate_kbps,

@@ -109,6 +109,25 @@ def test_opus_bitrate_is_the_one_asked_for(client: ElevenLabs) -> None:
     assert sizes[128] > 2 * sizes[32], sizes
 
 
+def test_a_looping_sound_effect_repeats_without_a_seam(client: ElevenLabs) -> None:
+    from gen_server.audio import Audio
+    from gen_server.audio.analysis import seam
+
+    data = b"".join(
+        client.text_to_sound_effects.convert(
+            text="rain on a tin roof",
+            duration_seconds=2.0,
+            loop=True,
+            output_format="wav_16000",  # type: ignore[arg-type]
+        )
+    )
+    samples, rate = pyav_decode(data)
+    assert rate == 16000 and samples.shape[1] == 32000  # exactly the asked length
+    loop = Audio(np.ascontiguousarray(samples, dtype=np.float32) / 32768.0, rate)
+    measured = seam(Audio(np.tile(loop.samples, (1, 4)), rate))
+    assert measured.jump_ratio <= 1.0 and measured.flux_ratio <= 1.0, measured
+
+
 def test_speech_with_a_premade_voice_id(client: ElevenLabs) -> None:
     data = b"".join(
         client.text_to_speech.convert(

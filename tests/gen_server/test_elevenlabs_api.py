@@ -97,7 +97,7 @@ def test_sdk_with_a_wrong_key_gets_api_error(key_and_api: tuple[str, TestClient]
     [
         ({"duration_seconds": 45.0}, "duration_seconds"),
         ({"prompt_influence": 1.5}, "prompt_influence"),
-        ({"loop": True}, "loop"),
+        ({"loop": True, "duration_seconds": 0.6}, "duration_seconds"),
         ({"model_id": "eleven_multilingual_v2"}, "model_id"),
         ({"model_id": "dev-musicgen-tiny"}, "model_id"),
         ({"output_format": "mp3_44100_320"}, "output_format"),
