@@ -154,12 +154,41 @@ def card_header(job: Mapping[str, Any], licence: str | None = None) -> str:
         facts.append(f"generated in {float(result.get('generation_s', 0.0)):.1f} s")
     facts.append(f"job `{job.get('id')}`")
     lines.append(" · ".join(facts))
+    edit = edit_facts(result)
+    if edit:
+        lines.append(" · ".join(edit))
+    for warning in result.get("warnings") or []:
+        lines.append(f"Note: {warning}")
     if licence:
         lines.append(f"Licence of the weights: {licence}")
     if job.get("state") == "failed" and job.get("error"):
         err = job["error"]
         lines.append(f"**Failed** ({err.get('code')}): {err.get('message')}")
     return "\n\n".join(lines)
+
+
+def edit_facts(result: Mapping[str, Any]) -> list[str]:
+    """What an editor reads off a music/sfx card: tempo, key, loudness range, the loop and its seam."""
+    facts = []
+    analysis = result.get("analysis") or {}
+    if analysis.get("tempo_bpm") is not None:
+        facts.append(f"**{analysis['tempo_bpm']:g} BPM**")
+    if analysis.get("key"):
+        facts.append(f"key **{analysis['key']}** (confidence {analysis.get('key_confidence', 0):.2f})")
+    if analysis.get("loudness_lufs") is not None:
+        facts.append(f"{analysis['loudness_lufs']:g} LUFS")
+    if analysis.get("loudness_range_lu") is not None:
+        facts.append(f"loudness range {analysis['loudness_range_lu']:g} LU")
+    tempo = result.get("tempo") or {}
+    if tempo.get("generated_bpm") is not None and tempo.get("stretch") not in (None, 1.0):
+        facts.append(f"stretched from {tempo['generated_bpm']:g} BPM")
+    loop = result.get("loop") or {}
+    if loop:
+        bars = f"{loop['bars']} bars, " if loop.get("bars") else ""
+        facts.append(
+            f"loop ({bars}{loop['length_s']:g} s; seam {loop.get('seam_flux_ratio')}x the clip's flux)"
+        )
+    return facts
 
 
 def spec_json(job: Mapping[str, Any]) -> str:

@@ -41,8 +41,16 @@ COMMON_FIELDS = (
 )
 GENERATIVE_FIELDS = ("prompt", "duration_s", "top_k", "top_p", "temperature", "cfg_coef", "continuation")
 FIELDS: dict[Kind, tuple[str, ...]] = {
-    "music": (*GENERATIVE_FIELDS[:2], *COMMON_FIELDS, *GENERATIVE_FIELDS[2:], "melody"),
-    "sfx": (*GENERATIVE_FIELDS[:2], *COMMON_FIELDS, *GENERATIVE_FIELDS[2:]),
+    "music": (
+        *GENERATIVE_FIELDS[:2],
+        *COMMON_FIELDS,
+        *GENERATIVE_FIELDS[2:],
+        "melody",
+        "tempo_bpm",
+        "loop",
+        "loop_bars",
+    ),
+    "sfx": (*GENERATIVE_FIELDS[:2], *COMMON_FIELDS, *GENERATIVE_FIELDS[2:], "loop"),
     "speech": ("text", *COMMON_FIELDS, "voice", "language", "speed", "references", "reference_mic"),
 }
 # Controls that hold reference audio (file paths); submitted as upload ids.
@@ -238,6 +246,10 @@ def build_request(  # noqa: C901, PLR0912 (a rule per branch; split it when it g
                 sampling[name] = number
         if sampling:
             req["sampling"] = sampling
+        edit = _edit_options(values)
+        if "loop_bars" in edit:
+            req.pop("duration_s", None)
+        req.update(edit)
     seed = values.get("seed")
     if isinstance(seed, str):
         seed = seed.strip()
@@ -254,6 +266,21 @@ def build_request(  # noqa: C901, PLR0912 (a rule per branch; split it when it g
         if upload:
             req[name] = upload
     return req
+
+
+def _edit_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``tempo_bpm``, ``loop`` and ``loop_bars`` from the music/sfx "Edit-ready" controls (empty: off).
+    ``loop_bars`` goes instead of ``duration_s`` (the bars decide the length)."""
+    out: dict[str, Any] = {}
+    tempo = _opt_float(values.get("tempo_bpm"))
+    if tempo is not None:
+        out["tempo_bpm"] = tempo
+    if values.get("loop"):
+        out["loop"] = True
+        bars = _opt_float(values.get("loop_bars"))
+        if bars is not None:
+            out["loop_bars"] = int(bars) if isinstance(bars, float) and bars.is_integer() else bars
+    return out
 
 
 def values_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,6 +324,12 @@ def values_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
             top_p=sampling.get("top_p", 0.0),
             temperature=sampling.get("temperature", 1.0),
             cfg_coef=sampling.get("cfg_coef", 3.0),
+            loop=bool(spec.get("loop")),
+        )
+    if spec.get("kind") == "music":
+        values.update(
+            tempo_bpm="" if spec.get("tempo_bpm") is None else f"{spec['tempo_bpm']:g}",
+            loop_bars="" if spec.get("loop_bars") is None else str(spec["loop_bars"]),
         )
     return values
 

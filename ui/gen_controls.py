@@ -1,4 +1,4 @@
-"""The control groups the generation tabs share: "Sampling" and "Post-processing and output".
+"""The control groups the generation tabs share: "Sampling", "Edit-ready" and "Post-processing and output".
 
 Each function lays out its accordion in the current Blocks context and puts its controls into the
 tab's dict by the names in :data:`ui.forms.FIELDS` (see :mod:`ui.gen_tab`).
@@ -105,4 +105,31 @@ def output_controls(kind: Kind, c: dict[str, Any]) -> None:
             )
             c["wav_subtype"] = gr.Dropdown(
                 list(WAV_SUBTYPES), value="pcm16", label="WAV sample format", info="WAV output only."
+            )
+
+
+def edit_controls(kind: Kind, c: dict[str, Any]) -> None:
+    """The "Edit-ready" accordion: exact tempo (music) and seamless loops (music, sound effects)."""
+    with gr.Accordion("Edit-ready: tempo and loops", open=False), gr.Row():
+        if kind == "music":
+            c["tempo_bpm"] = gr.Textbox(
+                value="",
+                label="Tempo (BPM)",
+                placeholder="free",
+                info="Exact tempo: measured and time-stretched to it. Empty: the model's own.",
+                elem_id="music-tempo",
+            )
+        c["loop"] = gr.Checkbox(
+            value=False,
+            label="Seamless loop",
+            info="Cut on bar lines (music) or at a quiet point (effects); repeats with no click or gap.",
+            elem_id=f"{kind}-loop",
+        )
+        if kind == "music":
+            c["loop_bars"] = gr.Textbox(
+                value="",
+                label="Loop length (bars)",
+                placeholder="whole bars of the duration",
+                info="4/4 bars; needs a tempo. Replaces the duration.",
+                elem_id="music-loop-bars",
             )

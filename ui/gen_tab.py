@@ -30,7 +30,7 @@ from ui.forms import (
     reused_uploads,
     values_from_spec,
 )
-from ui.gen_controls import output_controls, sampling_controls
+from ui.gen_controls import edit_controls, output_controls, sampling_controls
 from ui.page import Page, api_error, remember
 from ui.tracker import ClientPool, Job, JobTracker
 
@@ -223,6 +223,7 @@ class GenTabs:
                         )
                     tab.refs_box = refs
                 else:
+                    edit_controls(kind, c)
                     sampling_controls(c)
                     with gr.Accordion("Reference audio", open=False):
                         c["continuation"] = gr.Audio(

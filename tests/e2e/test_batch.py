@@ -150,7 +150,9 @@ def test_path_escaping_template_is_refused(client: SoundryClient, server_url: st
     assert not list(tmp_path.rglob("escaped_*"))
 
 
-@pytest.mark.parametrize("name", ["game_sfx_pack.yaml", "podcast_cues.csv", "narration.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["game_sfx_pack.yaml", "podcast_cues.csv", "narration.jsonl", "game_loops.yaml"]
+)
 def test_example_files_validate_against_the_server(server_url: str, tmp_path: Path, name: str) -> None:
     run = soundry_batch(server_url, tmp_path, f"prompts/{name}", "--validate-only")
     assert run.returncode == 0, run.stdout + run.stderr

@@ -227,3 +227,26 @@ def test_each_tab_starts_on_the_model_the_api_would_use(api: Any) -> None:
     assert sorted(m["kind"] for m in rows if m["default"]) == ["music", "sfx", "speech"]
     for kind, model in defaults.items():
         assert initial_model(rows, kind) == model
+
+
+def test_edit_ready_controls_map_to_tempo_and_loop_fields() -> None:
+    music = build_request(
+        "music", {"prompt": "p", "duration_s": 8, "tempo_bpm": "128", "loop": True, "loop_bars": "4"}
+    )
+    assert music["tempo_bpm"] == 128.0 and music["loop"] is True and music["loop_bars"] == 4
+    assert "duration_s" not in music  # the bars decide the length
+    sfx = build_request("sfx", {"prompt": "rain", "duration_s": 4, "loop": True})
+    assert sfx["loop"] is True and sfx["duration_s"] == 4 and "tempo_bpm" not in sfx
+    plain = build_request("music", {"prompt": "p", "tempo_bpm": "", "loop": False, "loop_bars": "4"})
+    assert not {"tempo_bpm", "loop", "loop_bars"} & set(plain)
+    spec = {
+        "kind": "music",
+        "prompt": "p",
+        "duration_s": 7.5,
+        "tempo_bpm": 128.0,
+        "loop": True,
+        "loop_bars": 4,
+    }
+    values = values_from_spec(spec)
+    assert (values["tempo_bpm"], values["loop"], values["loop_bars"]) == ("128", True, "4")
+    assert set(values) <= set(FIELDS["music"])
