@@ -88,9 +88,10 @@ def _decoding(model: Any, variant: str) -> Iterator[None]:
     if variant == "audiocraft":
         yield
         return
-    graph = variant == "soundry-graph"
-    # on CPU (dry run) the graph variant runs the graph's padded, masked step form without capture
-    decoder = StaticDecoder(model.lm, cuda_graphs=graph, padded=graph)
+    graph = variant in ("soundry-graph", "soundry-compiled")
+    # on CPU (dry run) the graph variant runs the graph's padded, masked step form without capture;
+    # the compiled variant is the graph's step through torch.compile (then captured on CUDA)
+    decoder = StaticDecoder(model.lm, cuda_graphs=graph, padded=graph, compiled=variant == "soundry-compiled")
     with decoder.installed():
         yield
 
@@ -128,7 +129,9 @@ def time_variant(
     steps = decoding_steps(seconds)
     times: list[float] = []
     with _decoding(model, variant):
-        generate_tokens(model, prompts, seeds)  # warm-up: graph capture, cuBLAS handles, allocator
+        started = time.perf_counter()
+        generate_tokens(model, prompts, seeds)  # warm-up: graph capture, compile, cuBLAS handles, allocator
+        warm_up_s = time.perf_counter() - started
         for _ in range(repeats):
             _sync(device)
             started = time.perf_counter()
@@ -142,6 +145,7 @@ def time_variant(
         "seconds": seconds,
         "steps": steps,
         "times_s": [round(t, 4) for t in times],
+        "warm_up_s": round(warm_up_s, 2),
         "steps_per_s": round(steps / took, 2),
         "audio_s_per_s": round(batch * seconds / took, 3),
     }

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         description="Decode MusicGen/AudioGen with preallocated keys/values and, on CUDA, a CUDA-graph "
         "step (workers/backends/_audiocraft_fast.py); off: audiocraft's own decoding loop",
     )
+    compiled_decoding: bool = Field(
+        default=False,
+        description="Compile the static decoder's one-token step with torch.compile (inductor; on CUDA "
+        "then captured in the step's CUDA graph); compiled at model load (about a minute on 2 CPU "
+        "cores) and again for each new shape of batch, length bucket and text bucket",
+    )
     step_batching: bool = Field(
         default=True,
         description="Step-level batching of MusicGen/AudioGen text-only jobs (needs static decoding): a job "

@@ -196,3 +196,19 @@ def test_gpu_benchmark_script_dry_run(tmp_path: Path) -> None:
     assert set(fidelity) == {"bfloat16", "int8"}
     assert all(0.5 < row["top1_agreement"] <= 1.0 and row["kl_mean"] >= 0 for row in fidelity.values())
     assert "| musicgen-tiny | soundry-graph | 8 |" in (tmp_path / "gpu-dry-run.md").read_text()
+
+
+def test_compiled_step_decodes_the_same_tokens(musicgen: MusicGenBackend) -> None:
+    """SOUNDRY_COMPILED_DECODING: the padded one-token step through torch.compile (inductor, C++ on
+    CPU) gives the tokens of the same step run eagerly, on the same seeds."""
+    import torch
+
+    lm = musicgen._require_model().lm
+    eager = StaticDecoder(lm, cuda_graphs=False, padded=True)
+    compiled = StaticDecoder(lm, cuda_graphs=False, compiled=True)
+    assert compiled._padded(torch.zeros(1))  # compiled implies the padded, fixed-shape form
+    prompts, seeds = ["warm pad", "drums"], [1, 2]
+    expected = _tokens(musicgen, prompts, seeds, eager)
+    got = _tokens(musicgen, prompts, seeds, compiled)
+    assert compiled._compiled_step is not None
+    assert torch.equal(got, expected)  # type: ignore[arg-type]

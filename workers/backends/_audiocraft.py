@@ -218,21 +218,25 @@ class AudiocraftBackend:
         if self.settings.static_decoding:
             reason = unsupported_reason(model.lm)
             if reason is None:
-                decoder = StaticDecoder(model.lm)
+                decoder = StaticDecoder(model.lm, compiled=self.settings.compiled_decoding)
             else:
                 logger.info("%s decodes with audiocraft's own loop: %s", self.entry.id, reason)
         apply_precision(model, self.precision, store_weights=decoder is not None)
-        if decoder is not None and str(model.device).startswith("cuda"):
+        if decoder is not None and (str(model.device).startswith("cuda") or decoder.compiled):
             self._warm_up(model, decoder)
         logger.info(
-            "%s: %s, %s decoding", self.entry.id, self.precision, "static" if decoder else "audiocraft's"
+            "%s: %s, %s decoding",
+            self.entry.id,
+            self.precision,
+            ("compiled static" if decoder.compiled else "static") if decoder else "audiocraft's",
         )
         return decoder
 
     @staticmethod
     def _warm_up(model: Any, decoder: StaticDecoder) -> None:
-        """One short generation at load: cuBLAS/cuDNN set-up and the first step graph happen here, not
-        in the first job (each other bucket of rows and length is captured on its first use, ~0.1 s)."""
+        """One short generation at load: cuBLAS/cuDNN set-up, the first step graph and (with compiled
+        decoding) the step's compilation happen here, not in the first job (each other bucket of rows
+        and length is captured, or compiled, on its first use)."""
         import torch
 
         started = time.perf_counter()

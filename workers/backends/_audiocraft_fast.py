@@ -195,7 +195,9 @@ class StaticDecoder:
         ValueError: ``lm`` has a feature the static path does not reproduce.
     """
 
-    def __init__(self, lm: Any, *, cuda_graphs: bool = True, padded: bool | None = None) -> None:
+    def __init__(
+        self, lm: Any, *, cuda_graphs: bool = True, padded: bool | None = None, compiled: bool = False
+    ) -> None:
         reason = unsupported_reason(lm)
         if reason is not None:
             raise ValueError(f"static decoding does not support {reason}")
@@ -206,6 +208,8 @@ class StaticDecoder:
         self.head_dim = self.dim // self.heads
         self.cuda_graphs = cuda_graphs
         self.padded = padded
+        self.compiled = compiled
+        self._compiled_step: Any = None
         self._buckets: collections.OrderedDict[tuple[Any, ...], _Buffers] = collections.OrderedDict()
         self._generation: _Generation | None = None
         self._pool: Any = None
@@ -270,7 +274,27 @@ class StaticDecoder:
         return self.cuda_graphs and sequence.device.type == "cuda"
 
     def _padded(self, sequence: Any) -> bool:
-        return self._graphable(sequence) if self.padded is None else self.padded
+        if self.padded is not None:
+            return self.padded
+        return self.compiled or self._graphable(sequence)
+
+    def _one_step(self, buffers: _Buffers) -> Any:
+        """The padded one-token step on ``buffers.tokens`` at ``buffers.pos``: compiled when asked.
+
+        Compiled once per decoder with inductor (``dynamic=False``: each bucket of rows, capacity and
+        text length is its own specialisation, compiled on first use, as a graph is captured per
+        bucket); on CUDA the compiled kernels are then captured in the bucket's graph.
+        """
+        if not self.compiled:
+            return self._step(buffers, buffers.tokens, 0, masked=True)
+        if self._compiled_step is None:
+            import torch
+
+            def step(buffers: _Buffers) -> Any:
+                return self._step(buffers, buffers.tokens, 0, masked=True)
+
+            self._compiled_step = torch.compile(step, dynamic=False)
+        return self._compiled_step(buffers)
 
     def _begin(self, generation: _Generation, sequence: Any, condition_tensors: Any) -> _Buffers:
         """Buffers for a new generation, with the text's cross-attention keys/values filled in."""
@@ -425,7 +449,7 @@ class StaticDecoder:
         if pos is not None:
             buffers.pos.fill_(pos)
         if not self._graphable(sequence):
-            return self._step(buffers, buffers.tokens, pos or 0, masked=True)
+            return self._one_step(buffers)
         if buffers.graph is None:
             # warm-up on a side stream (cuBLAS workspaces, lazy inits), then capture; re-running the
             # step writes the same keys/values at the same position, so nothing else changes
@@ -433,13 +457,13 @@ class StaticDecoder:
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
                 for _ in range(2):
-                    self._step(buffers, buffers.tokens, pos or 0, masked=True)
+                    self._one_step(buffers)
             torch.cuda.current_stream().wait_stream(stream)
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool):
-                buffers.logits = self._step(buffers, buffers.tokens, pos or 0, masked=True)
+                buffers.logits = self._one_step(buffers)
             buffers.graph = graph
             logger.info(
                 "captured a decoding step graph: %d rows, %d steps, %d text tokens",
