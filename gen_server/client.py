@@ -194,6 +194,15 @@ class SoundryClient:
         """``GET /v1/scenes/{id}``: state, progress, each component's job and state, result, mix levels."""
         return self._check(self._http.get(f"/v1/scenes/{scene_id}")).json()
 
+    def scene_export(self, scene_id: str, fmt: str = "zip") -> bytes:
+        """``GET /v1/scenes/{id}/export``: the zip of a scene made with ``export: true`` (the mix, one stem
+        per track, captions when it has speech, ``timeline.otio``, ``project.rpp``, ``manifest.json``).
+
+        Raises:
+            ApiError: 409 while the scene is not done or when it was made without ``export``; 404.
+        """
+        return self._check(self._http.get(f"/v1/scenes/{scene_id}/export", params={"format": fmt})).content
+
     def cancel_scene(self, scene_id: str) -> dict[str, Any]:
         """``DELETE /v1/scenes/{id}``: cancel the mix and every unfinished component."""
         return self._check(self._http.delete(f"/v1/scenes/{scene_id}")).json()

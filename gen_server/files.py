@@ -1,4 +1,5 @@
-"""Writing a local file so that readers never see a part of it: :func:`atomic_write`.
+"""Writing a local file so that readers never see a part of it: :func:`atomic_write`; reading one in
+chunks for a streamed answer: :func:`iter_chunks`.
 
 The one helper for the API's artifact folder, the keys file, batch outputs and the UI's downloads:
 a temp file in the same folder, fsync, then ``os.replace``. Written by hand because the maintained
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
 def _umask_mode() -> int:
@@ -47,3 +50,12 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def iter_chunks(fh: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """``fh``'s bytes in chunks of ``size``, for a streamed answer (zips); closes ``fh`` at the end."""
+    try:
+        while chunk := fh.read(size):
+            yield chunk
+    finally:
+        fh.close()

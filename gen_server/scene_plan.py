@@ -34,6 +34,7 @@ from gen_server.contract.scene import (
     SCENE_MAX_S,
     SCENE_MODEL,
     Duck,
+    PlannedTrack,
     SceneComponent,
     SceneItem,
     ScenePlan,
@@ -413,6 +414,11 @@ def build_scene(
         length_s=req.length_s,
         planned_s=round(planned_s, 3),
         components=tuple(components),
+        tracks=tuple(
+            PlannedTrack(name=track.name or f"track {t + 1}", gain_db=track.gain_db)
+            for t, track in enumerate(req.tracks)
+        ),
+        export=req.export,
     )
     if not math.isfinite(plan.planned_s):  # pragma: no cover - every input above is finite
         raise InvalidInput("scene length is not finite", field="tracks")

@@ -7,6 +7,9 @@ scene's pending set (:func:`keys.scene_pending`). The worker that records the la
 queues ``soundry.scene_mix`` (task id = scene id), which loads the plan from ``keys.scene(id)``; one
 that records an item as failed or cancelled fails the scene's job, naming the item. No Celery chord:
 nothing waits on results, and the API holds no subscription per scene.
+
+A scene made with ``export`` has its stems, captions and timelines stored beside the mix by the mixing
+task; :meth:`SceneService.export` zips them (:func:`gen_server.scene_export.write_bundle`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import tempfile
 import time
 import uuid
-from typing import Any
+from typing import IO, Any, Final
 
 from gen_server.celery_config import JOB_PRIORITY
 from gen_server.contract.result import JobError, JobState, JobView
@@ -33,12 +37,15 @@ from gen_server.errors import Conflict, InvalidInput, NotFound, SoundryError
 from gen_server.jobs import TERMINAL, Caller, JobService
 from gen_server.records import keys
 from gen_server.records.jobs import JobRecord
+from gen_server.scene_export import bundle_root, write_bundle
 from gen_server.scene_plan import build_scene
 
 logger = logging.getLogger(__name__)
 
 _MIX_SHARE = 0.1
 """Share of a scene's progress given to mixing (the rest is its components' mean progress)."""
+_SPOOL_BYTES: Final[int] = 64 * 1024 * 1024
+"""An export bundle is built in memory up to this size, then in a temporary file."""
 
 
 class SceneService:
@@ -156,6 +163,8 @@ class SceneService:
         links = {"self": f"/v1/scenes/{scene_id}", "job": f"/v1/jobs/{scene_id}"}
         if mixed.result is not None:
             links["audio"] = f"/v1/jobs/{scene_id}/audio"
+            if plan.export:
+                links["export"] = f"/v1/scenes/{scene_id}/export?format=zip"
         return SceneView(
             id=scene_id,
             name=plan.name,
@@ -222,6 +231,47 @@ class SceneService:
         if not isinstance(stats, dict):
             return None
         return {k: float(v) for k, v in stats.items() if isinstance(v, int | float)}
+
+    # -------------------------------------------------------------------------------------- export
+
+    def export(self, scene_id: str, caller: Caller) -> tuple[IO[bytes], str]:
+        """The scene's export bundle (zip: mix, stems, captions, timelines, manifest) and its file name.
+
+        Returns:
+            The zip, rewound (spooled to disk past 64 MiB; the caller closes it), and ``<name>.zip``.
+
+        Raises:
+            NotFound: no such scene for ``caller``, or its files expired.
+            Conflict: the scene has not succeeded, or was made without ``export: true``.
+        """
+        plan, _ = self.plan(scene_id, caller)
+        if not plan.export:
+            raise Conflict(
+                f"scene '{scene_id}' was made without export: true, so it has no stems or timelines; "
+                'submit it again with "export": true',
+                field="export",
+            )
+        view = self.get(scene_id, caller)
+        if view.state != "succeeded" or view.result is None:
+            raise Conflict(
+                f"scene '{scene_id}' is {view.state}; its export exists once it succeeded", field="scene_id"
+            )
+        manifest = json.loads(self.jobs.store.get(view.result.manifest))
+        if not isinstance(manifest.get("export"), dict):
+            raise Conflict(
+                f"scene '{scene_id}' was mixed without its export (by a worker older than exports); "
+                "submit it again",
+                field="export",
+            )
+        root = bundle_root(plan.name)
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 (the caller closes it)
+        try:
+            write_bundle(spool, root=root, store=self.jobs.store, manifest=manifest)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool, f"{root}.zip"
 
     # -------------------------------------------------------------------------------------- cancel
 

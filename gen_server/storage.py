@@ -47,6 +47,11 @@ def manifest_key(job_id: str) -> str:
     return f"jobs/{job_id}/manifest.json"
 
 
+def export_key(job_id: str, name: str) -> str:
+    """A file of a scene's export (``stems/01-voice.wav``, ``timeline.otio``, ...), kept with its mix."""
+    return f"jobs/{job_id}/export/{name}"
+
+
 def watermark_key_for(payload: int) -> str:
     """Index entry: a detected watermark payload -> the job id that carries it."""
     return f"watermarks/{payload:08x}"

@@ -162,3 +162,42 @@ def transcribe(samples: np.ndarray, rate: int) -> str:
 
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
+
+
+def read_rpp(text: str) -> dict[str, Any]:
+    """A Reaper project (``.rpp``) read as nested blocks, by its rules (a line opening with ``<`` starts a
+    block, ``>`` ends it, fields split on spaces outside double quotes, single quotes or backticks).
+
+    Returns:
+        The ``REAPER_PROJECT`` block: ``{"head": tokens, "lines": [tokens, ...], "blocks": [...]}``.
+    """
+    token = re.compile(r'"[^"]*"|\'[^\']*\'|`[^`]*`|\S+')
+
+    def split(line: str) -> list[str]:
+        return [t[1:-1] if t[0] in "\"'`" and len(t) > 1 else t for t in token.findall(line)]
+
+    root: dict[str, Any] = {"head": [], "lines": [], "blocks": []}
+    stack = [root]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("<"):
+            block: dict[str, Any] = {"head": split(line[1:]), "lines": [], "blocks": []}
+            stack[-1]["blocks"].append(block)
+            stack.append(block)
+        elif line == ">":
+            stack.pop()
+        elif line:
+            stack[-1]["lines"].append(split(line))
+    assert len(stack) == 1, "unbalanced blocks"
+    (project,) = root["blocks"]
+    return project
+
+
+def rpp_field(block: dict[str, Any], name: str) -> list[str]:
+    """The values of the first line ``NAME v1 v2 ...`` of an ``.rpp`` block."""
+    return next(line[1:] for line in block["lines"] if line[0] == name)
+
+
+def rpp_blocks(block: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The sub-blocks ``<NAME ...`` of an ``.rpp`` block."""
+    return [b for b in block["blocks"] if b["head"][0] == name]

@@ -1,7 +1,9 @@
 """The Scenes tab: edit a scene (YAML), see its timeline, render it, follow it, play the mixed track.
 
 Everything goes through the project's client (``submit_scene``, ``scene``, ``cancel_scene``,
-``audio``). The timeline picture is drawn with numpy and Pillow from the YAML as typed (speech
+``audio``, ``scene_export``). With "Export stems and timelines" ticked (or ``export: true`` in the
+YAML) the scene's export zip (mix, stems, captions, ``timeline.otio``, ``project.rpp``) is offered too.
+The timeline picture is drawn with numpy and Pillow from the YAML as typed (speech
 lengths estimated from the text, the ducking of beds computed by the mixer's own code) and redrawn
 with the generated lengths and the mix's waveform once the scene is done.
 
@@ -322,18 +324,29 @@ class ScenesTab:
         image, note = preview(text)
         return text, image, note
 
-    def render(self, text: str, api_key: str | None = None) -> Iterator[tuple[Any, ...]]:
-        """Submit the scene and follow it: yields (status, timeline, audio path, rows, scene id)."""
+    def render(
+        self, text: str, export: bool = False, api_key: str | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Submit the scene and follow it: yields (status, timeline, audio path, rows, scene id, bundle path).
+
+        Args:
+            text: The scene (YAML or JSON).
+            export: Ask for the scene's export (``export: true``) and offer its zip when done.
+            api_key: The caller's key, if any.
+        """
         client = self.client_for(api_key)
         try:
             req = parse_yaml(text)
-            view = client.submit_scene(yaml.safe_load(text))
+            data = yaml.safe_load(text)
+            if export:
+                data["export"] = True
+            view = client.submit_scene(data)
         except InvalidInput as e:
-            yield f"<p>⚠️ {html.escape(e.message)}</p>", gr.skip(), None, [], None
+            yield f"<p>⚠️ {html.escape(e.message)}</p>", gr.skip(), None, [], None, None
             return
         except ApiError as e:
             field = f" (<code>{html.escape(e.field)}</code>)" if e.field else ""
-            yield f"<p>⚠️ {html.escape(e.message)}{field}</p>", gr.skip(), None, [], None
+            yield f"<p>⚠️ {html.escape(e.message)}{field}</p>", gr.skip(), None, [], None, None
             return
         scene_id = str(view["id"])
         lanes = [t.name or f"track {i}" for i, t in enumerate(req.tracks)]
@@ -343,13 +356,13 @@ class ScenesTab:
             current = (view.get("state"), round(float(view.get("progress") or 0), 2))
             if current != last:
                 last = current
-                yield status_html(view), gr.skip(), None, component_rows(view), scene_id
+                yield status_html(view), gr.skip(), None, component_rows(view), scene_id, None
             if view.get("state") in TERMINAL_STATES or time.monotonic() > deadline:
                 break
             time.sleep(POLL_S)
             view = client.scene(scene_id)
         if view.get("state") != "succeeded":
-            yield status_html(view), gr.skip(), None, component_rows(view), scene_id
+            yield status_html(view), gr.skip(), None, component_rows(view), scene_id, None
             return
         data = client.audio(scene_id, "wav")
         path = self.out_dir / f"{scene_id}.wav"
@@ -360,7 +373,11 @@ class ScenesTab:
         image = timeline_image(
             boxes, lanes=lanes, length_s=float(view["result"]["duration_s"]), mix=samples.mean(axis=1)
         )
-        yield status_html(view), image, str(path), component_rows(view), scene_id
+        bundle = None
+        if "export" in (view.get("links") or {}):
+            bundle = self.out_dir / f"{scene_id}.zip"
+            bundle.write_bytes(client.scene_export(scene_id))
+        yield status_html(view), image, str(path), component_rows(view), scene_id, bundle and str(bundle)
 
     def build(self, key_box: gr.components.Component | None = None) -> None:
         """Lay out the controls in the current Blocks context and wire them.
@@ -395,6 +412,13 @@ class ScenesTab:
                 self.audio = gr.Audio(
                     label="Mixed track", type="filepath", interactive=False, elem_id="scene-audio"
                 )
+                self.export = gr.Checkbox(
+                    value=False,
+                    label="Export stems and timelines",
+                    info="One stem per track, captions, timeline.otio and a Reaper project, in one zip",
+                    elem_id="scene-export",
+                )
+                self.bundle = gr.File(label="Export (zip)", interactive=False, elem_id="scene-bundle")
         self.components = gr.Dataframe(
             headers=COMPONENT_HEADERS, value=[], interactive=False, label="Components (each is its own job)"
         )
@@ -416,8 +440,8 @@ class ScenesTab:
         )
         self.render_button.click(
             self.render,
-            [self.editor, *keys],
-            [self.status, self.timeline, self.audio, self.components, self.scene_id],
+            [self.editor, self.export, *keys],
+            [self.status, self.timeline, self.audio, self.components, self.scene_id, self.bundle],
             api_name="scene_render",
         )
         self.cancel_button.click(self.cancel, [self.scene_id, *keys], [self.status], api_name="scene_cancel")

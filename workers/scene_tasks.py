@@ -6,7 +6,9 @@ component's stored audio, mixes the timeline
 (:func:`gen_server.audio.mix.mix`), and hands the sum to :func:`workers.pipeline.finish`, the same
 code that finishes every job: loudness to the scene's target under its true-peak ceiling, watermark,
 encode, store. The manifest then gets the scene's part: every component with its own job id and
-where it went, and the loudness and true peak measured on the mix.
+where it went, and the loudness and true peak measured on the mix. A scene asked for with ``export``
+also gets its stems, captions and timelines stored beside the mix
+(:func:`gen_server.scene_export.export_scene`) before that manifest entry is written.
 
 Works under Celery's solo and threads pools alike: it needs no model, only the worker runtime's
 storage, Redis and watermarker. It runs under the same wrapper as every job
@@ -35,6 +37,7 @@ from gen_server.contract.result import JobError, JobResult
 from gen_server.contract.scene import TASK_SCENE_MIX, SceneComponent, ScenePlan
 from gen_server.errors import GenerationFailed, NotFound
 from gen_server.records import keys
+from gen_server.scene_export import export_scene
 from gen_server.storage import ArtifactStore, manifest_key
 from workers.backends.base import ProgressFn
 from workers.celery_app import app
@@ -164,7 +167,13 @@ def render_scene(
     if progress is not None:
         progress(0.3)
     clips = [clip_for(c, audio) for c, (audio, _) in zip(plan.components, loaded, strict=True)]
-    mixed = mix(clips, sample_rate=plan.sample_rate, channels=plan.channels, length_s=plan.length_s)
+    mixed = mix(
+        clips,
+        sample_rate=plan.sample_rate,
+        channels=plan.channels,
+        length_s=plan.length_s,
+        keep_parts=plan.export,
+    )
     if progress is not None:
         progress(0.6)
     result = finish(
@@ -191,6 +200,18 @@ def render_scene(
             plan.true_peak_dbtp,
         )
     manifest = json.loads(store.get(result.manifest))
+    if plan.export:  # stored before the "scene" entry, which marks the whole task done
+        if progress is not None:
+            progress(0.8)
+        manifest["export"] = export_scene(
+            plan,
+            mixed,
+            result,
+            store=store,
+            watermarker=watermarker,
+            watermark_key=watermark_key,
+            created_at=float(manifest.get("created_at") or 0.0),
+        )
     manifest["scene"] = {
         "scene_id": plan.scene_id,
         "name": plan.name,

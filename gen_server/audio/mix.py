@@ -4,7 +4,9 @@
 fades and gain; clips marked ``key`` (speech) are summed into a sidechain key, and every clip with a
 :class:`Ducking` follows the gain curve :func:`duck_gain_db` computes from that key. :func:`master`
 then brings the sum to a loudness target under a true-peak ceiling, with the same post-processing
-chain every job uses (:func:`~gen_server.audio.postprocess.apply_chain`).
+chain every job uses (:func:`~gen_server.audio.postprocess.apply_chain`). With ``keep_parts`` the
+result keeps each clip as it was summed, so a scene's stems are sums of those parts
+(:meth:`MixResult.sum_of`, :mod:`gen_server.audio.stems`), not a second mix.
 
 Ducking is computed at :data:`CONTROL_HZ` (1 ms ticks) and interpolated to samples: a tick is
 *speech* when the key's mean square in it is within ``threshold_db`` of the key's loudest tick; the
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -106,12 +108,32 @@ class MixResult:
         placements: One per clip, in input order.
         duck_db: Clip index -> its ducking gain (dB) per :data:`CONTROL_HZ` tick of the mix.
         key_active: Per tick: the key counted as sounding (before hold and lookahead).
+        parts: Only when :func:`mix` was asked to ``keep_parts``: each clip exactly as it was added to
+            the sum, ``[channels, stop - start]`` for ``placements[i]`` (cut, faded, gain, pan and
+            ducking applied); empty otherwise.
     """
 
     audio: Audio
     placements: tuple[Placement, ...]
     duck_db: dict[int, FloatArray] = field(default_factory=dict)
     key_active: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    parts: tuple[npt.NDArray[np.float32], ...] = ()
+
+    def sum_of(self, clips: Iterable[int]) -> Audio:
+        """What the clips ``clips`` (indices into the mixer's input) added to :attr:`audio`, on the whole
+        timeline: ``[channels, frames]`` like the mix, silent where none of them plays. Summed over a
+        partition of all clips, these add up to :attr:`audio` (up to float rounding).
+
+        Raises:
+            ValueError: The mix was made without ``keep_parts``.
+        """
+        if len(self.parts) != len(self.placements):
+            raise ValueError("this mix kept no parts: call mix(..., keep_parts=True)")
+        out = np.zeros_like(self.audio.samples)
+        for i in clips:
+            p = self.placements[i]
+            out[:, p.start : p.stop] += self.parts[i]
+        return Audio(out, self.audio.sample_rate)
 
 
 def _db(gain_db: float) -> float:
@@ -228,7 +250,12 @@ def _prepared(clip: Clip, sample_rate: int, channels: int) -> npt.NDArray[np.flo
 
 
 def mix(
-    clips: Sequence[Clip], *, sample_rate: int, channels: int = 2, length_s: float | None = None
+    clips: Sequence[Clip],
+    *,
+    sample_rate: int,
+    channels: int = 2,
+    length_s: float | None = None,
+    keep_parts: bool = False,
 ) -> MixResult:
     """Place, duck and sum ``clips``.
 
@@ -238,6 +265,8 @@ def mix(
         channels: 1 or 2.
         length_s: Mix length (s); clips past it are cut (with a 5 ms fade). ``None``: the end of the
             last clip.
+        keep_parts: Keep each clip as it was added to the sum (:attr:`MixResult.parts`), so
+            :meth:`MixResult.sum_of` can give the stems of a scene (memory: about the clips' own size).
 
     Returns:
         The sum (not normalised; see :func:`master`), where each clip landed and the ducking curves.
@@ -276,8 +305,10 @@ def mix(
     active_cache: dict[float, npt.NDArray[np.bool_]] = {}
     first_active: npt.NDArray[np.bool_] | None = None
     edges = tick_edges(frames, sample_rate)
+    parts: list[npt.NDArray[np.float32]] = []
     for i, (clip, x, p) in enumerate(zip(clips, prepared, placements, strict=True)):
         if p.stop <= p.start:
+            parts.append(np.zeros((channels, 0), dtype=np.float32))
             continue
         part = x[:, : p.stop - p.start]
         if clip.duck is not None and clip.duck.depth_db > 0:
@@ -293,10 +324,12 @@ def mix(
                 at = np.interp(np.arange(p.start, p.stop), edges[:-1], curve)
                 part = part * (10.0 ** (at / 20.0)).astype(np.float32)
         out[:, p.start : p.stop] += part
+        parts.append(part)
     if first_active is None:
         first_active = key_activity(key, sample_rate, Ducking().threshold_db)
     logger.debug("mixed %d clips into %.2f s at %d Hz", len(clips), frames / sample_rate, sample_rate)
-    return MixResult(Audio(out, sample_rate), tuple(placements), duck_db, first_active)
+    kept = tuple(parts) if keep_parts else ()
+    return MixResult(Audio(out, sample_rate), tuple(placements), duck_db, first_active, kept)
 
 
 def master(audio: Audio, target_lufs: float, true_peak_dbtp: float = -1.0) -> Audio:

@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scene.add_argument("--api-key", help=API_KEY_HELP)
     scene.add_argument(
+        "--bundle",
+        metavar="FILE",
+        help="also save the scene's export as a zip (mix, one stem per track, captions, timeline.otio, "
+        "project.rpp); asks for it with export: true when the file does not",
+    )
+    scene.add_argument(
         "--new", action="store_true", help="render again even if this file was rendered before"
     )
     scene.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait (default 1800)")

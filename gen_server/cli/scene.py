@@ -2,6 +2,8 @@
 
 The file is checked here first (errors as ``file:line: message``, the line of the named field), then
 sent to the server, followed until the scene ends, and its track and ``<stem>.scene.json`` written.
+``--bundle FILE`` asks for the scene's export (``export: true``) and saves its zip (stems, captions,
+timelines) too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from gen_server.settings import Settings
 
@@ -40,11 +44,31 @@ def _scene_lines(text: str) -> dict[str, int]:
     return lines
 
 
+def _save(view: dict[str, Any], out: Path, audio: bytes, bundle: Path | None, zipped: bytes | None) -> None:
+    """Write the finished scene's track, its ``.scene.json`` and its export zip, and print a summary."""
+    from gen_server.files import atomic_write
+
+    atomic_write(out, audio)
+    atomic_write(out.with_name(out.stem + ".scene.json"), json.dumps(view, indent=2).encode())
+    if bundle is not None and zipped is not None:
+        atomic_write(bundle, zipped)
+    mix = view.get("mix") or {}
+    print(
+        f"{out}: {view['result']['duration_s']:.2f} s, {view['sample_rate']} Hz, {view['channels']} ch, "
+        f"{mix.get('loudness_lufs', float('nan')):.2f} LUFS (target {view['target_lufs']:g}), true peak "
+        f"{mix.get('true_peak_dbtp', float('nan')):.2f} dBTP, watermark {view['result']['watermark_payload']}"
+    )
+    print(f"scene {view['id']} (also the mixed track's job id); components:")
+    for c in view["components"]:
+        print(f"  {c['path']:20} {c['label'][:18]:18} {c['kind']:6} {c['model'][:26]:26} job {c['job_id']}")
+    if bundle is not None and zipped is not None:
+        print(f"{bundle}: the export (mix, stems, captions, timeline.otio, project.rpp), {len(zipped)} bytes")
+
+
 def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0915 (a rule per branch; split it when it grows)
     """Render a scene file (YAML or JSON) on a server into one mixed, normalised, watermarked file."""
     import hashlib
     import re
-    from pathlib import Path
 
     import httpx
     import yaml
@@ -52,7 +76,6 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR
     from gen_server.batch_runner import default_server
     from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
     from gen_server.errors import InvalidInput
-    from gen_server.files import atomic_write
     from gen_server.scene_plan import parse_scene
 
     path = Path(args.file)
@@ -75,10 +98,15 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR
     except InvalidInput as e:
         print(f"{where(e.field)}: {e.message}", file=sys.stderr)
         return 2
+    bundle = Path(args.bundle) if args.bundle else None
+    exporting = bundle is not None and isinstance(data, dict) and not data.get("export")
+    if exporting:
+        data = {**data, "export": True}  # a bundle needs the scene's export
     url = args.server or default_server(settings)
     client = SoundryClient(url, api_key=args.api_key or settings.api_key, timeout_s=60.0)
     # the same file sent again re-attaches to its scene (like `soundry batch`); --new renders it afresh
-    key = None if args.new else "scene-file-" + hashlib.sha256(text.encode()).hexdigest()[:40]
+    digest = hashlib.sha256(text.encode() + (b"\n# --bundle" if exporting else b"")).hexdigest()
+    key = None if args.new else "scene-file-" + digest[:40]
     try:
         view = client.submit_scene(data, idempotency_key=key)
         if key is not None and view["state"] in ("failed", "cancelled"):
@@ -103,6 +131,7 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR
         out = Path(args.out) if args.out else Path(f"{path.stem}.{fmt}")
         suffix = out.suffix.lower().lstrip(".")
         audio = client.audio(scene_id, suffix if suffix in ("wav", "flac", "mp3", "ogg") else fmt)
+        zipped = client.scene_export(scene_id) if bundle is not None else None
     except ApiError as e:
         if e.status == 422:
             print(f"{where(e.field)}: {e.message}", file=sys.stderr)
@@ -114,15 +143,5 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR
         return 1
     finally:
         client.close()
-    atomic_write(out, audio)
-    atomic_write(out.with_name(out.stem + ".scene.json"), json.dumps(view, indent=2).encode())
-    mix = view.get("mix") or {}
-    print(
-        f"{out}: {view['result']['duration_s']:.2f} s, {view['sample_rate']} Hz, {view['channels']} ch, "
-        f"{mix.get('loudness_lufs', float('nan')):.2f} LUFS (target {view['target_lufs']:g}), true peak "
-        f"{mix.get('true_peak_dbtp', float('nan')):.2f} dBTP, watermark {view['result']['watermark_payload']}"
-    )
-    print(f"scene {view['id']} (also the mixed track's job id); components:")
-    for c in view["components"]:
-        print(f"  {c['path']:20} {c['label'][:18]:18} {c['kind']:6} {c['model'][:26]:26} job {c['job_id']}")
+    _save(view, out, audio, bundle, zipped)
     return 0

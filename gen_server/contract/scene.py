@@ -8,7 +8,9 @@ A :class:`SceneRequest` (input) holds :class:`SceneTrack` s of :class:`SceneItem
 the timeline, levels, errors naming the item) is :mod:`gen_server.scene_plan`.
 
 The scene itself is a job record too (``kind`` :data:`SCENE_KIND`, ``model`` :data:`SCENE_MODEL`): its
-id works with ``GET /v1/jobs/{id}`` and ``/audio`` like any job's.
+id works with ``GET /v1/jobs/{id}`` and ``/audio`` like any job's. A scene asked for with ``export``
+also gets its stems, captions and editable timelines (:mod:`gen_server.scene_export`), downloaded as one
+zip from ``GET /v1/scenes/{id}/export``.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ class SceneRequest(BaseModel):
                 {
                     "name": "podcast intro",
                     "loudness_target": "podcast",
+                    "export": True,
                     "tracks": [
                         {
                             "name": "voice",
@@ -166,6 +169,13 @@ class SceneRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seeds every item (item i gets seed + i)")
     format: AudioFormat = "wav"
     wav_subtype: WavSubtype = "pcm16"
+    export: bool = Field(
+        False,
+        description="Also keep the parts for an editor: one stem per track (the mix's length and format; "
+        "item gains, pans, fades and ducking baked in), captions (WebVTT, SRT) when the scene has speech, "
+        "and timelines that reference the stems with the track and master gains (timeline.otio, "
+        "project.rpp): GET /v1/scenes/{id}/export?format=zip",
+    )
     tracks: list[SceneTrack] = Field(min_length=1, max_length=MAX_TRACKS)
 
     @field_validator("name")
@@ -205,6 +215,15 @@ class SceneComponent(BaseModel):
     key: bool = Field(False, description="Feeds the ducking sidechain (speech)")
 
 
+class PlannedTrack(BaseModel):
+    """A track of the plan: its name (as given, or ``track N``) and the gain its items share."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    gain_db: float = Field(description="The track's gain (dB), also counted in each component's gain_db")
+
+
 class ScenePlan(BaseModel):
     """A validated scene: small versioned JSON, stored with the scene and read by the mixing task."""
 
@@ -221,6 +240,10 @@ class ScenePlan(BaseModel):
     length_s: float | None
     planned_s: float
     components: tuple[SceneComponent, ...]
+    tracks: tuple[PlannedTrack, ...] = Field(
+        (), description="One per request track (empty in plans stored before exports existed)"
+    )
+    export: bool = Field(False, description="Also store stems, captions and timelines (SceneRequest.export)")
 
 
 def component_error(component: SceneComponent, state: str, error: JobError | None) -> JobError:

@@ -10,9 +10,8 @@ The batch logic is :class:`gen_server.batch.service.BatchService`; these routes 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import IO, Annotated, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -25,6 +24,7 @@ from gen_server.contract import examples
 from gen_server.contract.result import JobError
 from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput
+from gen_server.files import iter_chunks
 from gen_server.jobs import Caller
 
 
@@ -229,18 +229,10 @@ def batch_archive(batch_id: BatchId, service: Service, who: Who) -> StreamingRes
     spool = service.archive(record, items, summary)
     filename = f"{record.name}.zip"
     return StreamingResponse(
-        _chunks(spool),
+        iter_chunks(spool),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
-
-
-def _chunks(fh: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    try:
-        while chunk := fh.read(size):
-            yield chunk
-    finally:
-        fh.close()
 
 
 __all__ = ["BatchItemView", "BatchView", "batch_service", "router"]

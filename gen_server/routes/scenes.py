@@ -7,15 +7,17 @@ Validation errors of these routes name the item the way users write it, e.g.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 
 from gen_server.contract import examples
 from gen_server.contract.scene import SceneRequest, SceneView
 from gen_server.deps import caller, job_service
+from gen_server.files import iter_chunks
 from gen_server.jobs import Caller
 from gen_server.scene_plan import validation_error
 from gen_server.scenes import SceneService
@@ -67,6 +69,45 @@ def submit_scene(
 @router.get("/{scene_id}", response_model=SceneView, summary="A scene's state, components and result")
 def get_scene(scene_id: SceneId, service: Service, who: Who) -> SceneView:
     return service.get(scene_id, who)
+
+
+@router.get(
+    "/{scene_id}/export",
+    summary="A scene's export: mix, stems, captions and editable timelines in one zip",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": examples.binary("application/zip")},
+        409: {"description": "The scene has not succeeded, or was made without export: true"},
+    },
+)
+def scene_export(
+    scene_id: SceneId,
+    service: Service,
+    who: Who,
+    format: Annotated[
+        Literal["zip"], Query(description="Bundle format (only zip)", examples=["zip"])
+    ] = "zip",
+) -> StreamingResponse:
+    """The bundle of a scene submitted with ``export: true``, unpacking into one folder::
+
+        <name>/mix.<fmt>                    the finished mix (as GET /v1/jobs/{id}/audio)
+        <name>/stems/01-<track>.<fmt>       one per track: the mix's length and format, watermarked;
+                                            item gains, pans, fades and ducking baked in
+        <name>/captions.vtt, captions.srt   when the scene has speech
+        <name>/timeline.otio                OpenTimelineIO: a clip per item on its stem, gains in metadata
+        <name>/project.rpp                  Reaper: the stems at their track gains, the master gain
+        <name>/manifest.json                components, levels, every file's sha256
+
+    Both timelines play the stems at their track gains and the master gain; summed, that is the mix
+    before mastering, brought to the scene's loudness target (the master's limiter, when it had to
+    limit, is not in them).
+    """
+    spool, filename = service.export(scene_id, who)
+    return StreamingResponse(
+        iter_chunks(spool),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.delete(

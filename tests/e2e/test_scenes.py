@@ -4,6 +4,7 @@ The scene's items run as their own jobs through the real queue (bundled Piper vo
 the tiny dev MusicGen/AudioGen for the bed and the effects), the last one to succeed queues the mix, and the
 finished track is checked: loudness target, true peak, watermark, manifest, and that the narration
 can still be understood over the ducked bed (the dev music model makes noise, so ducking matters).
+The CLI also asks for the scene's export (``--bundle``), whose zip is opened as an editor would.
 """
 
 from __future__ import annotations
@@ -14,21 +15,34 @@ import logging
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import opentimelineio as otio
 import pytest
 import soundfile as sf
 import srt
 import yaml
 
 from gen_server.audio import Audio
+from gen_server.audio.mix import master
 from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
 from gen_server.audio.watermark import KeyedWatermarker, payload_for_job
 from gen_server.client import ApiError, SoundryClient
-from tests.helpers import ROOT, running_server, server_env, transcribe, words
+from tests.helpers import (
+    ROOT,
+    read_rpp,
+    rpp_blocks,
+    rpp_field,
+    running_server,
+    server_env,
+    transcribe,
+    words,
+)
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -43,6 +57,7 @@ class Rendered:
     audio: Audio
     seconds: float
     cli: subprocess.CompletedProcess[str]
+    bundle: Path
 
 
 def wav(data: bytes) -> Audio:
@@ -64,16 +79,18 @@ def soundry(server_url: str, tmp: Path, *args: str) -> subprocess.CompletedProce
 
 @pytest.fixture(scope="module")
 def rendered(server_url: str, client: SoundryClient, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
-    """The example scene, rendered once through the CLI (``soundry scene FILE --out FILE``)."""
+    """The example scene, rendered once through the CLI (``soundry scene FILE --out FILE --bundle ZIP``)."""
     tmp = tmp_path_factory.mktemp("scene")
-    out = tmp / "intro.wav"
+    out, bundle = tmp / "intro.wav", tmp / "intro.zip"
     started = time.monotonic()
-    run = soundry(server_url, tmp, str(SCENE_FILE.relative_to(ROOT)), "--out", str(out))
+    run = soundry(
+        server_url, tmp, str(SCENE_FILE.relative_to(ROOT)), "--out", str(out), "--bundle", str(bundle)
+    )
     seconds = time.monotonic() - started
     assert run.returncode == 0, run.stdout + run.stderr
     view = json.loads((tmp / "intro.scene.json").read_text())
     logger.info("scene rendered in %.1f s:\n%s", seconds, run.stdout)
-    return Rendered(yaml.safe_load(SCENE_FILE.read_text()), view, wav(out.read_bytes()), seconds, run)
+    return Rendered(yaml.safe_load(SCENE_FILE.read_text()), view, wav(out.read_bytes()), seconds, run, bundle)
 
 
 def test_scene_renders_at_its_loudness_target(rendered: Rendered) -> None:
@@ -144,6 +161,77 @@ def test_scene_captions_put_the_narration_where_it_plays(rendered: Rendered, ser
     assert " ".join(s.content.replace("\n", " ") for s in subs).split() == said
 
 
+def test_export_bundle_opens_in_an_editor(
+    rendered: Rendered, client: SoundryClient, server_dir: Path, tmp_path: Path
+) -> None:
+    """The CLI's ``--bundle`` zip (``GET /v1/scenes/{id}/export``): every audio file decodes (soundfile)
+    in the mix's shape, the OTIO timeline loads and its clips sit on the stems at each item's start, the
+    Reaper project names the same files, every stem carries the scene's watermark, and the stems at the
+    timeline's gains add up to the mix.
+    """
+    view = rendered.view
+    assert view["links"]["export"] == f"/v1/scenes/{view['id']}/export?format=zip"
+    with zipfile.ZipFile(io.BytesIO(client.scene_export(view["id"]))) as fresh:
+        assert fresh.namelist() == zipfile.ZipFile(rendered.bundle).namelist()  # the CLI saved the API's zip
+    with zipfile.ZipFile(rendered.bundle) as zf:
+        zf.extractall(tmp_path)
+    root = tmp_path / "podcast-intro"
+    names = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    stems = ["stems/01-host.wav", "stems/02-music.wav", "stems/03-effects.wav"]
+    assert names == sorted(["captions.srt", "captions.vtt", "manifest.json", "mix.wav", "project.rpp",
+                            "timeline.otio", *stems])  # fmt: skip
+    mix = wav((root / "mix.wav").read_bytes())
+    assert mix.samples.shape == rendered.audio.samples.shape
+    decoded = {name: wav((root / name).read_bytes()) for name in stems}
+    for audio in decoded.values():
+        assert (audio.sample_rate, audio.samples.shape) == (mix.sample_rate, mix.samples.shape)
+    said = [
+        w
+        for t in rendered.scene["tracks"]
+        for i in t["items"]
+        if i["kind"] == "speech"
+        for w in i["text"].split()
+    ]
+    captions = list(srt.parse((root / "captions.srt").read_text()))
+    assert " ".join(c.content.replace("\n", " ") for c in captions).split() == said
+
+    timeline = otio.adapters.read_from_file(str(root / "timeline.otio"))
+    starts = {c["label"]: c["start_s"] for c in view["components"]}
+    clips = {clip.name: clip for clip in timeline.find_clips()}
+    assert sorted(clips) == sorted(starts)
+    for track, stem in zip(timeline.tracks, stems, strict=True):
+        for clip in track.find_clips():
+            assert clip.media_reference.target_url == stem
+            at = clip.range_in_parent().start_time
+            assert (
+                at.value == round(starts[clip.name] * mix.sample_rate) == clip.source_range.start_time.value
+            )
+    project = read_rpp((root / "project.rpp").read_text())
+    files = [rpp_field(rpp_blocks(item, "SOURCE")[0], "FILE")[0]
+             for track in rpp_blocks(project, "TRACK") for item in rpp_blocks(track, "ITEM")]  # fmt: skip
+    assert sorted(set(files)) == stems and len(files) == len(starts)
+
+    key = (server_dir / "secrets" / "watermark.key").read_bytes().strip()
+    found = KeyedWatermarker(key).detect(decoded["stems/02-music.wav"])
+    assert found.detected and found.payload == payload_for_job(view["id"], key)
+
+    # played at the timeline's gains, the stems make the mix at the scene's loudness target; mastered
+    # with the scene's own master (which limits this noisy dev mix), they give the delivered mix up to
+    # the watermarks (each stem's and the mix's own, 26 dB or more under their host): measured -36 dB
+    levels = timeline.metadata["soundry"]
+    summed = sum(
+        decoded[stem].samples * np.float32(10 ** (track.metadata["soundry"]["gain_db"] / 20))
+        for track, stem in zip(timeline.tracks, stems, strict=True)
+    )
+    played = Audio(summed * np.float32(10 ** (levels["master_gain_db"] / 20)), mix.sample_rate)
+    assert loudness_lufs(played) == pytest.approx(view["target_lufs"], abs=0.1)
+    remastered = master(Audio(summed, mix.sample_rate), view["target_lufs"], view["true_peak_dbtp"] - 0.5)
+    error = remastered.samples.astype(np.float64) - mix.samples
+    residual = 10 * np.log10(np.sum(error**2) / np.sum(mix.samples.astype(np.float64) ** 2))
+    print(f"\nexport: stems remastered vs the delivered mix {residual:.1f} dB (limited: {levels['limited']})")
+    assert residual < -25.0
+
+
 def test_speech_is_intelligible_over_the_ducked_bed(rendered: Rendered, client: SoundryClient) -> None:
     """Most words of the narration are recognised in the mix, nearly as many as in the narration alone.
 
@@ -174,9 +262,14 @@ def test_speech_is_intelligible_over_the_ducked_bed(rendered: Rendered, client: 
 def test_a_file_sent_again_reattaches_to_its_scene(
     rendered: Rendered, server_url: str, tmp_path: Path
 ) -> None:
-    run = soundry(server_url, tmp_path, str(SCENE_FILE), "--out", str(tmp_path / "again.wav"))
+    again = tmp_path / "again.zip"
+    run = soundry(
+        server_url, tmp_path, str(SCENE_FILE), "--out", str(tmp_path / "again.wav"), "--bundle", str(again)
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads((tmp_path / "again.scene.json").read_text())["id"] == rendered.view["id"]
+    with zipfile.ZipFile(again) as a, zipfile.ZipFile(rendered.bundle) as b:
+        assert a.namelist() == b.namelist()
 
 
 @pytest.mark.parametrize(

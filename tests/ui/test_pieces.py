@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from gen_server.client import SoundryClient
 from tests.helpers import ROOT
 from ui.batch_tab import error_rows, example_files, item_rows, progress_html
 from ui.components import eta_text, jobs_panel, percent
 from ui.examples import BUILTIN, load_examples
+from ui.scenes_tab import FALLBACK_SCENE, ScenesTab
 from ui.tracker import ClientPool, key_id
 from ui.visuals import spectrogram_db, spectrogram_image, waveform_image
 
@@ -154,3 +158,38 @@ def test_batch_progress_rows_and_examples() -> None:
     assert "No batch yet" in progress_html(None)
     shipped = example_files(ROOT / "prompts")
     assert "game_sfx_pack.yaml" in shipped and all(not n.endswith(".md") for n in shipped)
+
+
+class SceneServer:
+    """Stands in for the client of the Scenes tab: the scene succeeds at once, with its export."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, Any] = {}
+
+    def submit_scene(self, scene: dict[str, Any]) -> dict[str, Any]:
+        self.sent = scene
+        return {"id": "s1", "state": "queued", "progress": 0.0, "components": []}
+
+    def scene(self, scene_id: str) -> dict[str, Any]:
+        links = {"export": f"/v1/scenes/{scene_id}/export?format=zip"} if self.sent.get("export") else {}
+        return {"id": scene_id, "name": "x", "state": "succeeded", "progress": 1.0, "components": [],
+                "result": {"duration_s": 1.0}, "links": links}  # fmt: skip
+
+    def audio(self, scene_id: str, fmt: str | None = None) -> bytes:
+        out = io.BytesIO()
+        sf.write(out, np.zeros((16000, 2), dtype=np.float32), 16000, format="WAV")
+        return out.getvalue()
+
+    def scene_export(self, scene_id: str, fmt: str = "zip") -> bytes:
+        return b"PK\x05\x06" + bytes(18)  # an empty zip
+
+
+def test_scene_render_asks_for_the_export_and_offers_its_zip() -> None:
+    server = SceneServer()
+    tab = ScenesTab(server, {"a.yaml": FALLBACK_SCENE})  # type: ignore[arg-type]
+    *_, last = tab.render(FALLBACK_SCENE, True)
+    assert server.sent["export"] is True
+    bundle = last[-1]
+    assert bundle.endswith("s1.zip") and Path(bundle).read_bytes() == server.scene_export("s1")
+    *_, plain = tab.render(FALLBACK_SCENE, False)
+    assert "export" not in server.sent and plain[-1] is None
