@@ -45,7 +45,8 @@ from benchmarks.gpu_env import install_placeholders
 logger = logging.getLogger("benchmarks.gpu")
 
 RESULTS = Path(__file__).parent / "results"
-VARIANTS = ("audiocraft", "soundry-static", "soundry-graph", "bound")
+VARIANTS = ("audiocraft", "soundry-static", "soundry-graph", "soundry-compiled", "bound")
+DEFAULT_VARIANTS = "audiocraft,soundry-static,soundry-graph,bound"
 SEED = 20261
 FIDELITY_STEPS = 1000
 
@@ -288,6 +289,10 @@ def run(
     seconds = 0.3 if dry else args.seconds
     repeats = 1 if dry else args.repeats
     precision = "float32" if dry else "float16"
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
     report: dict[str, Any] = {
         "machine": machine_info(),
         "gpu": torch.cuda.get_device_name(0) if not dry else None,
@@ -314,23 +319,30 @@ def run(
             report["fidelity"] = fidelity(model, modes, rows=4, seconds=fid_s)
             say(fidelity_table(report["fidelity"]))
         name = f"musicgen-{scale}"
-        apply_precision(model, precision, store_weights=False)  # audiocraft's own: autocast
-        for batch in batches:
-            _, row = time_variant(model, "audiocraft", batch, seconds, repeats)
-            report["speed"].append({"model": name, **row})
-            say(json.dumps(report["speed"][-1]))
+        if "audiocraft" in variants:
+            apply_precision(model, precision, store_weights=False)  # audiocraft's own: autocast
+            for batch in batches:
+                _, row = time_variant(model, "audiocraft", batch, seconds, repeats)
+                report["speed"].append({"model": name, **row})
+                say(json.dumps(report["speed"][-1]))
         apply_precision(model, precision, store_weights=True)  # Soundry's: weights stored in float16
         for batch in batches:
-            static, row = time_variant(model, "soundry-static", batch, seconds, repeats)
-            report["speed"].append({"model": name, **row})
-            say(json.dumps(report["speed"][-1]))
-            graph, row = time_variant(model, "soundry-graph", batch, seconds, repeats)
-            # same weights, seeds and precision: the graph's padded, masked attention rounds differently
-            # from the eager slices, so a token on a sampling boundary can flip (and the rest follow)
-            row["tokens_equal_to_static"] = round(float((graph == static).float().mean()), 4)
-            report["speed"].append({"model": name, **row})
-            say(json.dumps(report["speed"][-1]))
-            report["speed"].append({"model": name, **bound(model, batch, seconds, bandwidth)})
+            tokens: dict[str, Any] = {}
+            for variant in ("soundry-static", "soundry-graph", "soundry-compiled"):
+                if variant not in variants:
+                    continue
+                tokens[variant], row = time_variant(model, variant, batch, seconds, repeats)
+                # same weights, seeds and precision: the graph's padded, masked attention rounds
+                # differently from the eager slices, so a token on a sampling boundary can flip (and
+                # the rest follow); the compiled step fuses kernels, which rounds differently again
+                for other in ("soundry-static", "soundry-graph"):
+                    if other != variant and other in tokens:
+                        same = (tokens[variant] == tokens[other]).float().mean()
+                        row[f"tokens_equal_to_{other.removeprefix('soundry-')}"] = round(float(same), 4)
+                report["speed"].append({"model": name, **row})
+                say(json.dumps(report["speed"][-1]))
+            if "bound" in variants:
+                report["speed"].append({"model": name, **bound(model, batch, seconds, bandwidth)})
         write(report)
         del model
         if device == "cuda":
@@ -362,6 +374,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="clip length per row")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-fidelity", action="store_true")
+    parser.add_argument(
+        "--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {', '.join(VARIANTS)}"
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="folder for the results (default benchmarks/results)"
     )
