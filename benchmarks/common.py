@@ -70,13 +70,20 @@ def load_average() -> list[float]:
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, memory and OS: the machine the figures came from."""
     cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    # what decides which precision pays: AVX-512 with bf16 dot products, AMX (Intel)
+    features = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
+    if features:
+        cpu = f"{cpu} ({', '.join(features)})"
     mem_gb: float | None = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

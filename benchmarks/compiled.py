@@ -19,6 +19,7 @@ from typing import Any
 
 from benchmarks.common import machine_info
 from benchmarks.gpu import RESULTS, build_musicgen, time_variant
+from benchmarks.precision import table
 
 logger = logging.getLogger("benchmarks.compiled")
 
@@ -66,23 +67,6 @@ def run(
     return report
 
 
-def table(report: dict[str, Any]) -> str:
-    lines = [
-        "| decoder | precision | batch | steps/s | audio-s/s | vs audiocraft float32 | first call (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    base = {r["batch"]: r["steps_per_s"] for r in report["speed"] if r["variant"] == "audiocraft"}
-    for r in report["speed"]:
-        if "error" in r:
-            lines.append(f"| {r['variant']} | {r['precision']} | {r['batch']} | failed: {r['error']} | | | |")
-            continue
-        lines.append(
-            f"| {r['variant']} | {r['precision']} | {r['batch']} | {r['steps_per_s']} | {r['audio_s_per_s']} "
-            f"| {r['steps_per_s'] / base[r['batch']]:.2f}x | {r['warm_up_s']} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", default="small", help="LM scale (small; tiny checks the script)")
@@ -100,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         args.repeats,
         args.precisions.split(","),
     )
-    report["table"] = table(report)
+    report["table"] = table(report, first_call=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compiled.json").write_text(json.dumps(report, indent=2))
     (args.out / "compiled.md").write_text(

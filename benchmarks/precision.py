@@ -65,18 +65,24 @@ def run(scale: str, seconds: float, batches: list[int], repeats: int, fidelity_s
     return report
 
 
-def table(report: dict[str, Any]) -> str:
+def table(report: dict[str, Any], *, first_call: bool = False) -> str:
+    """Markdown rows of ``report["speed"]`` against audiocraft's float32 row of the same batch size;
+    ``first_call`` adds the warm-up call's seconds (compilation, for compiled rows)."""
+    extra = " first call (s) |" if first_call else ""
     lines = [
-        "| decoder | precision | batch | steps/s | audio-s/s | vs audiocraft float32 |",
-        "|---|---|---|---|---|---|",
+        f"| decoder | precision | batch | steps/s | audio-s/s | vs audiocraft float32 |{extra}",
+        "|---|---|---|---|---|---|" + ("---|" if first_call else ""),
     ]
     base = {r["batch"]: r["steps_per_s"] for r in report["speed"] if r["variant"] == "audiocraft"}
     for r in report["speed"]:
-        ratio = r["steps_per_s"] / base[r["batch"]]
-        lines.append(
-            f"| {r['variant']} | {r['precision']} | {r['batch']} | {r['steps_per_s']} | {r['audio_s_per_s']} "
-            f"| {ratio:.2f}x |"
-        )
+        cells = [r["variant"], r["precision"], r["batch"]]
+        if "error" in r:
+            cells += [f"failed: {r['error']}", "", ""]
+        else:
+            cells += [r["steps_per_s"], r["audio_s_per_s"], f"{r['steps_per_s'] / base[r['batch']]:.2f}x"]
+        if first_call:
+            cells.append(r.get("warm_up_s", ""))
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
