@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from gen_server.audio import Audio
 from gen_server.audio.encode import encode
-from gen_server.audio.mix import Clip, Ducking, MixResult, master, mix
+from gen_server.audio.mix import Clip, MixResult, master, mix
 from gen_server.audio.postprocess import loudness_lufs
 from gen_server.audio.stems import STEM_PEAK_DBFS, stem, stem_levels
 from gen_server.audio.watermark import Detection
@@ -32,7 +32,7 @@ from gen_server.contract.result import JobResult, WordTiming
 from gen_server.contract.scene import ScenePlan
 from gen_server.jobs import Caller, JobService
 from gen_server.scene_export import export_scene, track_clips, write_bundle
-from gen_server.scene_plan import build_scene, parse_scene
+from gen_server.scene_plan import build_scene, clip_for, parse_scene
 from gen_server.scenes import SceneService
 from gen_server.settings import Settings
 from gen_server.storage import ArtifactStore, LocalStore, audio_key, manifest_key
@@ -135,33 +135,7 @@ def component_audio(plan: ScenePlan) -> list[Audio]:
 
 def clips_for(plan: ScenePlan, audios: list[Audio]) -> list[Clip]:
     """The mixer's view of the components (as the mixing task makes it)."""
-    clips = []
-    for c, audio in zip(plan.components, audios, strict=True):
-        duck = c.duck
-        clips.append(
-            Clip(
-                audio=audio,
-                start_s=c.start_s,
-                gain_db=c.gain_db,
-                pan=c.pan,
-                fade_in_s=c.fade_in_s,
-                fade_out_s=c.fade_out_s,
-                length_s=c.duration_s,
-                key=c.key,
-                duck=Ducking(
-                    depth_db=duck.duck_db,
-                    attack_s=duck.attack_ms / 1000,
-                    release_s=duck.release_ms / 1000,
-                    hold_s=duck.hold_ms / 1000,
-                    lookahead_s=duck.lookahead_ms / 1000,
-                    threshold_db=duck.threshold_db,
-                )
-                if duck is not None
-                else None,
-                label=c.label,
-            )
-        )
-    return clips
+    return [clip_for(c, audio) for c, audio in zip(plan.components, audios, strict=True)]
 
 
 class NoMark:

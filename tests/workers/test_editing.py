@@ -15,6 +15,7 @@ from gen_server.audio import Audio
 from gen_server.audio.analysis import detect_beats, seam
 from gen_server.audio.watermark import KeyedWatermarker
 from gen_server.contract.catalog import Catalog, ModelEntry
+from gen_server.contract.result import JobResult
 from gen_server.contract.spec import JobRequest, JobSpec, build_spec
 from gen_server.storage import LocalStore
 from tests.gen_server.test_analysis import click_track
@@ -28,6 +29,18 @@ KEY = b"k" * 32
 def _spec(dev_entries: dict[str, ModelEntry], **fields: object) -> JobSpec:
     catalog = Catalog(list(dev_entries.values()))
     return build_spec(JobRequest.model_validate(fields), catalog, job_id="j-" + str(abs(hash(str(fields)))))
+
+
+def _finish(spec: JobSpec, made: Audio, store: LocalStore) -> JobResult:
+    return finish(
+        spec, made, watermarker=KeyedWatermarker(KEY), watermark_key=KEY, store=store, generation_s=1.0
+    )
+
+
+def _stored(store: LocalStore, result: JobResult) -> tuple[np.ndarray, int]:
+    """The stored file, decoded by soundfile (an independent decoder): ``([frames, channels], rate)``."""
+    data, rate = sf.read(io.BytesIO(store.get(result.artifact)), always_2d=True, dtype="float32")
+    return data, rate
 
 
 def _with_beat(audio: Audio, bpm: float) -> Audio:
@@ -62,9 +75,7 @@ def test_exact_tempo_job(
     request = gen_request(spec, store)
     assert request.prompt == "lofi, 100 bpm" and request.duration_s == pytest.approx(6.6)
     made = _with_beat(musicgen.generate(request), 94.0)  # the "model" landed 6 % slow
-    result = finish(
-        spec, made, watermarker=KeyedWatermarker(KEY), watermark_key=KEY, store=store, generation_s=1.0
-    )
+    result = _finish(spec, made, store)
     assert result.tempo is not None and result.tempo.generated_bpm == pytest.approx(94.0, rel=0.01)
     assert result.tempo.stretch == pytest.approx(100 / 94, rel=0.01) and not result.warnings
     assert result.duration_s == pytest.approx(6.0, abs=0.01)
@@ -89,14 +100,7 @@ def test_a_far_stretch_is_done_and_reported(
         tempo_bpm=120,
     )
     made = _with_beat(musicgen.generate(gen_request(spec, LocalStore(tmp_path))), 100.0)
-    result = finish(
-        spec,
-        made,
-        watermarker=KeyedWatermarker(KEY),
-        watermark_key=KEY,
-        store=LocalStore(tmp_path),
-        generation_s=1.0,
-    )
+    result = _finish(spec, made, LocalStore(tmp_path))
     assert result.tempo is not None and result.tempo.stretch == pytest.approx(1.2, rel=0.01)
     assert result.warnings and "beyond +-8 %" in result.warnings[0]
 
@@ -118,12 +122,10 @@ def test_music_loop_job_on_whole_bars(
     store = LocalStore(tmp_path)
     request = gen_request(spec, store)
     made = _with_beat(musicgen.generate(request), 120.0)
-    result = finish(
-        spec, made, watermarker=KeyedWatermarker(KEY), watermark_key=KEY, store=store, generation_s=1.0
-    )
+    result = _finish(spec, made, store)
     assert result.loop is not None and result.loop.bars == 2
     assert result.duration_s == pytest.approx(4.0, abs=1e-3)
-    data, rate = sf.read(io.BytesIO(store.get(result.artifact)), always_2d=True, dtype="float32")
+    data, rate = _stored(store, result)
     loop = Audio(np.ascontiguousarray(data.T), rate)
     tiled = Audio(np.tile(loop.samples, (1, 4)), rate)
     measured = seam(tiled, bar_lines_s=np.arange(1, 8) * 2.0)
@@ -139,12 +141,10 @@ def test_sfx_loop_job(audiogen: AudioGenBackend, dev_entries: dict[str, ModelEnt
     store = LocalStore(tmp_path)
     made = audiogen.generate(gen_request(spec, store))
     assert made.duration_s == pytest.approx(3.0 + 1.25, abs=0.05)
-    result = finish(
-        spec, made, watermarker=KeyedWatermarker(KEY), watermark_key=KEY, store=store, generation_s=1.0
-    )
+    result = _finish(spec, made, store)
     assert result.loop is not None and result.loop.bars is None
     assert result.duration_s == pytest.approx(3.0, abs=1e-3)
-    data, rate = sf.read(io.BytesIO(store.get(result.artifact)), always_2d=True, dtype="float32")
+    data, rate = _stored(store, result)
     measured = seam(Audio(np.tile(np.ascontiguousarray(data.T), (1, 4)), rate))
     assert measured.jump_ratio <= 1.0 and measured.flux_ratio <= 1.0, measured
     assert (
