@@ -27,8 +27,6 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from gen_server.audio import Audio
-from gen_server.audio.mix import Clip, Ducking
 from gen_server.contract.catalog import Catalog
 from gen_server.contract.scene import (
     MAX_ITEMS,
@@ -425,29 +423,3 @@ def build_scene(
     if not math.isfinite(plan.planned_s):  # pragma: no cover - every input above is finite
         raise InvalidInput("scene length is not finite", field="tracks")
     return plan, specs
-
-
-def clip_for(component: SceneComponent, audio: Audio) -> Clip:
-    """The mixer's view of a component."""
-    duck = component.duck
-    return Clip(
-        audio=audio,
-        start_s=component.start_s,
-        gain_db=component.gain_db,
-        pan=component.pan,
-        fade_in_s=component.fade_in_s,
-        fade_out_s=component.fade_out_s,
-        length_s=component.duration_s,
-        key=component.key,
-        duck=Ducking(
-            depth_db=duck.duck_db,
-            attack_s=duck.attack_ms / 1000.0,
-            release_s=duck.release_ms / 1000.0,
-            hold_s=duck.hold_ms / 1000.0,
-            lookahead_s=duck.lookahead_ms / 1000.0,
-            threshold_db=duck.threshold_db,
-        )
-        if duck is not None
-        else None,
-        label=component.label,
-    )

@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,9 @@ import numpy.typing as npt
 from gen_server.audio.postprocess import apply_chain, fade, resample
 from gen_server.audio.types import Audio
 from gen_server.scene_plan import mix_post
+
+if TYPE_CHECKING:
+    from gen_server.contract.scene import SceneComponent
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,32 @@ class Clip:
     key: bool = False
     duck: Ducking | None = None
     label: str = ""
+
+
+def clip_for(component: SceneComponent, audio: Audio) -> Clip:
+    """The mixer's view of a component."""
+    duck = component.duck
+    return Clip(
+        audio=audio,
+        start_s=component.start_s,
+        gain_db=component.gain_db,
+        pan=component.pan,
+        fade_in_s=component.fade_in_s,
+        fade_out_s=component.fade_out_s,
+        length_s=component.duration_s,
+        key=component.key,
+        duck=Ducking(
+            depth_db=duck.duck_db,
+            attack_s=duck.attack_ms / 1000.0,
+            release_s=duck.release_ms / 1000.0,
+            hold_s=duck.hold_ms / 1000.0,
+            lookahead_s=duck.lookahead_ms / 1000.0,
+            threshold_db=duck.threshold_db,
+        )
+        if duck is not None
+        else None,
+        label=component.label,
+    )
 
 
 @dataclass(frozen=True, slots=True)

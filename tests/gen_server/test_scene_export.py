@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from gen_server.audio import Audio
 from gen_server.audio.encode import encode
-from gen_server.audio.mix import Clip, MixResult, master, mix
+from gen_server.audio.mix import Clip, MixResult, clip_for, master, mix
 from gen_server.audio.postprocess import loudness_lufs
 from gen_server.audio.stems import STEM_PEAK_DBFS, stem, stem_levels
 from gen_server.audio.watermark import Detection
@@ -32,7 +32,7 @@ from gen_server.contract.result import JobResult, WordTiming
 from gen_server.contract.scene import ScenePlan
 from gen_server.jobs import Caller, JobService
 from gen_server.scene_export import export_scene, track_clips, write_bundle
-from gen_server.scene_plan import build_scene, clip_for, parse_scene
+from gen_server.scene_plan import build_scene, parse_scene
 from gen_server.scenes import SceneService
 from gen_server.settings import Settings
 from gen_server.storage import ArtifactStore, LocalStore, audio_key, manifest_key
