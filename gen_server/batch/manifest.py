@@ -39,6 +39,8 @@ def manifest_entry(job: PlannedJob, view: Mapping[str, Any]) -> dict[str, Any]:
     }
     if job.captions_file is not None:
         entry["captions"] = job.captions_file
+    # what an editor needs (music, sfx): tempo, beats, key, loudness, the loop's cut and seam
+    entry.update({k: result[k] for k in ("analysis", "tempo", "loop", "warnings") if result.get(k)})
     return entry
 
 

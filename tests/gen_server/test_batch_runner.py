@@ -106,6 +106,7 @@ class FakeApi:
                             "format": "wav",
                             "model": job["spec"]["model"],
                             "watermark_payload": "0badc0de",
+                            "analysis": {"tempo_bpm": 120.0, "key": "A minor", "loudness_lufs": -16.0},
                         },
                     )
             elif job["state"] == "queued":
@@ -171,6 +172,7 @@ def test_run_writes_files_manifest_and_summary(batch_file: Path, tmp_path: Path)
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
         assert entry["watermark_payload"] == "0badc0de" and entry["job_id"] in api.jobs
         assert entry["spec"]["seed"] == entry["seed"] == entry["request"]["seed"]
+        assert entry["analysis"]["key"] == "A minor" and "loop" not in entry  # what the result holds
     assert [e["seed"] for e in entries if e["name"] == "wind"] == [3, 4]
     summary = json.loads((out / SUMMARY_NAME).read_text())
     assert summary["counts"] == {"generated": 5, "skipped": 0, "failed": 0, "not_run": 0, "abandoned": 0}
