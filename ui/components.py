@@ -20,6 +20,7 @@ from typing import Any
 
 import soundfile as sf
 
+from gen_server.audio.looping import generation_seconds
 from gen_server.files import atomic_write
 from ui.forms import KIND_TITLES
 from ui.tracker import MISSING, ClientPool, Job, key_id
@@ -126,8 +127,8 @@ def jobs_panel(jobs: Sequence[Job], positions: Mapping[str, int]) -> str:
             err = job["error"]
             code, message = html.escape(str(err.get("code"))), html.escape(str(err.get("message")))
             error = f'<div class="error">{code}: {message}</div>'
-        duration = (job.get("spec") or {}).get("duration_s")  # music and effects; speech: unknown
-        requested = f' data-requested-s="{float(duration):g}"' if duration else ""
+        duration = streamed_seconds(job.get("spec") or {})
+        requested = f' data-requested-s="{duration:g}"' if duration else ""
         items.append(
             f'<li class="soundry-job" data-job-id="{job_id}" data-state="{html.escape(state)}" '
             f'data-progress="{pct}" data-title="{title}"{requested}>'
@@ -139,6 +140,24 @@ def jobs_panel(jobs: Sequence[Job], positions: Mapping[str, int]) -> str:
     return (
         f'<p class="soundry-summary" role="status" aria-live="polite">{html.escape(summary)}</p>'
         f'<ul class="soundry-jobs" aria-label="Your jobs">{"".join(items)}</ul>'
+    )
+
+
+def streamed_seconds(spec: Mapping[str, Any]) -> float | None:
+    """Seconds of audio a music/sfx job's live stream carries (speech: unknown): the model's whole
+    generation, which for a loop or an exact tempo is more than the stored clip keeps."""
+    duration = spec.get("duration_s")
+    if not duration:
+        return None
+    return round(
+        generation_seconds(
+            str(spec.get("kind")),
+            float(duration),
+            tempo_bpm=spec.get("tempo_bpm"),
+            loop=bool(spec.get("loop")),
+            loop_bars=spec.get("loop_bars"),
+        ),
+        2,
     )
 
 

@@ -193,3 +193,12 @@ def test_scene_render_asks_for_the_export_and_offers_its_zip() -> None:
     assert bundle.endswith("s1.zip") and Path(bundle).read_bytes() == server.scene_export("s1")
     *_, plain = tab.render(FALLBACK_SCENE, False)
     assert "export" not in server.sent and plain[-1] is None
+
+
+def test_live_stream_length_counts_what_a_loop_generates() -> None:
+    from ui.components import streamed_seconds
+
+    assert streamed_seconds({"kind": "music", "duration_s": 8.0}) == 8.0
+    assert streamed_seconds({"kind": "speech"}) is None
+    loop = {"kind": "music", "duration_s": 2.0, "tempo_bpm": 120, "loop": True, "loop_bars": 1}
+    assert abs(streamed_seconds(loop) - 4.84) < 0.01  # type: ignore[operator]  # 1 bar + lead-in bar + tail, +10 %
