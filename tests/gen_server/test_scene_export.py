@@ -141,7 +141,7 @@ def clips_for(plan: ScenePlan, audios: list[Audio]) -> list[Clip]:
 class NoMark:
     """A watermarker that leaves the audio alone (the sums are checked sample by sample)."""
 
-    def embed(self, audio: Audio, payload: int) -> Audio:
+    def embed(self, audio: Audio, payload: int, *, at_s: float = 0.0) -> Audio:
         return audio
 
     def detect(self, audio: Audio) -> Detection:  # pragma: no cover - not used
