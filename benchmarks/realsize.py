@@ -18,6 +18,14 @@ one (see shared/notes/FINDINGS.md), and no model hub is reachable here. So the b
   would make ~4x shorter audio and overstate the real-time factor (the decoder's work follows the
   audio length). LJSpeech's stochastic predictor costs about the same (a few small flows per token).
 
+* ``kokoro-82m`` (written by :func:`write_kokoro`, used by ``benchmarks/kokoro.py``; not part of
+  :func:`ensure_all`): hexgrad/Kokoro-82M's layout (``config.json``, ``kokoro-v1_0.pth`` of ``module.``-
+  prefixed sub-module state dicts, ``voices/af_heart.pt``) with the released ``config.json``: PL-BERT
+  768 wide, 12 layers (shared ALBERT weights), hidden 512, 3-layer LSTM stacks, iSTFTNet with 512 initial
+  channels, 10 x 6 upsampling, iSTFT hop 5 (81.8M parameters, float32 like the released file). The
+  duration head is pinned to 3 frames (75 ms) per phoneme symbol (the tiny checkpoint's rule,
+  :mod:`workers.tiny.kokoro`), a natural length: random weights would give ~0.6 s per symbol.
+
 Text conditioner: audiocraft's ``lut`` conditioner with the ``noop`` tokenizer, 768 wide (T5-base's
 width, projected to the LM dimension exactly like the T5 output) with a 32128-row table (T5's
 vocabulary). The real models run a frozen T5 encoder (T5-base for MusicGen, T5-large for AudioGen)
@@ -57,6 +65,9 @@ LM_SCALES: dict[str, dict[str, int]] = {
     "small": {"dim": 1024, "num_heads": 16, "num_layers": 24},  # audiocraft model_scale/small.yaml
     "medium": {"dim": 1536, "num_heads": 24, "num_layers": 48},  # audiocraft model_scale/medium.yaml
 }
+
+KOKORO_ID = "kokoro-82m"
+KOKORO_FORMAT_VERSION = 1
 
 VITS_FRAMES_PER_TOKEN = 2.9
 """Decoder frames (256 samples at 22.05 kHz) per input token after ``ceil``: 3, i.e. 35 ms."""
@@ -192,6 +203,21 @@ def write_vits(folder: Path) -> bool:
         "frames_per_token": VITS_FRAMES_PER_TOKEN,
     }
     return _write_once(folder, manifest, _fill_vits)
+
+
+def write_kokoro(folder: Path, voices: tuple[str, ...] = ("af_heart",)) -> bool:
+    """Kokoro-82M-sized random Kokoro at ``folder`` (``KModel(config=..., model=...)`` and voice packs)."""
+    from workers.tiny.kokoro import FRAMES_PER_TOKEN, REAL_CONFIG
+    from workers.tiny.kokoro import write_kokoro as fill
+
+    manifest = {
+        "model": "kokoro-82m-size",
+        "format": KOKORO_FORMAT_VERSION,
+        "seed": SEED,
+        "frames_per_token": FRAMES_PER_TOKEN,
+        "voices": list(voices),
+    }
+    return _write_once(folder, manifest, lambda tmp: fill(tmp, REAL_CONFIG, voices))
 
 
 def ensure_all(models_dir: Path, audiogen_scale: AudiogenScale = "small") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""This installation's secrets: the watermark key and the webhook signing secret, resolved in one place.
+"""This installation's secrets: the watermark key and the webhook signing secret, resolved in one place
+(the C2PA signing key and certificate follow the same rules in :mod:`gen_server.content_credentials`).
 
 An environment value wins (``SOUNDRY_WATERMARK_KEY``, ``SOUNDRY_WEBHOOK_SECRET``). Otherwise each
 secret is generated on first use into ``DATA_DIR/secrets/`` (``watermark.key``, ``webhook.secret``;
@@ -21,6 +22,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,11 +126,21 @@ def _create(path: Path, value: str) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def _file_secret(path: Path, var: str, fresh: str) -> tuple[str, str]:
-    """The secret kept in ``path`` (``fresh`` is written there first if there is none) and its source."""
+def file_secret(path: Path, var: str, fresh: str | Callable[[], str]) -> tuple[str, str]:
+    """The secret kept in ``path`` (``fresh``, or what it makes, is written there first if there is none)
+    and its source; the same rules as the watermark key (:func:`resolve`), for any text secret.
+
+    Raises:
+        SecretsError: naming ``var`` when the file cannot be read or written, or is empty.
+    """
     try:
-        created = False if path.exists() else _create(path, fresh)
-        value = fresh if created else _read(path)
+        value = ""
+        created = False
+        if not path.exists():
+            value = fresh() if callable(fresh) else fresh
+            created = _create(path, value)
+        if not created:
+            value = _read(path)
     except OSError as e:
         reason = e.strerror or str(e)
         raise SecretsError(f"cannot keep {var} in {path}: {reason}; set {var} or fix the folder") from e
@@ -160,12 +172,12 @@ def resolve(settings: Settings) -> InstanceSecrets:
             watermark, watermark_source = settings.watermark_key, WATERMARK_KEY_VAR
         else:
             path = folder / "watermark.key"
-            watermark, watermark_source = _file_secret(path, WATERMARK_KEY_VAR, secrets.token_urlsafe(32))
+            watermark, watermark_source = file_secret(path, WATERMARK_KEY_VAR, secrets.token_urlsafe(32))
         if settings.webhook_secret:
             webhook, webhook_source = check_webhook_secret(settings.webhook_secret), WEBHOOK_SECRET_VAR
         else:
             path = folder / "webhook.secret"
-            webhook, webhook_source = _file_secret(path, WEBHOOK_SECRET_VAR, new_webhook_secret())
+            webhook, webhook_source = file_secret(path, WEBHOOK_SECRET_VAR, new_webhook_secret())
             check_webhook_secret(webhook, str(path))
         found = _CACHE[cache_key] = InstanceSecrets(watermark, webhook, watermark_source, webhook_source)
     logger.info("watermark key: %s; webhook signing secret: %s", watermark_source, webhook_source)
@@ -189,8 +201,14 @@ def builtin_defaults_in_use(settings: Settings) -> list[str]:
 
 
 def checked_secrets(settings: Settings) -> InstanceSecrets:
-    """:func:`resolve` at a command's start: an unusable secret ends the process with its message."""
+    """:func:`resolve` at a command's start, with the C2PA signing identity
+    (:func:`gen_server.content_credentials.resolve_identity`, checked by signing a test file): an
+    unusable secret or certificate ends the process with its message."""
+    from gen_server.content_credentials import resolve_identity
+
     try:
-        return resolve(settings)
+        found = resolve(settings)
+        resolve_identity(settings)
+        return found
     except SecretsError as e:
         raise SystemExit(f"soundry: {e}") from None

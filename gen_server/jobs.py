@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Generator
@@ -13,8 +15,16 @@ import redis
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
 from gen_server.captions import CaptionFormat, render
 from gen_server.celery_config import LANE_PRIORITY, Lane
+from gen_server.content_credentials import (
+    GENERATOR,
+    SigningError,
+    can_sign,
+    generation_of_file,
+    resolve_identity,
+    sign_transcoded,
+)
 from gen_server.contract.catalog import Catalog
-from gen_server.contract.result import JobState, JobView
+from gen_server.contract.result import JobResult, JobState, JobView
 from gen_server.contract.spec import JobRequest, build_spec
 from gen_server.errors import Conflict, GenerationFailed, ModelUnavailable, NotFound, RateLimited
 from gen_server.lexicon import LexiconStore
@@ -23,8 +33,10 @@ from gen_server.records import keys
 from gen_server.records.jobs import TERMINAL, JobRecord, JobRecords
 from gen_server.records.speed import eta_s
 from gen_server.settings import Settings
-from gen_server.storage import ArtifactStore, audio_key
+from gen_server.storage import ArtifactStore, audio_key, transcoded_key
 from gen_server.webhooks import check_url
+
+logger = logging.getLogger(__name__)
 
 _ENDED: frozenset[JobState | None] = frozenset({*TERMINAL, None})
 """Final states, and ``None``: an expired record."""
@@ -237,11 +249,53 @@ class JobService:
         data = self.store.get(view.result.artifact)
         out = fmt or view.result.format
         if out != view.result.format:
-            from gen_server.audio.encode import read_tags
-
-            tags = read_tags(data, view.result.format)
-            data = encode(decode(data), out, tags=tags)
+            data = self._transcoded(view, view.result, data, out)
         return data, MEDIA_TYPES[out], out
+
+    def _transcoded(self, view: JobView, result: JobResult, original: bytes, out: EncodeFormat) -> bytes:
+        """``original`` in ``out``; signed anew with C2PA (the original as its parent) where ``out`` can
+        carry it, and kept in the store so that every download of it is the same file."""
+        from gen_server.audio.encode import read_tags
+
+        signed = can_sign(out)
+        key = transcoded_key(view.id, out)
+        if signed:
+            with contextlib.suppress(NotFound):
+                return self.store.get(key)
+        data = encode(decode(original), out, tags=read_tags(original, result.format))
+        if not signed:
+            return data
+        source = result.format
+        generation = generation_of_file(original, source)
+        if generation is None and view.model in self.catalog:  # e.g. an ogg original: no manifest of its own
+            entry = self.catalog.get(view.model)
+            generation = {
+                "generator": GENERATOR,
+                "kind": view.kind,
+                "model": view.model,
+                "licence": entry.licence_terms,
+                "commercial_use": entry.commercial_use,
+                "job_id": view.id,
+                "seed": result.seed,
+                "watermark_payload": result.watermark_payload,
+            }
+        try:
+            data = sign_transcoded(
+                data,
+                out,
+                resolve_identity(self.settings),
+                original=original,
+                original_format=source,
+                title=f"{view.id}.{out}",
+                generation=generation,
+            )
+        except SigningError:
+            logger.exception(
+                "C2PA signing of the %s download of job %s failed; served unsigned", out, view.id
+            )
+            return data
+        self.store.put(key, data)
+        return data
 
     def captions(self, job_id: str, caller: Caller, fmt: CaptionFormat) -> str:
         """The speech job's captions in ``fmt`` (from its result's word timings)."""

@@ -1,4 +1,5 @@
-"""Provenance checks shared by the API and the CLI: watermark detection plus metadata, mapped to a job."""
+"""Provenance checks shared by the API and the CLI: watermark detection plus metadata, mapped to a job,
+and the file's C2PA Content Credentials (:mod:`gen_server.content_credentials`) beside them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from gen_server.audio.encode import decode, read_tags
 from gen_server.audio.watermark import Detection, KeyedWatermarker
+from gen_server.content_credentials import SigningIdentity, Verdict, verify
 from gen_server.errors import NotFound
 from gen_server.storage import ArtifactStore, watermark_key_for
 
@@ -18,6 +20,7 @@ class Found:
     detection: Detection
     job_id: str | None
     metadata_job_id: str | None
+    c2pa: Verdict
 
 
 def _guess_format(data: bytes) -> str | None:
@@ -30,8 +33,11 @@ def _guess_format(data: bytes) -> str | None:
     return None
 
 
-def detect_bytes(data: bytes, key: str, store: ArtifactStore | None) -> Found:
-    """Decode ``data`` (any format), detect the mark with ``key`` and look its payload up in ``store``.
+def detect_bytes(
+    data: bytes, key: str, store: ArtifactStore | None, identity: SigningIdentity | None = None
+) -> Found:
+    """Decode ``data`` (any format), detect the mark with ``key`` and look its payload up in ``store``;
+    read and validate its C2PA manifest (``identity``: this installation's, whose CA it trusts).
 
     Raises:
         InvalidInput: when ``data`` is not decodable audio.
@@ -51,4 +57,4 @@ def detect_bytes(data: bytes, key: str, store: ArtifactStore | None) -> Found:
             metadata_job_id = read_tags(data, fmt).get("job_id")  # type: ignore[arg-type]
         except Exception:  # metadata is a bonus; the watermark is the evidence
             metadata_job_id = None
-    return Found(detection, job_id, metadata_job_id)
+    return Found(detection, job_id, metadata_job_id, verify(data, fmt, identity))

@@ -40,6 +40,7 @@ from gen_server.audio.mix import MixResult
 from gen_server.audio.stems import StemLevels, stem, stem_levels
 from gen_server.audio.watermark import Watermarker, payload_for_job
 from gen_server.captions import CaptionFormat, render
+from gen_server.content_credentials import Signing, sign_job_file
 from gen_server.contract.result import JobResult
 from gen_server.contract.scene import PlannedTrack, ScenePlan
 from gen_server.storage import ArtifactStore, export_key
@@ -151,6 +152,7 @@ def export_scene(
     watermarker: Watermarker,
     watermark_key: bytes,
     created_at: float = 0.0,
+    signing: Signing | None = None,
 ) -> dict[str, Any]:
     """Store the scene's stems, captions and timelines beside its mix; the manifest's ``export`` entry.
 
@@ -162,6 +164,7 @@ def export_scene(
         watermarker: The worker's watermarker; stems carry the scene's payload.
         watermark_key: Key of the job payloads.
         created_at: Unix time for the Reaper project's header.
+        signing: Signs each stem (WAV, MP3, FLAC) with C2PA Content Credentials, like the mix.
 
     Returns:
         ``{"format", "files": [{name, key, sha256, bytes}], "levels", "tracks", "relation"}``.
@@ -192,10 +195,11 @@ def export_scene(
     for t, (track, clips) in enumerate(zip(tracks, groups, strict=True)):
         audio = watermarker.embed(stem(mixed, clips, levels.stem_gain_db - track.gain_db), payload)
         stem_tags = {**tags, "title": f"{plan.name}: {track.name}", "stem": track.name}
-        put(
-            stem_name(t, track.name, fmt),
-            encode(audio, fmt, wav_subtype=spec.wav_subtype, tags=stem_tags, bitrate_kbps=spec.bitrate_kbps),
+        data = encode(
+            audio, fmt, wav_subtype=spec.wav_subtype, tags=stem_tags, bitrate_kbps=spec.bitrate_kbps
         )
+        data, _ = sign_job_file(data, spec, signing, payload, [], stem=track.name)
+        put(stem_name(t, track.name, fmt), data)
     if result.words:
         for caption_format in CAPTION_FORMATS:
             put(f"captions.{caption_format}", render(result.words, caption_format).encode())

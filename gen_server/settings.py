@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         "get the default speech model's speakers in turn",
     )
 
+    licences: Literal["all", "commercial"] = Field(
+        default="all",
+        description="commercial: offer only models whose outputs may be used commercially (outright or "
+        "under a stated condition); requests, batch files and the UI naming another are refused with "
+        "its licence",
+    )
+
     # worker
     device: str = "cpu"
     precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
@@ -105,6 +112,15 @@ class Settings(BaseSettings):
         default=None,
         description="Standard Webhooks signing secret (whsec_ + base64 of 24-64 bytes); unset: generated "
         "once into DATA_DIR/secrets/webhook.secret",
+    )
+    c2pa_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain (signing certificate first) that signs C2PA Content Credentials, "
+        "with SOUNDRY_C2PA_KEY; unset: a CA and signing certificate of this installation, generated "
+        "once into DATA_DIR/secrets/c2pa.pem (shown as untrusted by other verifiers)",
+    )
+    c2pa_key: Path | None = Field(
+        default=None, description="PEM private key of SOUNDRY_C2PA_CERT's signing certificate"
     )
     allow_private_webhooks: bool = Field(
         default=False, description="Allow callback URLs on private/loopback addresses"

@@ -43,6 +43,11 @@ def audio_key(job_id: str, fmt: str) -> str:
     return f"jobs/{job_id}/audio.{fmt}"
 
 
+def transcoded_key(job_id: str, fmt: str) -> str:
+    """A signed transcode of the job's audio, kept so every download (and byte range) is the same file."""
+    return f"jobs/{job_id}/transcoded.{fmt}"
+
+
 def manifest_key(job_id: str) -> str:
     return f"jobs/{job_id}/manifest.json"
 

@@ -38,7 +38,8 @@ from gen_server.client import ApiError, SoundryClient
 from ui.batch_tab import BatchTab
 from ui.components import PANEL_CSS, PANEL_JS, CardCache, job_title, jobs_panel
 from ui.examples import PROMPTS_DIR, load_examples
-from ui.forms import KINDS, initial_model, model_label, models_of
+from ui.forms import KINDS
+from ui.gen_controls import model_choices
 from ui.gen_tab import GenTabs
 from ui.history_tab import HistoryTab
 from ui.live import live_players
@@ -250,13 +251,7 @@ class SoundryUI:
                 *(gr.Dropdown(choices=[], value=None) for _ in KINDS),
             ]
         catalog = {m["id"]: m for m in models}
-        updates = [
-            gr.Dropdown(
-                choices=[(model_label(m), m["id"]) for m in models_of(models, kind)],
-                value=initial_model(models, kind),
-            )
-            for kind in KINDS
-        ]
+        updates = [model_choices(models, kind) for kind in KINDS]
         status = f"Connected to {client.base_url}: {len(models)} models." + (
             " Signed in with your API key." if (api_key or "").strip() else ""
         )

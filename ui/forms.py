@@ -59,13 +59,23 @@ AUDIO_FIELDS = ("melody", "continuation", "references", "reference_mic")
 
 def model_label(entry: Mapping[str, Any]) -> str:
     """Dropdown label: the id, its licence and a non-commercial flag."""
-    flag = "" if entry.get("commercial_use", False) else " · non-commercial"
+    flag = {"allowed": "", "conditional": " · commercial use conditional"}.get(
+        str(entry.get("commercial_use")), " · non-commercial"
+    )
     dev = " · dev" if entry.get("dev") else ""
     return f"{entry['id']} — {entry.get('licence', 'licence unknown')}{flag}{dev}"
 
 
-def models_of(models: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
-    return [m for m in models if m.get("kind") == kind]
+def models_of(
+    models: Sequence[Mapping[str, Any]], kind: str, *, commercial_only: bool = False
+) -> list[Mapping[str, Any]]:
+    """The models of ``kind``; with ``commercial_only``, those whose outputs may be used commercially."""
+    return [
+        m
+        for m in models
+        if m.get("kind") == kind
+        and (not commercial_only or m.get("commercial_use") in ("allowed", "conditional"))
+    ]
 
 
 def initial_model(models: Sequence[Mapping[str, Any]], kind: str) -> str | None:
@@ -96,6 +106,7 @@ class Capabilities:
     continuation: bool = False
     voice_cloning: bool = False
     speakers: tuple[str, ...] = ()
+    voice_blending: bool = False
     languages: tuple[str, ...] = ()
     stereo: bool = False
     summary: str = ""
@@ -139,10 +150,14 @@ class Capabilities:
                 ("melody conditioning", entry.get("melody")),
                 ("continuation", entry.get("continuation")),
                 ("voice cloning", entry.get("voice_cloning")),
+                ("voice blends such as a(2)+b(1)", entry.get("voice_blending")),
             )
             if flag
         ]
-        commercial = "allowed" if entry.get("commercial_use") else "**not allowed** (non-commercial weights)"
+        commercial = {
+            "allowed": "allowed",
+            "conditional": f"allowed if: {entry.get('commercial_condition')}",
+        }.get(str(entry.get("commercial_use")), "**not allowed** (non-commercial weights)")
         lines = [
             f"**{entry['id']}**: {entry.get('description', '')}",
             f"Licence: {entry.get('licence', 'unknown')}. Commercial use: {commercial}.",
@@ -159,6 +174,7 @@ class Capabilities:
             continuation=bool(entry.get("continuation")),
             voice_cloning=bool(entry.get("voice_cloning")),
             speakers=tuple(entry.get("speakers") or ()),
+            voice_blending=bool(entry.get("voice_blending")),
             languages=tuple(entry.get("languages") or ()),
             stereo=int(entry.get("channels", 1)) > 1,
             summary="  \n".join(lines),

@@ -6,6 +6,7 @@ tab's dict by the names in :data:`ui.forms.FIELDS` (see :mod:`ui.gen_tab`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gradio as gr
@@ -20,6 +21,9 @@ from ui.forms import (
     TRIM,
     WAV_SUBTYPES,
     Kind,
+    initial_model,
+    model_label,
+    models_of,
 )
 
 
@@ -133,3 +137,10 @@ def edit_controls(kind: Kind, c: dict[str, Any]) -> None:
                 info="4/4 bars; needs a tempo. Replaces the duration.",
                 elem_id="music-loop-bars",
             )
+
+
+def model_choices(models: Sequence[Mapping[str, Any]], kind: Kind, *, commercial_only: bool = False) -> Any:
+    """The model dropdown of a tab: the catalog's models of ``kind`` with their licences, starting on
+    the one an API request naming no model gets (filtered to commercially usable ones when asked)."""
+    shown = models_of(models, kind, commercial_only=commercial_only)
+    return gr.Dropdown(choices=[(model_label(m), m["id"]) for m in shown], value=initial_model(shown, kind))

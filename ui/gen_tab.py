@@ -30,7 +30,7 @@ from ui.forms import (
     reused_uploads,
     values_from_spec,
 )
-from ui.gen_controls import edit_controls, output_controls, sampling_controls
+from ui.gen_controls import edit_controls, model_choices, output_controls, sampling_controls
 from ui.page import Page, api_error, remember
 from ui.tracker import ClientPool, Job, JobTracker
 
@@ -58,6 +58,7 @@ class GenTab:
     clear_reused: Any = None
     examples: Any = None
     refs_box: Any = None  # Speech: the voice cloning references (shown for cloning models only)
+    commercial_only: Any = None  # filters the model choices to commercially usable models
 
     @property
     def inputs(self) -> list[Any]:
@@ -175,6 +176,13 @@ class GenTabs:
                         scale=1,
                         min_width=140,
                     )
+                tab.commercial_only = gr.Checkbox(
+                    value=False,
+                    label="Commercial use only",
+                    info="List only models whose outputs may be used commercially (outright or on a "
+                    "stated condition).",
+                    elem_id=f"{kind}-commercial-only",
+                )
                 tab.model_info = gr.Markdown(elem_id=f"{kind}-model-info")
                 if kind == "speech":
                     with gr.Row():
@@ -306,6 +314,13 @@ class GenTabs:
             api_visibility="private",
             show_progress="hidden",
         )
+        tab.commercial_only.change(
+            lambda only, catalog: model_choices(list((catalog or {}).values()), kind, commercial_only=only),
+            [tab.commercial_only, page.catalog],
+            [c["model"]],
+            api_visibility="private",
+            show_progress="hidden",
+        )
         c["format"].change(
             lambda f: gr.Dropdown(interactive=f == "wav"),
             [c["format"]],
@@ -372,6 +387,7 @@ class GenTabs:
                         choices=speakers,
                         value=voice if voice in speakers else (speakers[0] if speakers else None),
                         visible=cap.shows_voice,
+                        allow_custom_value=cap.voice_blending,  # a typed blend: af_bella(2)+af_sky(1)
                     ),
                     gr.Dropdown(
                         choices=languages,

@@ -1,5 +1,5 @@
 """A job's steps around the model call: its request (:func:`gen_request`), the finish (:func:`finish`:
-post-process -> watermark -> encode -> store, manifest last) and the redelivery short-cut
+post-process -> watermark -> encode -> C2PA sign -> store, manifest last) and the redelivery short-cut
 (:func:`cached_result`). The orchestration is :meth:`workers.runtime.WorkerRuntime.execute`."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gen_server.audio import Audio
 from gen_server.audio.encode import decode, encode
 from gen_server.audio.postprocess import apply_chain
 from gen_server.audio.watermark import Watermarker, payload_for_job
+from gen_server.content_credentials import Signing, sign_job_file
 from gen_server.contract.result import JobResult, SpeechCheck, WordTiming
 from gen_server.contract.spec import JobSpec
 from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key, watermark_key_for
@@ -84,11 +85,14 @@ def finish(
     store: ArtifactStore,
     generation_s: float,
     batch_size: int = 1,
+    signing: Signing | None = None,
 ) -> JobResult:
-    """Post-process, watermark, encode and store one generated clip; the manifest is written last.
+    """Post-process, watermark, encode, sign and store one generated clip; the manifest is written last.
 
     ``generation_s`` is the wall time of the model call that made ``audio``, which served
-    ``batch_size`` jobs (1 unless the worker batched it with others).
+    ``batch_size`` jobs (1 unless the worker batched it with others). With ``signing``, a WAV, MP3 or
+    FLAC file is stored with its C2PA manifest (:mod:`gen_server.content_credentials`); the result's
+    ``sha256`` is of the bytes stored.
     """
     shaped = editing.shape(spec, audio)
     audio = apply_chain(shaped.audio, spec.post, spec.kind, to_loop=shaped.loop is not None)
@@ -103,11 +107,15 @@ def finish(
         "job_id": spec.job_id,
         "prompt": spec.prompt[:500],
     }
+    if spec.licence:
+        tags["licence"] = spec.licence
     if analysis is not None and analysis.tempo_bpm is not None:
         tags["bpm"] = f"{analysis.tempo_bpm:g}"
     if analysis is not None and analysis.key is not None:
         tags["key"] = analysis.key
     data = encode(audio, spec.format, wav_subtype=spec.wav_subtype, tags=tags, bitrate_kbps=spec.bitrate_kbps)
+    warnings = list(shaped.warnings or ())
+    data, signed = sign_job_file(data, spec, signing, payload, warnings)
     result = JobResult(
         job_id=spec.job_id,
         artifact=audio_key(spec.job_id, spec.format),
@@ -131,7 +139,8 @@ def finish(
         analysis=analysis,
         tempo=shaped.tempo,
         loop=loop,
-        warnings=shaped.warnings or None,
+        warnings=warnings or None,
+        c2pa=signed,
     )
     manifest: dict[str, Any] = {
         "generator": GENERATOR,

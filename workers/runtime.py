@@ -23,6 +23,7 @@ import redis
 
 from gen_server.audio.watermark import KeyedWatermarker
 from gen_server.celery_config import JOB_PRIORITY
+from gen_server.content_credentials import Signing, resolve_identity
 from gen_server.contract.catalog import Catalog, ModelEntry, build_catalog
 from gen_server.contract.result import JobError, JobResult
 from gen_server.contract.scene import TASK_SCENE_MIX, ScenePlan, component_error
@@ -92,6 +93,7 @@ class WorkerRuntime:
         self.models = ModelManager(settings)
         self.watermark_key = watermark_key(settings)
         self.watermarker = KeyedWatermarker(self.watermark_key)
+        self.c2pa_identity = resolve_identity(settings)
         self.batcher = Batcher(
             self.models,
             max_batch=settings.max_batch,
@@ -137,9 +139,21 @@ class WorkerRuntime:
                     store=self.store,
                     generation_s=generated.generation_s,
                     batch_size=generated.batch_size,
+                    signing=Signing(self.c2pa_identity, entry.licence_terms, entry.commercial_use),
                 )
                 self._observe_speed(spec, result)
         return result
+
+    def scene_signing(self, plan: ScenePlan) -> Signing:
+        """How a scene's files are signed: the licences of every model in it (unknown ids named as such)."""
+        licences: list[str] = []
+        terms: set[str] = set()
+        for model in sorted({c.model for c in plan.components}):
+            entry = self.catalog.get(model) if model in self.catalog else None
+            licences.append(f"{model}: {entry.licence_terms}" if entry else f"{model}: unknown")
+            terms.add(entry.commercial_use if entry else "not_allowed")
+        strictest = next((t for t in ("not_allowed", "conditional") if t in terms), "allowed")
+        return Signing(self.c2pa_identity, "; ".join(licences), strictest)
 
     def _observe_speed(self, spec: JobSpec, result: JobResult) -> None:
         """Fold this job's measured speed into the ETAs the API shows (never fails the job)."""

@@ -30,9 +30,10 @@ from celery.exceptions import Ignore
 
 from gen_server.audio import Audio, Word
 from gen_server.audio.encode import decode
-from gen_server.audio.mix import Clip, Ducking, MixResult, mix
+from gen_server.audio.mix import MixResult, clip_for, mix
 from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
 from gen_server.audio.watermark import Watermarker
+from gen_server.content_credentials import Signing
 from gen_server.contract.result import JobError, JobResult
 from gen_server.contract.scene import TASK_SCENE_MIX, SceneComponent, ScenePlan
 from gen_server.errors import GenerationFailed, NotFound
@@ -63,32 +64,6 @@ def load_component(store: ArtifactStore, component: SceneComponent) -> tuple[Aud
         raise GenerationFailed(
             f"{component.path} ('{component.label}', job {component.job_id}) has no stored audio: {e}"
         ) from e
-
-
-def clip_for(component: SceneComponent, audio: Audio) -> Clip:
-    """The mixer's view of a component."""
-    duck = component.duck
-    return Clip(
-        audio=audio,
-        start_s=component.start_s,
-        gain_db=component.gain_db,
-        pan=component.pan,
-        fade_in_s=component.fade_in_s,
-        fade_out_s=component.fade_out_s,
-        length_s=component.duration_s,
-        key=component.key,
-        duck=Ducking(
-            depth_db=duck.duck_db,
-            attack_s=duck.attack_ms / 1000.0,
-            release_s=duck.release_ms / 1000.0,
-            hold_s=duck.hold_ms / 1000.0,
-            lookahead_s=duck.lookahead_ms / 1000.0,
-            threshold_db=duck.threshold_db,
-        )
-        if duck is not None
-        else None,
-        label=component.label,
-    )
 
 
 def _components_entry(plan: ScenePlan, results: list[JobResult], mixed: MixResult) -> list[dict[str, Any]]:
@@ -144,6 +119,7 @@ def render_scene(
     watermarker: Watermarker,
     watermark_key: bytes,
     progress: Callable[[float], None] | None = None,
+    signing: Signing | None = None,
 ) -> JobResult:
     """Mix ``plan`` from its stored components and store the finished track (idempotent by scene id).
 
@@ -153,6 +129,7 @@ def render_scene(
         watermarker: The worker's :class:`~gen_server.audio.watermark.Watermarker`.
         watermark_key: Key of the job payloads.
         progress: Called with a fraction in [0, 1] as the work goes on.
+        signing: Signs the mix and its stems with C2PA Content Credentials (``None``: unsigned).
 
     Returns:
         The mix's result (also stored in its manifest).
@@ -183,6 +160,7 @@ def render_scene(
         watermark_key=watermark_key,
         store=store,
         generation_s=time.perf_counter() - started,
+        signing=signing,
     )
     final = decode(store.get(result.artifact))
     measured = {
@@ -211,6 +189,7 @@ def render_scene(
             watermarker=watermarker,
             watermark_key=watermark_key,
             created_at=float(manifest.get("created_at") or 0.0),
+            signing=signing,
         )
     manifest["scene"] = {
         "scene_id": plan.scene_id,
@@ -247,7 +226,12 @@ def scene_mix(self: Task, scene_id: str) -> None:
     def work(report: ProgressFn, attempt: int) -> JobResult:
         logger.info("scene %s (attempt %d): mixing %d components", scene_id, attempt, len(plan.components))
         return render_scene(
-            plan, store=rt.store, watermarker=rt.watermarker, watermark_key=rt.watermark_key, progress=report
+            plan,
+            store=rt.store,
+            watermarker=rt.watermarker,
+            watermark_key=rt.watermark_key,
+            progress=report,
+            signing=rt.scene_signing(plan),
         )
 
     run_recorded(self, scene_id, work, job_events(plan.spec))

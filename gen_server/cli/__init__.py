@@ -5,7 +5,7 @@
     soundry models     list the catalog with licences; pull a model's weights (models.py)
     soundry keys       create, list or revoke API keys (keys.py)
     soundry status     queues, workers and job totals of a running deployment (status.py)
-    soundry verify     detect Soundry's watermark in an audio file (verify.py)
+    soundry verify     detect Soundry's watermark and check the C2PA credentials of an audio file (verify.py)
     soundry batch      generate a batch file (YAML, JSONL, CSV) into a folder with a manifest (batch.py)
     soundry scene      render a scene file into one mixed track (scene.py)
 
@@ -54,11 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mlist = models.add_parser("list", help="list models with licences")
     mlist.add_argument("--json", action="store_true")
+    mlist.add_argument(
+        "--commercial", action="store_true", help="only models whose outputs may be used commercially"
+    )
     mlist.set_defaults(func=cmd_models_list)
     pull = models.add_parser("pull", help="download a model's weights into the local cache")
     pull.add_argument("model_id")
     pull.set_defaults(func=cmd_models_pull)
-    verify = sub.add_parser("verify", help="detect Soundry's watermark in an audio file")
+    verify = sub.add_parser("verify", help="detect Soundry's watermark and check a file's C2PA credentials")
     verify.add_argument("file")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cmd_verify)

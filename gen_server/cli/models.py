@@ -13,14 +13,13 @@ from gen_server.settings import Settings, child_env
 def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
     from gen_server.contract.catalog import build_catalog
 
-    entries = list(build_catalog(settings))
+    entries = [e for e in build_catalog(settings) if e.commercially_usable or not args.commercial]
     if args.json:
         print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return 0
     print(f"{'id':28} {'kind':7} {'rate':>6} {'max s':>6}  licence")
     for e in entries:
-        flag = "" if e.commercial_use else "  [non-commercial]"
-        print(f"{e.id:28} {e.kind:7} {e.sample_rate:>6} {e.max_duration_s:>6.0f}  {e.licence}{flag}")
+        print(f"{e.id:28} {e.kind:7} {e.sample_rate:>6} {e.max_duration_s:>6.0f}  {e.licence_terms}")
     return 0
 
 

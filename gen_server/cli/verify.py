@@ -1,4 +1,5 @@
-"""``soundry verify``: look for this installation's watermark in an audio file."""
+"""``soundry verify``: look for this installation's watermark in an audio file and check its C2PA
+Content Credentials (both verdicts are printed; the exit status follows the watermark)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from gen_server.settings import Settings
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    """Look for Soundry's watermark in FILE (with this installation's key); exit 0 when found."""
+    """Look for Soundry's watermark in FILE (with this installation's key) and check its C2PA manifest
+    (trusting this installation's CA); exit 0 when the watermark is found."""
     from pathlib import Path
 
+    from gen_server.content_credentials import resolve_identity
     from gen_server.errors import SoundryError
     from gen_server.instance_secrets import checked_secrets
     from gen_server.provenance import detect_bytes
@@ -28,7 +31,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     if store is None:
         return 2
     try:
-        found = detect_bytes(data, checked_secrets(settings).watermark_key, store)
+        key = checked_secrets(settings).watermark_key
+        found = detect_bytes(data, key, store, resolve_identity(settings))
     except SoundryError as e:
         print(f"soundry: {path}: {e.message}", file=sys.stderr)
         return 2
@@ -44,6 +48,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                     "payload": payload,
                     "job_id": found.job_id,
                     "metadata_job_id": found.metadata_job_id,
+                    "c2pa": {**found.c2pa.public(), "summary": found.c2pa.summary()},
                 }
             )
         )
@@ -52,4 +57,6 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{path}: Soundry watermark FOUND, payload {d.payload:08x}, confidence {d.confidence:.1f}{job}")
     else:
         print(f"{path}: no Soundry watermark found (confidence {d.confidence:.1f})")
+    if not args.json:
+        print(f"{path}: {found.c2pa.summary()}")
     return 0 if d.detected else 1

@@ -2,7 +2,8 @@
 
 Each entry says where the weights come from (``source``), what they produce and what they may do.
 Licences matter: MusicGen/AudioGen weights are CC-BY-NC 4.0 (non-commercial), XTTS-v2 is under the
-Coqui Public Model License (non-commercial); the Piper engine is GPL-3.0-or-later.
+Coqui Public Model License (non-commercial); the Piper engine is GPL-3.0-or-later; Kokoro-82M's weights
+are Apache-2.0 (commercial use allowed).
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from gen_server.contract import examples
-from gen_server.errors import UnknownModel
+from gen_server.errors import InvalidInput, UnknownModel
 from gen_server.settings import Settings
 
 Kind = Literal["speech", "sfx", "music"]
-Family = Literal["musicgen", "audiogen", "coqui", "piper"]
+CommercialUse = Literal["allowed", "conditional", "not_allowed"]
+"""May a model's outputs be used commercially: ``allowed``; ``conditional`` (the condition is in
+``commercial_condition``); ``not_allowed`` (non-commercial weights)."""
+Family = Literal["musicgen", "audiogen", "coqui", "piper", "kokoro"]
 
 XTTS_LANGUAGES = (
     "en",
@@ -41,6 +45,35 @@ XTTS_LANGUAGES = (
 )
 VCTK_SPEAKERS = ("p225", "p226", "p227", "p228", "p229", "p230", "p231", "p232", "p233", "p234")
 
+KOKORO_ID = "kokoro-82m"
+KOKORO_REPO = "hexgrad/Kokoro-82M"
+"""The Hugging Face repository of Kokoro-82M v1.0 (``soundry models pull kokoro-82m`` fetches from it)."""
+KOKORO_CHECKPOINT = "kokoro-v1_0.pth"
+KOKORO_FILES = ("config.json", KOKORO_CHECKPOINT, "voices/*.pt")
+"""What a Kokoro folder holds (``<models_dir>/kokoro-82m/``), as the repository lays it out."""
+KOKORO_LANGUAGES: dict[str, str] = {
+    "a": "en-us",
+    "b": "en-gb",
+    "e": "es",
+    "f": "fr",
+    "h": "hi",
+    "i": "it",
+    "p": "pt-br",
+}
+"""A Kokoro voice's first letter -> the language it speaks, for the languages whose G2P runs offline
+here (espeak-ng through misaki). Japanese (``j``) and Mandarin (``z``) voices need misaki's ja/zh G2P
+(pyopenjtalk/jieba dictionaries), which this installation does not carry."""
+KOKORO_VOICES = (
+    *("af_heart", "af_alloy", "af_aoede", "af_bella", "af_jessica", "af_kore", "af_nicole", "af_nova"),
+    *("af_river", "af_sarah", "af_sky", "am_adam", "am_echo", "am_eric", "am_fenrir", "am_liam"),
+    *("am_michael", "am_onyx", "am_puck", "am_santa"),
+    *("bf_alice", "bf_emma", "bf_isabella", "bf_lily", "bm_daniel", "bm_fable", "bm_george", "bm_lewis"),
+    *("ef_dora", "em_alex", "em_santa", "ff_siwis", "hf_alpha", "hf_beta", "hm_omega", "hm_psi"),
+    *("if_sara", "im_nicola", "pf_dora", "pm_alex", "pm_santa"),
+)
+"""Kokoro-82M v1.0's voices (``voices/<name>.pt``) in the languages of :data:`KOKORO_LANGUAGES`; the
+first is the default."""
+
 
 class ModelEntry(BaseModel):
     """One generation model as users see it.
@@ -53,6 +86,8 @@ class ModelEntry(BaseModel):
         max_duration_s: Longest clip one job may ask for (long-form music extends past ``window_s``).
         window_s: Longest clip the model makes in one pass.
         codebook_size: EnCodec codebook cardinality; ``top_k`` may not exceed it.
+        voice_blending: The voice may be a weighted blend of speakers, ``af_bella(2)+af_sky(1)``
+            (:mod:`gen_server.contract.voice_mix`).
     """
 
     model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [examples.MODEL_ENTRY]})
@@ -69,17 +104,41 @@ class ModelEntry(BaseModel):
     window_s: float | None = None
     codebook_size: int | None = None
     licence: str
-    commercial_use: bool
+    commercial_use: CommercialUse
+    commercial_condition: str | None = None
     melody: bool = False
     continuation: bool = False
     voice_cloning: bool = False
     languages: tuple[str, ...] = ()
     speakers: tuple[str, ...] = ()
+    voice_blending: bool = False
     dev: bool = False
+
+    @field_validator("commercial_use", mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        """Entries written before the three-way field said true/false."""
+        if isinstance(value, bool):
+            return "allowed" if value else "not_allowed"
+        return value
 
     @property
     def queue(self) -> Kind:
         return self.kind
+
+    @property
+    def commercially_usable(self) -> bool:
+        """Outputs may be used commercially (outright, or under its stated condition)."""
+        return self.commercial_use != "not_allowed"
+
+    @property
+    def licence_terms(self) -> str:
+        """The licence and what it means for commercial use, in words."""
+        if self.commercial_use == "allowed":
+            return f"{self.licence}; commercial use allowed"
+        if self.commercial_use == "conditional":
+            return f"{self.licence}; commercial use allowed if: {self.commercial_condition}"
+        return f"{self.licence}; commercial use not allowed"
 
 
 _NC = "CC-BY-NC-4.0"
@@ -98,7 +157,7 @@ def _musicgen(mid: str, desc: str, *, melody: bool = False, channels: int = 1) -
         window_s=30.0,
         codebook_size=2048,
         licence=_NC,
-        commercial_use=False,
+        commercial_use="not_allowed",
         melody=melody,
         continuation=True,
     )
@@ -123,7 +182,7 @@ STATIC_MODELS: tuple[ModelEntry, ...] = (
         window_s=10.0,
         codebook_size=2048,
         licence=_NC,
-        commercial_use=False,
+        commercial_use="not_allowed",
         continuation=True,
     ),
     ModelEntry(
@@ -135,7 +194,7 @@ STATIC_MODELS: tuple[ModelEntry, ...] = (
         sample_rate=24000,
         max_duration_s=600.0,
         licence="CPML (Coqui Public Model License, non-commercial)",
-        commercial_use=False,
+        commercial_use="not_allowed",
         voice_cloning=True,
         languages=XTTS_LANGUAGES,
     ),
@@ -148,7 +207,8 @@ STATIC_MODELS: tuple[ModelEntry, ...] = (
         sample_rate=22050,
         max_duration_s=600.0,
         licence="see model card (LJSpeech: public domain data)",
-        commercial_use=True,
+        commercial_use="conditional",
+        commercial_condition="the terms of Coqui's model card for tts_models/en/ljspeech/vits (check them)",
         languages=("en",),
     ),
     ModelEntry(
@@ -160,9 +220,24 @@ STATIC_MODELS: tuple[ModelEntry, ...] = (
         sample_rate=22050,
         max_duration_s=600.0,
         licence="CC-BY-4.0 data (VCTK); see model card",
-        commercial_use=True,
+        commercial_use="conditional",
+        commercial_condition="credit the VCTK corpus (CC-BY-4.0) and follow Coqui's model card",
         languages=("en",),
         speakers=VCTK_SPEAKERS,
+    ),
+    ModelEntry(
+        id=KOKORO_ID,
+        family="kokoro",
+        kind="speech",
+        source=KOKORO_REPO,
+        description="Kokoro-82M v1.0: 41 voices in 7 languages, weighted voice blends; espeak-ng G2P",
+        sample_rate=24000,
+        max_duration_s=600.0,
+        licence="Apache-2.0 (weights and code); G2P espeak-ng GPL-3.0-or-later",
+        commercial_use="allowed",
+        languages=tuple(KOKORO_LANGUAGES.values()),
+        speakers=KOKORO_VOICES,
+        voice_blending=True,
     ),
 )
 
@@ -175,7 +250,7 @@ def _dev(mid: str, family: Family, kind: Kind, description: str, **fields: Any) 
         kind=kind,
         description=f"DEV: tiny random-weight {description}",
         licence="random weights (no licence needed)",
-        commercial_use=True,
+        commercial_use="allowed",
         dev=True,
         **fields,
     )
@@ -242,6 +317,18 @@ DEV_MODELS: tuple[ModelEntry, ...] = (
         voice_cloning=True,
         languages=XTTS_LANGUAGES,
     ),
+    _dev(
+        "dev-kokoro-tiny",
+        "kokoro",
+        "speech",
+        "Kokoro (KModel's own format and loader, three voice packs, blends; noise)",
+        source="tiny:kokoro",
+        sample_rate=24000,
+        max_duration_s=600.0,
+        languages=tuple(KOKORO_LANGUAGES.values()),
+        speakers=("af_heart", "am_adam", "bf_emma"),
+        voice_blending=True,
+    ),
 )
 
 BUNDLED_VOICE_ID = "piper-en_US-joe-medium"
@@ -260,7 +347,7 @@ def piper_entry(voice_id: str, onnx_path: Path, sample_rate: int = 22050) -> Mod
         sample_rate=sample_rate,
         max_duration_s=600.0,
         licence=_PIPER_LICENCE,
-        commercial_use=True,
+        commercial_use="allowed",
         languages=(lang[:2],),
     )
 
@@ -276,11 +363,32 @@ def _bundled_voice_path() -> Path | None:
     return path if path.exists() else None
 
 
-class Catalog:
-    """All models this installation offers, keyed by id."""
+def kokoro_folder(settings: Settings, model_id: str = KOKORO_ID) -> Path:
+    """Where a Kokoro model's files live: ``<models_dir>/<model id>/`` (:data:`KOKORO_FILES`)."""
+    return settings.resolved_models_dir / model_id
 
-    def __init__(self, entries: list[ModelEntry]) -> None:
+
+def kokoro_installed(settings: Settings) -> bool:
+    """Whether Kokoro-82M's weights are in the models folder (config, checkpoint, at least one voice):
+    then ``tts-1-hd`` of the OpenAI route speaks with it."""
+    folder = kokoro_folder(settings)
+    return (
+        (folder / "config.json").is_file()
+        and (folder / KOKORO_CHECKPOINT).is_file()
+        and any((folder / "voices").glob("*.pt"))
+    )
+
+
+class Catalog:
+    """All models this installation offers, keyed by id.
+
+    ``withheld``: models the installation knows but does not offer (``SOUNDRY_LICENCES=commercial``
+    withholds non-commercial ones); a request naming one is refused with its licence.
+    """
+
+    def __init__(self, entries: list[ModelEntry], withheld: list[ModelEntry] | None = None) -> None:
         self._entries = {e.id: e for e in entries}
+        self._withheld = {e.id: e for e in withheld or ()}
 
     def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self._entries.values())
@@ -293,6 +401,13 @@ class Catalog:
         try:
             return self._entries[model_id]
         except KeyError:
+            if model_id in self._withheld:
+                entry = self._withheld[model_id]
+                raise InvalidInput(
+                    f"model '{model_id}' is not offered here: {entry.licence_terms}, and this server offers "
+                    "only models whose outputs may be used commercially (SOUNDRY_LICENCES=commercial)",
+                    field=field,
+                ) from None
             known = ", ".join(sorted(self._entries))
             raise UnknownModel(f"unknown model '{model_id}'; known models: {known}", field=field) from None
 
@@ -305,6 +420,9 @@ class Catalog:
         if kind == "speech" and BUNDLED_VOICE_ID in self._entries:
             return self._entries[BUNDLED_VOICE_ID]
         candidates = [e for e in self if e.kind == kind]
+        if not candidates:
+            why = " (SOUNDRY_LICENCES=commercial withholds the non-commercial ones)" if self._withheld else ""
+            raise InvalidInput(f"this server offers no {kind} model{why}", field="model")
         dev = [e for e in candidates if e.dev and not e.melody]
         return dev[0] if dev else candidates[0]
 
@@ -321,4 +439,8 @@ def build_catalog(settings: Settings) -> Catalog:
                 entries.append(piper_entry(f"piper-{onnx.stem}", onnx))
     if settings.dev_models:
         entries.extend(DEV_MODELS)
+    if settings.licences == "commercial":
+        return Catalog(
+            [e for e in entries if e.commercially_usable], [e for e in entries if not e.commercially_usable]
+        )
     return Catalog(entries)

@@ -63,6 +63,7 @@ JOB_RESULT: dict[str, Any] = {
     "generation_s": 0.21,
     "batch_size": 1,
     "cached": False,
+    "c2pa": True,
 }
 
 JOB_VIEW: dict[str, Any] = {
@@ -110,7 +111,7 @@ MODEL_ENTRY: dict[str, Any] = {
     "window_s": 30.0,
     "codebook_size": 2048,
     "licence": "CC-BY-NC-4.0",
-    "commercial_use": False,
+    "commercial_use": "not_allowed",
     "melody": False,
     "continuation": True,
     "voice_cloning": False,
@@ -156,7 +157,33 @@ DETECTION_VIEW: dict[str, Any] = {
     "confidence": 21.7,
     "payload": "5e1a9c07",
     "job_id": JOB_ID,
-    "metadata_job_id": None,
+    "metadata_job_id": JOB_ID,
+    "c2pa": {
+        "supported": True,
+        "present": True,
+        "valid": True,
+        "state": "Trusted",
+        "trusted": True,
+        "signer": "Soundry signer 1f3a9c2e",
+        "issuer": "Soundry",
+        "altered": False,
+        "errors": [],
+        "actions": ["c2pa.opened", "c2pa.transcoded"],
+        "ingredients": [f"{JOB_ID}.wav"],
+        "generation": {
+            "generator": "Soundry 0.1.0",
+            "kind": "speech",
+            "model": "piper-en_US-joe-medium",
+            "licence": "voice CC0 (model card); engine piper-tts GPL-3.0-or-later",
+            "commercial_use": "allowed",
+            "job_id": JOB_ID,
+            "seed": 1,
+            "watermark_payload": "5e1a9c07",
+        },
+        "summary": "C2PA: valid, signed by Soundry signer 1f3a9c2e (issuer Soundry), trusted, audio "
+        "unchanged since signing; made by Soundry 0.1.0 with piper-en_US-joe-medium, licence voice CC0 "
+        f"(model card); engine piper-tts GPL-3.0-or-later, job {JOB_ID}; transcoded from {JOB_ID}.wav",
+    },
 }
 
 BATCH_ITEM: dict[str, Any] = {

@@ -114,6 +114,10 @@ class JobResult(BaseModel):
     tempo: TempoFit | None = Field(None, description="Music with tempo_bpm: how it was brought to it")
     loop: LoopInfo | None = Field(None, description="Loops: the cut and its seam")
     warnings: list[str] | None = Field(None, description="What the result could not do exactly as asked")
+    c2pa: bool = Field(
+        False,
+        description="The stored file carries signed C2PA Content Credentials (wav, mp3, flac; ogg cannot)",
+    )
 
 
 class JobError(BaseModel):

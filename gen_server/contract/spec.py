@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gen_server import speech_markup
 from gen_server.audio import looping
 from gen_server.contract.catalog import Catalog, Kind, ModelEntry
+from gen_server.contract.voice_mix import check_voice
 from gen_server.errors import InvalidInput
 
 AudioFormat = Literal["wav", "flac", "mp3", "ogg"]
@@ -81,7 +82,11 @@ class JobRequest(BaseModel):
     duration_s: FiniteFloat | None = Field(None, gt=0.0, description="Clip length in seconds (music, sfx)")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Random seed; drawn when omitted")
     sampling: Sampling = Field(default_factory=Sampling)
-    voice: str | None = Field(None, description="Speaker name (multi-speaker models)")
+    voice: str | None = Field(
+        None,
+        description="Speaker name (multi-speaker models); models that blend voices (Kokoro) also take a "
+        "weighted blend such as af_bella(2)+af_sky(1)",
+    )
     language: str | None = Field(None, description="Language code (multilingual models)")
     speed: FiniteFloat = Field(1.0, ge=0.25, le=4.0, description="Speaking rate multiplier")
     melody_upload: str | None = Field(None, description="Upload id of a melody reference (melody models)")
@@ -162,6 +167,7 @@ class JobSpec(BaseModel):
     callback_url: str | None = None
     webhook_events_filter: tuple[WebhookEvent, ...] = ("completed",)
     owner: str | None = None
+    licence: str | None = Field(None, description="The model's licence (catalog), for the file's tags")
     lexicon: dict[str, str] = Field(
         default_factory=dict, description="Speech: pronunciations its text uses (word -> respelling)"
     )
@@ -175,7 +181,7 @@ def _fail(message: str, field: str) -> InvalidInput:
     return InvalidInput(message, field=field)
 
 
-def build_spec(  # noqa: C901, PLR0912, PLR0915 (a rule per branch; split it when it grows)
+def build_spec(  # noqa: C901, PLR0912 (a rule per branch; split it when it grows)
     req: JobRequest,
     catalog: Catalog,
     *,
@@ -235,9 +241,8 @@ def build_spec(  # noqa: C901, PLR0912, PLR0915 (a rule per branch; split it whe
         raise _fail(f"model '{entry.id}' does not clone voices", "reference_uploads")
     if entry.voice_cloning and not req.reference_uploads:
         raise _fail(f"model '{entry.id}' needs 1-3 reference_uploads (voice to clone)", "reference_uploads")
-    if req.voice is not None and req.voice not in entry.speakers:
-        known = ", ".join(entry.speakers) or "none (single-speaker model)"
-        raise _fail(f"unknown voice '{req.voice}' for '{entry.id}'; speakers: {known}", "voice")
+    if req.voice is not None:
+        check_voice(req.voice, entry)
     if req.language is not None and entry.languages and req.language not in entry.languages:
         raise _fail(
             f"language '{req.language}' not offered by '{entry.id}'; languages: {', '.join(entry.languages)}",
@@ -286,6 +291,7 @@ def build_spec(  # noqa: C901, PLR0912, PLR0915 (a rule per branch; split it whe
         callback_url=req.callback_url,
         webhook_events_filter=tuple(e for e in WEBHOOK_EVENTS if e in req.webhook_events_filter),
         owner=owner,
+        licence=entry.licence_terms,
     )
 
 

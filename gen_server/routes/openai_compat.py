@@ -8,6 +8,11 @@ events instead. Errors use the shape OpenAI's SDK reads (``error.message/type/pa
 
 ``instructions``: only pace is mapped ("slowly", "quickly", ...: a speed factor); no model served here
 takes style prompts, so tone, accent and emotion words are accepted and ignored.
+
+``tts-1-hd`` (and its dated ids): once Kokoro-82M's weights are in the models folder
+(``soundry models pull kokoro-82m``), it speaks with Kokoro, each OpenAI voice on the Kokoro voice of
+:data:`KOKORO_HD_VOICES`; without them it is ``tts-1`` (the default speech model). ``SOUNDRY_OPENAI_VOICES``
+overrides either map.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from gen_server.audio.encode import MEDIA_TYPES
 from gen_server.captions import CaptionFormat
 from gen_server.contract import examples
-from gen_server.contract.catalog import Catalog, ModelEntry
+from gen_server.contract.catalog import KOKORO_ID, Catalog, ModelEntry, kokoro_installed
 from gen_server.contract.result import WordTiming
 from gen_server.contract.spec import JobRequest
+from gen_server.contract.voice_mix import check_voice, is_blend
 from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput
 from gen_server.jobs import Caller, JobService
@@ -44,6 +50,24 @@ OPENAI_VOICES = (
     *("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse"),
     *("marin", "cedar"),
 )
+KOKORO_HD_VOICES: dict[str, str] = {
+    "alloy": "af_alloy",
+    "ash": "am_michael",
+    "ballad": "bm_george",
+    "coral": "af_heart",
+    "echo": "am_echo",
+    "fable": "bm_fable",
+    "onyx": "am_onyx",
+    "nova": "af_nova",
+    "sage": "bf_emma",
+    "shimmer": "af_bella",
+    "verse": "am_eric",
+    "marin": "af_sarah",
+    "cedar": "am_liam",
+}
+"""OpenAI voice -> Kokoro-82M voice for ``tts-1-hd``: the Kokoro voice of the same name where there is
+one (alloy, echo, fable, onyx, nova), else one of the voice's apparent gender and accent."""
+HD_MODEL = re.compile(r"^tts-1-hd(-\d{4})?$")
 OPENAI_MODEL = re.compile(r"^(tts-1(-hd)?(-\d{4})?|gpt-4o(-mini)?-tts(-\d{4}-\d{2}-\d{2})?)$")
 """OpenAI's speech model ids, dated snapshots included (tts-1-1106, gpt-4o-mini-tts-2025-03-20)."""
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
@@ -101,8 +125,21 @@ class Voice:
     speaker: str | None
 
 
-def voice_map(settings: Settings, catalog: Catalog) -> dict[str, Voice]:
+def hd_model(settings: Settings, catalog: Catalog) -> ModelEntry | None:
+    """The model behind ``tts-1-hd``: Kokoro-82M when its weights are installed, else ``None``."""
+    if KOKORO_ID in catalog and kokoro_installed(settings):
+        return catalog.get(KOKORO_ID)
+    return None
+
+
+def voice_map(settings: Settings, catalog: Catalog, *, hd: bool = False) -> dict[str, Voice]:
     """Every OpenAI voice name -> a Soundry voice (``SOUNDRY_OPENAI_VOICES``, then the default model).
+
+    Args:
+        settings: ``openai_voices`` and the models folder.
+        catalog: The models.
+        hd: The map of ``tts-1-hd``: Kokoro-82M's voices (:data:`KOKORO_HD_VOICES`) when it is
+            installed, else the same map as ``tts-1``.
 
     Raises:
         InvalidInput: ``SOUNDRY_OPENAI_VOICES`` is malformed or names an unknown model or speaker.
@@ -114,6 +151,9 @@ def voice_map(settings: Settings, catalog: Catalog) -> dict[str, Voice]:
         )
         for i, name in enumerate(OPENAI_VOICES)
     }
+    kokoro = hd_model(settings, catalog) if hd else None
+    if kokoro is not None:
+        voices = {name: Voice(name, kokoro.id, speaker) for name, speaker in KOKORO_HD_VOICES.items()}
     for item in filter(None, (part.strip() for part in settings.openai_voices.split(","))):
         name, sep, target = item.partition("=")
         model_id, _, speaker = target.strip().partition(":")
@@ -145,11 +185,12 @@ def speech_job(body: SpeechRequest, service: JobService) -> JobRequest:
         InvalidInput: Unknown model or voice (fields ``model``/``voice``).
     """
     catalog = service.catalog
-    voices = voice_map(service.settings, catalog)
+    voices = voice_map(service.settings, catalog, hd=bool(HD_MODEL.match(body.model)))
     entry: ModelEntry
     if OPENAI_MODEL.match(body.model):
         voice = voices.get(body.voice)
-        entry = catalog.get(voice.model) if voice else catalog.default_for("speech")
+        hd = hd_model(service.settings, catalog) if HD_MODEL.match(body.model) else None
+        entry = catalog.get(voice.model) if voice else hd or catalog.default_for("speech")
         speaker = voice.speaker if voice else None
     else:
         entry = catalog.get(body.model)
@@ -157,7 +198,8 @@ def speech_job(body: SpeechRequest, service: JobService) -> JobRequest:
         speaker = voice.speaker if voice and voice.model == entry.id else None
     if entry.kind != "speech":
         raise InvalidInput(f"model '{entry.id}' is not a speech model", field="model")
-    if body.voice in entry.speakers:
+    if body.voice in entry.speakers or (entry.voice_blending and is_blend(body.voice)):
+        check_voice(body.voice, entry)
         speaker = body.voice
     elif body.voice not in voices:
         known = ", ".join((*voices, *entry.speakers))
@@ -278,10 +320,18 @@ class VoiceList(BaseModel):
     summary="The OpenAI voice names and the Soundry voices behind them",
     responses={200: {"content": examples.json_example(examples.OPENAI_VOICES)}},
 )
-async def voices(service: Service, who: Who) -> VoiceList:
-    """Every OpenAI voice name (``SOUNDRY_OPENAI_VOICES`` decides which model and speaker speak it)."""
+async def voices(
+    service: Service,
+    who: Who,
+    model: Annotated[
+        str,
+        Query(description="Whose map: tts-1 (also gpt-4o-mini-tts) or tts-1-hd", examples=["tts-1-hd"]),
+    ] = "tts-1",
+) -> VoiceList:
+    """Every OpenAI voice name (``SOUNDRY_OPENAI_VOICES`` decides which model and speaker speak it);
+    ``?model=tts-1-hd``: the voices of ``tts-1-hd`` (Kokoro-82M's when it is installed)."""
     del who
-    mapped = voice_map(service.settings, service.catalog).values()
+    mapped = voice_map(service.settings, service.catalog, hd=bool(HD_MODEL.match(model))).values()
     return VoiceList(
         voices=[VoiceInfo(id=v.name, name=v.name, model=v.model, speaker=v.speaker) for v in mapped]
     )

@@ -1,13 +1,14 @@
-"""/v1/watermark/detect: is this audio ours, and which job made it?"""
+"""/v1/watermark/detect: is this audio ours, and which job made it? With the file's C2PA verdict."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from gen_server.content_credentials import Verdict, resolve_identity
 from gen_server.contract import examples
 from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput, NotFound
@@ -21,6 +22,39 @@ router = APIRouter(prefix="/v1/watermark", tags=["watermark"])
 MAX_DETECT_BYTES = 100 * 1024 * 1024
 
 
+class C2paView(BaseModel):
+    """The file's C2PA Content Credentials: present, valid, who signed, whether the audio changed since."""
+
+    supported: bool = Field(description="False for formats that cannot carry C2PA (ogg, raw, unknown)")
+    present: bool = Field(description="The file carries a C2PA manifest")
+    valid: bool | None = Field(
+        None, description="Signature and hashes hold (the signer may still be untrusted); null without one"
+    )
+    state: str | None = Field(None, description="c2pa's validation_state: Trusted, Valid or Invalid")
+    trusted: bool = Field(
+        False, description="The signer chains to a trusted root (this installation's own CA counts)"
+    )
+    signer: str | None = Field(None, description="Common name of the signing certificate")
+    issuer: str | None = Field(None, description="Organisation that issued the signing certificate")
+    altered: bool | None = Field(
+        None, description="The audio bytes changed after signing (data hash mismatch); null without one"
+    )
+    errors: list[str] = Field(default_factory=list, description="Validation failures, 'code: explanation'")
+    actions: list[str] = Field(default_factory=list, description="Actions of the active manifest")
+    ingredients: list[str] = Field(default_factory=list, description="Titles of its ingredients")
+    generation: dict[str, Any] | None = Field(
+        None, description="Soundry's generation assertion: model, licence, commercial_use, job_id, seed, ..."
+    )
+    summary: str = Field(description="The verdict in one line")
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> C2paView:
+        data = verdict.public()
+        data.pop("format")
+        data.pop("note")
+        return cls(**data, summary=verdict.summary())
+
+
 class DetectionView(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [examples.DETECTION_VIEW]})
 
@@ -29,19 +63,26 @@ class DetectionView(BaseModel):
     payload: str | None = Field(None, description="32-bit payload (hex) when detected")
     job_id: str | None = Field(None, description="The job that made the audio, when you may see it")
     metadata_job_id: str | None = Field(None, description="job_id tag found in the file's metadata, if any")
+    c2pa: C2paView | None = Field(None, description="The file's C2PA Content Credentials, checked")
 
 
-@router.post("/detect", response_model=DetectionView, summary="Detect Soundry's watermark in an audio file")
+@router.post(
+    "/detect",
+    response_model=DetectionView,
+    summary="Detect Soundry's watermark in an audio file and check its C2PA Content Credentials",
+)
 async def detect(
     file: UploadFile,
     service: Annotated[JobService, Depends(job_service)],
     who: Annotated[Caller, Depends(caller)],
 ) -> DetectionView:
-    """Decode the upload, look for the keyed watermark and map its payload back to a job."""
+    """Decode the upload, look for the keyed watermark and map its payload back to a job; read and
+    validate its C2PA manifest (trusting this installation's own CA)."""
     data = await read_file(file, MAX_DETECT_BYTES, "file")
     try:
         key = resolve(service.settings).watermark_key
-        found = await run_in_threadpool(detect_bytes, data, key, service.store)
+        identity = resolve_identity(service.settings)
+        found = await run_in_threadpool(detect_bytes, data, key, service.store, identity)
     except InvalidInput as e:
         raise InvalidInput(e.message, field="file") from e
     job_id = found.job_id
@@ -56,4 +97,5 @@ async def detect(
         payload=f"{found.detection.payload:08x}" if found.detection.payload is not None else None,
         job_id=job_id,
         metadata_job_id=found.metadata_job_id,
+        c2pa=C2paView.of(found.c2pa),
     )

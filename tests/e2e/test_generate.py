@@ -83,6 +83,19 @@ def test_coqui_tiny_vits(client: SoundryClient) -> None:
     assert_sound(samples, rate, expect_rate=22050, expect_s=None)
 
 
+def test_kokoro_tiny_blend_through_the_queue(client: SoundryClient) -> None:
+    """dev-kokoro-tiny (kokoro's KModel loader) with a weighted voice blend; the spec keeps the licence."""
+    body = {"kind": "speech", "model": "dev-kokoro-tiny", "text": "Hello there.", "seed": 1}
+    job, data = client.generate({**body, "voice": "af_heart(2)+am_adam(1)"}, timeout_s=300)
+    assert job["spec"]["voice"] == "af_heart(2)+am_adam(1)" and job["spec"]["licence"]
+    samples, rate = read_wav(data)
+    assert_sound(samples, rate, expect_rate=24000, expect_s=None)
+    assert [w["text"] for w in job["result"]["words"]] == ["Hello", "there."]
+    with pytest.raises(ApiError) as info:
+        client.submit({**body, "voice": "af_heart(2)+nobody"})
+    assert info.value.status == 422 and info.value.field == "voice"
+
+
 def test_missing_weights_fail_fast_with_pull_hint(client: SoundryClient) -> None:
     job = client.submit({"kind": "music", "model": "musicgen-small", "prompt": "jazz", "duration_s": 2})
     done = client.wait(job["id"], timeout_s=300)
@@ -114,7 +127,8 @@ def test_invalid_requests_name_the_field(client: SoundryClient, request_body: di
 def test_verify_finds_watermark_in_downloaded_mp3(
     client: SoundryClient, server_dir: Path, tmp_path: Path
 ) -> None:
-    """`soundry verify` finds the mark in an MP3 download of a job and names the job."""
+    """`soundry verify` finds the mark in an MP3 download of a job and names the job, and prints the
+    download's C2PA verdict beside it (signed anew by the API, the stored WAV as its parent)."""
     import json
     import subprocess
     import sys
@@ -122,22 +136,39 @@ def test_verify_finds_watermark_in_downloaded_mp3(
     from tests.helpers import ROOT
 
     job, _ = client.generate({"kind": "speech", "text": "Provenance matters for generated audio."})
+    assert job["result"]["c2pa"] is True  # the stored WAV carries Content Credentials
     mp3 = tmp_path / "job.mp3"
     mp3.write_bytes(client.audio(job["id"], "mp3"))
-    out = subprocess.run(
-        [sys.executable, "-m", "gen_server.cli", "verify", str(mp3), "--json"],
-        env={"SOUNDRY_DATA_DIR": str(server_dir), "PATH": "/usr/bin:/bin"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def verify(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gen_server.cli", "verify", str(mp3), *extra],
+            env={"SOUNDRY_DATA_DIR": str(server_dir), "PATH": "/usr/bin:/bin"},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    out = verify("--json")
     assert out.returncode == 0, out.stdout + out.stderr
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["detected"] and found["job_id"] == job["id"]
     assert found["payload"] == job["result"]["watermark_payload"]
+    c2pa = found["c2pa"]
+    assert c2pa["valid"] and c2pa["trusted"] and c2pa["altered"] is False, c2pa
+    assert c2pa["actions"] == ["c2pa.opened", "c2pa.transcoded"] and c2pa["ingredients"] == [
+        f"{job['id']}.wav"
+    ]
+    generation = c2pa["generation"]
+    assert generation["job_id"] == job["id"] and generation["model"] == job["model"]
+    assert generation["licence"] and generation["watermark_payload"] == job["result"]["watermark_payload"]
+    text = verify()
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "Soundry watermark FOUND" in text.stdout and "C2PA: valid, signed by Soundry signer" in text.stdout
     r = client._http.post("/v1/watermark/detect", files={"file": ("x.mp3", mp3.read_bytes())})
     assert r.status_code == 200 and r.json()["job_id"] == job["id"]
+    assert r.json()["c2pa"]["valid"] and r.json()["c2pa"]["generation"]["job_id"] == job["id"]
     r = client._http.post("/v1/watermark/detect", files={"file": ("x.txt", b"definitely not audio")})
     assert r.status_code == 422 and r.json()["error"]["field"]
 

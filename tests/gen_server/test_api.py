@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from gen_server.contract.result import JobResult
 from gen_server.deps import LOCAL
+from gen_server.main import create_app
+from gen_server.redis_server import EmbeddedRedis
+from gen_server.settings import Settings
 
 FAKE_RESULT = JobResult(
     job_id="-",
@@ -80,6 +85,29 @@ def test_audio_of_unfinished_job_is_409(api: TestClient) -> None:
     assert r.json()["error"]["field"] == "job_id"
 
 
+def test_commercial_only_server_withholds_non_commercial_models(
+    redis_server: EmbeddedRedis, data_dir: Path
+) -> None:
+    """SOUNDRY_LICENCES=commercial: the catalog lists, and jobs and batch files may use, only models
+    whose outputs may be used commercially; naming another is refused with its licence."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    settings = Settings(data_dir=data_dir, dev_models=True, licences="commercial")
+    with TestClient(create_app(settings, redis_url=redis_server.url, ui=False)) as api:
+        listed = {m["id"]: m for m in api.get("/v1/models").json()["data"]}
+        assert "musicgen-small" not in listed and "xtts-v2" not in listed
+        assert {m["commercial_use"] for m in listed.values()} <= {"allowed", "conditional"}
+        r = api.post("/v1/jobs", json={"kind": "music", "model": "musicgen-small", "prompt": "x"})
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert err["field"] == "model" and "CC-BY-NC-4.0" in err["message"]
+        assert "SOUNDRY_LICENCES" in err["message"]
+        line = b'{"kind": "sfx", "model": "audiogen-medium", "prompt": "x"}\n'
+        r = api.post("/v1/batches", files={"file": ("b.jsonl", line)})
+        assert r.status_code == 422 and "commercially" in r.text, r.text
+        r = api.post("/v1/jobs", json={"kind": "music", "prompt": "x"})  # default: the dev model
+        assert r.status_code == 202 and r.json()["model"] == "dev-musicgen-tiny"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -114,7 +142,10 @@ def test_models_list_shows_licences(api: TestClient) -> None:
     data = api.get("/v1/models").json()["data"]
     by_id = {m["id"]: m for m in data}
     assert by_id["musicgen-small"]["licence"] == "CC-BY-NC-4.0"
-    assert by_id["musicgen-small"]["commercial_use"] is False
+    assert by_id["musicgen-small"]["commercial_use"] == "not_allowed"
+    vctk = by_id["vits-vctk"]
+    assert vctk["commercial_use"] == "conditional" and "VCTK" in vctk["commercial_condition"]
+    assert by_id["piper-en_US-joe-medium"]["commercial_use"] == "allowed"
     assert "CPML" in by_id["xtts-v2"]["licence"]
     assert "GPL-3.0" in by_id["piper-en_US-joe-medium"]["licence"]
     assert "dev-musicgen-tiny" in by_id

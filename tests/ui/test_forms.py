@@ -250,3 +250,18 @@ def test_edit_ready_controls_map_to_tempo_and_loop_fields() -> None:
     values = values_from_spec(spec)
     assert (values["tempo_bpm"], values["loop"], values["loop_bars"]) == ("128", True, "4")
     assert set(values) <= set(FIELDS["music"])
+
+
+def test_commercial_filter_keeps_allowed_and_conditional_models() -> None:
+    from ui.forms import models_of
+
+    rows = [
+        {"id": "a", "kind": "music", "commercial_use": "not_allowed"},
+        {"id": "b", "kind": "music", "commercial_use": "conditional", "commercial_condition": "credit"},
+        {"id": "c", "kind": "music", "commercial_use": "allowed"},
+        {"id": "d", "kind": "sfx", "commercial_use": "allowed"},
+    ]
+    assert [m["id"] for m in models_of(rows, "music")] == ["a", "b", "c"]
+    assert [m["id"] for m in models_of(rows, "music", commercial_only=True)] == ["b", "c"]
+    assert "non-commercial" in model_label(rows[0]) and "conditional" in model_label(rows[1])
+    assert "non-commercial" not in model_label(rows[2])

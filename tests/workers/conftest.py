@@ -10,7 +10,9 @@ import pytest
 from gen_server.contract.catalog import DEV_MODELS, ModelEntry, build_catalog
 from gen_server.settings import Settings
 from workers.backends.audiogen import AudioGenBackend
+from workers.backends.base import GenRequest
 from workers.backends.coqui import CoquiBackend
+from workers.backends.kokoro import KokoroBackend
 from workers.backends.musicgen import MusicGenBackend
 from workers.backends.piper import PiperBackend
 from workers.tiny import TINY_SOURCES, ensure_tiny
@@ -101,6 +103,27 @@ def vits(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Itera
 def xtts(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Iterator[CoquiBackend]:
     backend = CoquiBackend(dev_entries["dev-xtts-tiny"], worker_settings)
     backend.load()
+    yield backend
+    backend.unload()
+
+
+@pytest.fixture(scope="session")
+def kokoro(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Iterator[KokoroBackend]:
+    """The tiny random Kokoro, loaded through ``kokoro.KModel`` from its folder with the network and
+    kokoro's hub download cut off (loading never reaches for the hub)."""
+    import socket
+
+    import kokoro.model
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network or hub call while loading Kokoro: {args}")
+
+    backend = KokoroBackend(dev_entries["dev-kokoro-tiny"], worker_settings)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", offline)
+        patch.setattr(kokoro.model, "hf_hub_download", offline)
+        backend.load()
+        backend.generate(GenRequest("Offline.", seed=1))  # G2P (espeak-ng) offline too
     yield backend
     backend.unload()
 

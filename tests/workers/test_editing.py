@@ -84,7 +84,8 @@ def test_exact_tempo_job(
     again = detect_beats(Audio(data.T.astype(np.float32), rate), hint_bpm=100)
     assert again is not None and abs(again.bpm - 100.0) < 1.0
     info = sf.info(io.BytesIO(store.get(result.artifact)))
-    assert "bpm=100" in (info.extra_info + str(sf.SoundFile(io.BytesIO(store.get(result.artifact))).comment))
+    comment = info.extra_info + str(sf.SoundFile(io.BytesIO(store.get(result.artifact))).comment)
+    assert "bpm=100" in comment and "licence=random weights" in comment  # tags: tempo, the model's licence
 
 
 def test_a_far_stretch_is_done_and_reported(

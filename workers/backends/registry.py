@@ -15,6 +15,7 @@ from gen_server.settings import Settings
 from workers.backends.audiogen import AudioGenBackend
 from workers.backends.base import Backend
 from workers.backends.coqui import CoquiBackend
+from workers.backends.kokoro import KokoroBackend
 from workers.backends.musicgen import MusicGenBackend
 from workers.backends.piper import PiperBackend
 from workers.memory import release_memory, rss_bytes
@@ -28,6 +29,7 @@ FACTORIES: dict[Family, BackendFactory] = {
     "audiogen": AudioGenBackend,
     "coqui": CoquiBackend,
     "piper": PiperBackend,
+    "kokoro": KokoroBackend,
 }
 
 

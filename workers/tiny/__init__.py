@@ -7,6 +7,7 @@ per library:
 * :mod:`workers.tiny.audiocraft`: MusicGen (mono, stereo, melody) and AudioGen, audiocraft's export
   format.
 * :mod:`workers.tiny.coqui`: coqui VITS and XTTS-v2.
+* :mod:`workers.tiny.kokoro`: Kokoro (``hexgrad/Kokoro-82M``'s layout: config, checkpoint, voice packs).
 * :mod:`workers.tiny.common`: the manifest, the seed and the atomic, idempotent folder writing
   they share.
 
@@ -41,6 +42,7 @@ from workers.tiny.coqui import (
     write_tiny_vits,
     write_tiny_xtts,
 )
+from workers.tiny.kokoro import write_tiny_kokoro
 
 __all__ = [
     "AUDIOGEN_WINDOW_S",
@@ -62,6 +64,7 @@ __all__ = [
     "vits_config",
     "write_audiocraft",
     "write_tiny_audiogen",
+    "write_tiny_kokoro",
     "write_tiny_musicgen",
     "write_tiny_vits",
     "write_tiny_xtts",
@@ -75,6 +78,7 @@ TINY_SOURCES: tuple[str, ...] = (
     "audiogen",
     "vits",
     "xtts",
+    "kokoro",
 )
 
 
@@ -83,7 +87,7 @@ def ensure_tiny(source: str, models_dir: Path) -> Path:
 
     Args:
         source: ``tiny:musicgen``, ``tiny:musicgen-melody``, ``tiny:musicgen-stereo``,
-            ``tiny:audiogen``, ``tiny:vits`` or ``tiny:xtts``.
+            ``tiny:audiogen``, ``tiny:vits``, ``tiny:xtts`` or ``tiny:kokoro``.
         models_dir: Root of local checkpoints; the tiny ones live in ``<models_dir>/dev/<name>``.
 
     Returns:
@@ -107,4 +111,6 @@ def ensure_tiny(source: str, models_dir: Path) -> Path:
         return write_tiny_audiogen(folder)
     if name == "xtts":
         return write_tiny_xtts(folder)
+    if name == "kokoro":
+        return write_tiny_kokoro(folder)
     return write_tiny_vits(folder)
