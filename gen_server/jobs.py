@@ -16,7 +16,7 @@ from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
 from gen_server.captions import CaptionFormat, render
 from gen_server.celery_config import LANE_PRIORITY, Lane
 from gen_server.content_credentials import (
-    GENERATOR,
+    Signing,
     SigningError,
     can_sign,
     generation_of_file,
@@ -266,24 +266,18 @@ class JobService:
         if not signed:
             return data
         source = result.format
+        identity = resolve_identity(self.settings)
         generation = generation_of_file(original, source)
-        if generation is None and view.model in self.catalog:  # e.g. an ogg original: no manifest of its own
+        if generation is None and view.model in self.catalog and result.watermark_payload:
+            # e.g. an ogg original, which has no manifest of its own: the assertion the worker would write
             entry = self.catalog.get(view.model)
-            generation = {
-                "generator": GENERATOR,
-                "kind": view.kind,
-                "model": view.model,
-                "licence": entry.licence_terms,
-                "commercial_use": entry.commercial_use,
-                "job_id": view.id,
-                "seed": result.seed,
-                "watermark_payload": result.watermark_payload,
-            }
+            signing = Signing(identity, entry.licence_terms, entry.commercial_use)
+            generation = signing.assertion(view.spec, int(result.watermark_payload, 16))
         try:
             data = sign_transcoded(
                 data,
                 out,
-                resolve_identity(self.settings),
+                identity,
                 original=original,
                 original_format=source,
                 title=f"{view.id}.{out}",

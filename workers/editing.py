@@ -107,7 +107,8 @@ def _plan_loop(shaped: Shaped, spec: JobSpec) -> LoopPlan:
     """Whole bars from the first downbeat that leaves room for them (fewer bars when the model's
     tempo is slower than room was made for, unless ``loop_bars`` fixed them)."""
     assert spec.duration_s is not None
-    beats = measure.detect_beats(shaped.audio, hint_bpm=spec.tempo_bpm)
+    analysed = measure.for_analysis(shaped.audio)  # mono at the analysis rate, once for both steps
+    beats = measure.detect_beats(analysed, hint_bpm=spec.tempo_bpm)
     if beats is None or beats.downbeats.size == 0:
         shaped.warnings.append("no beat found: the loop is cut at a smooth point, not on bar lines")
         return _quiet_plan(spec.duration_s)
@@ -116,7 +117,7 @@ def _plan_loop(shaped: Shaped, spec: JobSpec) -> LoopPlan:
     crossfade = looping.music_crossfade_s(bpm)
     search = looping.MUSIC_SEARCH_S
     room = shaped.audio.duration_s - crossfade - search
-    starts = _attack_starts(shaped.audio, beats.downbeats)
+    starts = _attack_starts(analysed, beats.downbeats)
     bars = spec.loop_bars or looping.loop_bars_for(spec.duration_s, bpm)
     for n in range(bars, 0 if spec.loop_bars is None else bars - 1, -1):
         for start in starts:

@@ -83,14 +83,21 @@ class Analysis:
     true_peak_dbtp: float
 
 
-def mono(audio: Audio, sample_rate: int = ANALYSIS_RATE) -> npt.NDArray[np.float32]:
-    """``audio`` mixed to mono at ``sample_rate`` (soxr, as the rest of Soundry resamples)."""
-    import soxr
+def for_analysis(audio: Audio) -> Audio:
+    """``audio`` mixed to mono at :data:`ANALYSIS_RATE` (a no-op for audio already in that form, so
+    :func:`analyse` converts once for all its measurements)."""
+    from gen_server.audio.postprocess import resample  # postprocess -> contract -> looping -> here
 
-    x = audio.samples.mean(axis=0).astype(np.float32)
-    if audio.sample_rate != sample_rate:
-        x = soxr.resample(x, audio.sample_rate, sample_rate, quality="HQ").astype(np.float32)
-    return x
+    if audio.channels == 1 and audio.sample_rate == ANALYSIS_RATE:
+        return audio
+    return resample(
+        Audio(audio.samples.mean(axis=0, keepdims=True).astype(np.float32), audio.sample_rate), ANALYSIS_RATE
+    )
+
+
+def mono(audio: Audio) -> npt.NDArray[np.float32]:
+    """The samples of :func:`for_analysis`."""
+    return np.asarray(for_analysis(audio).samples[0], dtype=np.float32)
 
 
 def _onset_envelope(y: npt.NDArray[np.float32], *, fmax: float | None = None) -> FloatArray:
@@ -263,9 +270,10 @@ def analyse(audio: Audio, kind: str, *, hint_bpm: float | None = None) -> Analys
     from gen_server.audio.postprocess import loudness_lufs, true_peak_dbtp
 
     musical = kind == "music"
+    converted = for_analysis(audio) if musical else audio
     return Analysis(
-        beats=detect_beats(audio, hint_bpm=hint_bpm) if musical else None,
-        key=detect_key(audio) if musical else None,
+        beats=detect_beats(converted, hint_bpm=hint_bpm) if musical else None,
+        key=detect_key(converted) if musical else None,
         loudness_lufs=loudness_lufs(audio),
         loudness_range_lu=loudness_range_lu(audio),
         true_peak_dbtp=true_peak_dbtp(audio),
