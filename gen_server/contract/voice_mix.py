@@ -6,7 +6,8 @@ two thirds of af_bella's voice pack and one third of af_sky's. A name given twic
 Models whose catalog entry has ``voice_blending`` take a blend wherever they take a voice name; the
 API checks every name against the entry's speakers (:func:`check_voice`), the worker mixes the packs.
 
-Plain data and pure functions (no torch): shared by the API and the workers.
+Plain data and pure functions (no torch): shared by the API and the workers. Hand-written: the
+syntax is Kokoro-FastAPI's own (an application, not a library), and no package parses it.
 """
 
 from __future__ import annotations
