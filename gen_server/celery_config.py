@@ -58,5 +58,8 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # no task-sent events: nothing reads them (the job record says "queued"), and each one is a
+        # second publish on every POST /v1/jobs; workers still send received/started/succeeded events
+        # for `celery events` and Flower
+        "task_send_sent_event": False,
     }

@@ -15,12 +15,17 @@ from gen_server.records.keys import rate as rate_key
 LOCAL = Caller(owner=None, admin=True)
 
 
-def job_service(request: Request) -> JobService:
+def jobs_of(request: Request) -> JobService:
     service: JobService = request.app.state.jobs
     return service
 
 
-def catalog(request: Request) -> Catalog:
+async def job_service(request: Request) -> JobService:
+    """Dependencies are ``async``: FastAPI runs a plain ``def`` one in the threadpool, a hop per request."""
+    return jobs_of(request)
+
+
+async def catalog(request: Request) -> Catalog:
     cat: Catalog = request.app.state.jobs.catalog
     return cat
 
@@ -33,7 +38,7 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("xi-api-key", "").strip() or None
 
 
-def authenticate(request: Request) -> None:
+async def authenticate(request: Request) -> None:
     """Resolve the caller from its API key (:func:`presented_key`); enforce the key's rate limit (429).
 
     With no keys configured every caller is the local user (the server then binds to loopback only).
@@ -49,13 +54,8 @@ def authenticate(request: Request) -> None:
             field="authorization",
         )
     key = keys.verify(token)
-    service = job_service(request)
     window = int(time.time() // 60)
-    counter = rate_key(key.id, window)
-    pipe = service.redis.pipeline()
-    pipe.incr(counter)
-    pipe.expire(counter, 120)
-    count = int(pipe.execute()[0])
+    count = await jobs_of(request).count_request(rate_key(key.id, window), expire_s=120)
     if count > key.rate_per_min:
         retry = 60 - int(time.time() % 60)
         raise RateLimited(
@@ -64,6 +64,6 @@ def authenticate(request: Request) -> None:
     request.state.caller = Caller(owner=key.id, admin=key.admin, max_concurrent_jobs=key.max_concurrent_jobs)
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
     found: Caller | None = getattr(request.state, "caller", None)
     return found or LOCAL

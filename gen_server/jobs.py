@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -11,6 +12,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
 from gen_server.audio.encode import MEDIA_TYPES, EncodeFormat, decode, encode
 from gen_server.captions import CaptionFormat, render
@@ -30,7 +32,7 @@ from gen_server.errors import Conflict, GenerationFailed, ModelUnavailable, NotF
 from gen_server.lexicon import LexiconStore
 from gen_server.queue import JobQueue
 from gen_server.records import keys
-from gen_server.records.jobs import TERMINAL, JobRecord, JobRecords
+from gen_server.records.jobs import TERMINAL, JobRead, JobRecord, JobRecords
 from gen_server.records.speed import eta_s
 from gen_server.settings import Settings
 from gen_server.storage import ArtifactStore, audio_key, transcoded_key
@@ -59,10 +61,15 @@ class JobService:
         redis_client: redis.Redis,
         queue: JobQueue,
         store: ArtifactStore,
+        async_redis_url: str | None = None,
     ) -> None:
+        """``async_redis_url``: the same Redis for an asyncio client, for the event loop's hot reads
+        (:meth:`aget`); without it they run the sync read."""
         self.settings = settings
         self.catalog = catalog
         self.redis = redis_client
+        self._async_url = async_redis_url
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncRedis] | None = None
         self.queue = queue
         self.store = store
         self.records = JobRecords(redis_client, settings.job_retention_s)
@@ -103,7 +110,7 @@ class JobService:
                 spec = spec.model_copy(update={"lexicon": used})
         if spec.callback_url:
             check_url(spec.callback_url, allow_private=self.settings.allow_private_webhooks)
-        for upload in (spec.melody_upload, spec.continuation_upload, *spec.reference_uploads):
+        for upload in (spec.melody_upload, spec.continuation_upload, spec.init_audio_upload, *spec.reference_uploads):
             if upload is not None and not self.store.exists(f"uploads/{upload}"):
                 raise NotFound(f"no upload '{upload}'")
         if idempotency_key and not self.redis.set(
@@ -113,9 +120,10 @@ class JobService:
             return self.get(str(first or job_id), caller)
         pipe = self.redis.pipeline()
         self.records.create(pipe, spec, owner, priority=LANE_PRIORITY[lane])
-        pipe.execute()
+        self.records.add_read(pipe, job_id, with_schedule=True)  # the answer, in the same round trip
+        read = self.records.parse_read(job_id, pipe.execute(), with_schedule=True)
         self.queue.send(spec, priority=LANE_PRIORITY[lane])
-        return self.get(job_id, caller)
+        return self._shown(read, job_id, caller)
 
     def check_quota(self, owner: str, caller: Caller, needed: int = 1) -> None:
         """429 when ``needed`` more jobs would pass the caller's ``max_concurrent_jobs``.
@@ -146,7 +154,40 @@ class JobService:
         Raises:
             NotFound: No such job for ``caller``.
         """
-        read = self.records.read(job_id, with_schedule=True)
+        return self._shown(self.records.read(job_id, with_schedule=True), job_id, caller)
+
+    async def aget(self, job_id: str, caller: Caller) -> JobView:
+        """:meth:`get` on the event loop (no threadpool hop) when the service has an asyncio client."""
+        client = self._async_client()
+        if client is None:
+            return self.get(job_id, caller)
+        read = await self.records.aread(client, job_id, with_schedule=True)
+        return self._shown(read, job_id, caller)
+
+    async def count_request(self, counter: str, *, expire_s: int) -> int:
+        """Add one to a rate-limit ``counter`` (expiring after ``expire_s``); its new value."""
+        client = self._async_client()
+        if client is None:
+            pipe = self.redis.pipeline()
+            pipe.incr(counter)
+            pipe.expire(counter, expire_s)
+            return int(pipe.execute()[0])
+        apipe = client.pipeline()
+        apipe.incr(counter)
+        apipe.expire(counter, expire_s)
+        return int((await apipe.execute())[0])
+
+    def _async_client(self) -> AsyncRedis | None:
+        """The asyncio client of the running event loop (its connections belong to that loop: a
+        server has one; test clients may start several)."""
+        if self._async_url is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            self._async = (loop, AsyncRedis.from_url(self._async_url, decode_responses=True))
+        return self._async[1]
+
+    def _shown(self, read: JobRead, job_id: str, caller: Caller) -> JobView:
         record = self._owned(read.record, job_id, caller)
         eta = eta_s(
             record.spec,

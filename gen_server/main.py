@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         redis.Redis.from_url(url, decode_responses=True),
         JobQueue(settings, url),
         open_store(settings),
+        async_redis_url=url,
     )
     app.state.keys = KeyStore(keys_path(settings.data_dir))
     install_error_handlers(app)

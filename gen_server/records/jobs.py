@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.typing import EncodableT, FieldT
 
 from gen_server.celery_config import priority_step
@@ -126,6 +127,11 @@ if not rank then return false end
 return rank + 1
 """
 
+# KEYS: the queue's sorted set, the arrival counter. ARGV: the priority step's base score, job id.
+ENQUEUE_LUA = """
+redis.call('ZADD', KEYS[1], ARGV[1] + redis.call('INCR', KEYS[2]), ARGV[2])
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
@@ -212,7 +218,6 @@ class JobRecords:
         self._progress = client.register_script(PROGRESS_LUA)
         self._finish = client.register_script(FINISH_LUA)
         self._cancel = client.register_script(CANCEL_LUA)
-        self._position = client.register_script(POSITION_LUA)
 
     # ------------------------------------------------------------------------------------ create
 
@@ -244,9 +249,15 @@ class JobRecords:
         pipe.hset(job_key, mapping=fields)
         pipe.expire(job_key, self.retention_s)
         if priority is not None:
-            arrival = int(self.redis.incr(keys.QUEUE_ARRIVALS))
-            score = priority_step(priority) * _SEQ_SPAN + arrival
-            pipe.zadd(keys.queued(spec.queue), {spec.job_id: score})
+            # the arrival number is drawn by the server inside the same pipeline (no round trip)
+            pipe.eval(
+                ENQUEUE_LUA,
+                2,
+                keys.queued(spec.queue),
+                keys.QUEUE_ARRIVALS,
+                priority_step(priority) * _SEQ_SPAN,
+                spec.job_id,
+            )
         pipe.zadd(keys.ALL_JOBS, {spec.job_id: now})
         pipe.zadd(keys.owner_jobs(owner), {spec.job_id: now})
         pipe.sadd(keys.active_jobs(owner), spec.job_id)
@@ -257,15 +268,34 @@ class JobRecords:
         """The record and its webhook attempts; with ``with_schedule`` also its queue position (while
         queued), the measured speeds and the worker list an ETA needs. One round trip."""
         pipe = self.redis.pipeline(transaction=False)
+        self.add_read(pipe, job_id, with_schedule=with_schedule)
+        return self.parse_read(job_id, pipe.execute(), with_schedule=with_schedule)
+
+    async def aread(self, client: AsyncRedis, job_id: str, *, with_schedule: bool = False) -> JobRead:
+        """:meth:`read` on an asyncio Redis client (the API's hot ``GET /v1/jobs/{id}``)."""
+        pipe = client.pipeline(transaction=False)
+        self.add_read(pipe, job_id, with_schedule=with_schedule)
+        return self.parse_read(job_id, await pipe.execute(), with_schedule=with_schedule)
+
+    @staticmethod
+    def add_read(pipe: Any, job_id: str, *, with_schedule: bool) -> None:
+        """Queue :meth:`read`'s commands on ``pipe`` (sync or asyncio; after other commands is fine:
+        :meth:`parse_read` takes the replies from the end)."""
         pipe.hgetall(keys.job(job_id))
         pipe.lrange(keys.webhook_attempts(job_id), -50, -1)
         if with_schedule:
-            self._position(keys=[keys.job(job_id)], args=[_QUEUED, job_id], client=pipe)
+            # EVAL with the body, not a registered script: in a pipeline redis-py first asks
+            # SCRIPT EXISTS in a round trip of its own; Redis caches the compiled body by hash anyway
+            pipe.eval(POSITION_LUA, 1, keys.job(job_id), _QUEUED, job_id)
             pipe.hgetall(keys.SPEED)
             pipe.hgetall(keys.WORKERS)
-        replies = pipe.execute()
+
+    @staticmethod
+    def parse_read(job_id: str, replies: list[Any], *, with_schedule: bool) -> JobRead:
+        """The :class:`JobRead` from the last replies of a pipeline that ran :meth:`add_read`."""
+        replies = replies[-(5 if with_schedule else 2) :]
         fields, attempts = replies[0], replies[1]
-        read = JobRead(JobRecord.parse(job_id, fields) if fields else None, attempts)
+        read = JobRead(JobRecord.parse(job_id, fields) if fields else None, [_text(a) for a in attempts])
         if with_schedule:
             read.position = int(replies[2]) if replies[2] else None
             read.speed, read.workers = _text_map(replies[3]), _text_map(replies[4])

@@ -22,14 +22,14 @@ from gen_server.batch.parse import MAX_FILE_BYTES, BatchFormat
 from gen_server.batch.service import BatchRecord, BatchService, ItemState, ItemStatus
 from gen_server.contract import examples
 from gen_server.contract.result import JobError
-from gen_server.deps import caller, job_service
+from gen_server.deps import caller, jobs_of
 from gen_server.errors import InvalidInput
 from gen_server.files import iter_chunks
 from gen_server.jobs import Caller
 
 
-def batch_service(request: Request) -> BatchService:
-    return BatchService(job_service(request))
+async def batch_service(request: Request) -> BatchService:
+    return BatchService(jobs_of(request))
 
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])

@@ -25,7 +25,7 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
-def store(request: Request) -> LexiconStore:
+async def store(request: Request) -> LexiconStore:
     return LexiconStore(request.app.state.jobs.redis)
 
 

@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 
 from gen_server.contract import examples
 from gen_server.contract.scene import SceneRequest, SceneView
-from gen_server.deps import caller, job_service
+from gen_server.deps import caller, jobs_of
 from gen_server.files import iter_chunks
 from gen_server.jobs import Caller
 from gen_server.scene_plan import validation_error
@@ -38,8 +38,8 @@ class SceneRoute(APIRoute):
         return route
 
 
-def scene_service(request: Request) -> SceneService:
-    return SceneService(job_service(request))
+async def scene_service(request: Request) -> SceneService:
+    return SceneService(jobs_of(request))
 
 
 router = APIRouter(prefix="/v1/scenes", tags=["scenes"], route_class=SceneRoute)
