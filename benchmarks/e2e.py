@@ -166,16 +166,16 @@ def run_job(
             start.wait()
         started = time.perf_counter()
         submitted = time.time()
-        job_id = client.submit(body)["id"]
+        job_id = client.submit(body).id
         job = client.wait(job_id, timeout_s=JOB_TIMEOUT_S, poll_s=poll_s)
         done = time.perf_counter()
-        if job["state"] != "succeeded":
-            raise BenchError(f"job {job_id} on {body.get('model')} ended {job['state']}: {job.get('error')}")
+        if job.state != "succeeded" or job.result is None:
+            raise BenchError(f"job {job_id} on {body.get('model')} ended {job.state}: {job.error}")
         audio = client.audio(job_id)
         e2e = time.perf_counter() - started
     finally:
         client.close()
-    result = job["result"]
+    result = job.result.model_dump(mode="json")
     generation = float(result["generation_s"])
     return {
         "job_id": job_id,
@@ -186,9 +186,9 @@ def run_job(
         "audio_s": float(result["duration_s"]),
         "bytes": len(audio),
         "submitted_at": submitted,
-        "created_at": job.get("created_at"),
-        "finished_at": job.get("finished_at"),
-        "worker": job.get("worker"),
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "worker": job.worker,
         "result_extra": {k: v for k, v in result.items() if k not in _RESULT_FIELDS},
     }
 

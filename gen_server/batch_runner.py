@@ -35,7 +35,8 @@ from gen_server.batch.parse import parse_batch_bytes
 from gen_server.batch.plan import BatchPlan, PlannedJob, idempotency_key, plan_batch
 from gen_server.batch.template import MANIFEST_NAME, SUMMARY_NAME, resolve_output
 from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
-from gen_server.contract.catalog import Catalog, ModelEntry, build_catalog
+from gen_server.contract.catalog import Catalog, build_catalog
+from gen_server.contract.result import JobError, JobView
 from gen_server.errors import InvalidInput
 from gen_server.files import atomic_write
 from gen_server.settings import Settings
@@ -246,7 +247,7 @@ class BatchRunner:
                 logger.debug("429 from the server (%s); pausing %.0f s", e.message, backoff)
                 backoff = min(backoff * 2, 60.0)
 
-    def _wait(self, view: dict[str, Any]) -> dict[str, Any] | None:
+    def _wait(self, view: JobView) -> JobView | None:
         """Poll until the job ends; ``None`` when told to abandon it (it keeps running on the server).
 
         The poll interval grows from ``poll_s`` to ``max_poll_s`` while the job's state stays the same,
@@ -254,19 +255,20 @@ class BatchRunner:
         """
         deadline = time.monotonic() + self.job_timeout_s
         interval = self.poll_s
-        while view["state"] not in TERMINAL_STATES:
+        while view.state not in TERMINAL_STATES:
             if self.abandon.wait(interval):
                 return None
             if time.monotonic() > deadline:
                 try:
-                    self.client.cancel(view["id"])
+                    self.client.cancel(view.id)
                 except (ApiError, httpx.HTTPError):
-                    logger.debug("could not cancel timed-out job %s", view["id"])
+                    logger.debug("could not cancel timed-out job %s", view.id)
                 message = f"no result after {self.job_timeout_s:.0f} s; cancelled"
-                return {**view, "state": "failed", "error": {"code": "timeout", "message": message}}
-            previous = view["state"]
-            view = self._call(self.client.get, view["id"])
-            interval = self.poll_s if view["state"] != previous else min(interval * 1.5, self.max_poll_s)
+                error = JobError(code="timeout", message=message)
+                return view.model_copy(update={"state": "failed", "error": error})
+            previous = view.state
+            view = self._call(self.client.get, view.id)
+            interval = self.poll_s if view.state != previous else min(interval * 1.5, self.max_poll_s)
         return view
 
     def run_job(self, job: PlannedJob, progress: Progress) -> Outcome:
@@ -281,22 +283,21 @@ class BatchRunner:
             view = self._call(
                 self.client.submit, job.request, idempotency_key=key, lane="batch", submitting=True
             )
-            if view["state"] in ("failed", "cancelled"):  # an earlier attempt failed: try afresh
+            if view.state in ("failed", "cancelled"):  # an earlier attempt failed: try afresh
                 view = self._call(self.client.submit, job.request, lane="batch", submitting=True)
-            outcome.job_id = view["id"]
+            outcome.job_id = view.id
             running = True
             progress.job_started()
             final = self._wait(view)
             if final is None:
                 outcome.status = "abandoned"
-            elif final["state"] != "succeeded":
-                err = final.get("error") or {}
-                outcome.code = err.get("code", final["state"])
-                outcome.message = err.get("message", f"job ended {final['state']}")
+            elif final.state != "succeeded":
+                outcome.code = final.error.code if final.error else final.state
+                outcome.message = final.error.message if final.error else f"job ended {final.state}"
             else:
-                data = self._call(self.client.audio, final["id"])
+                data = self._call(self.client.audio, final.id)
                 digest = hashlib.sha256(data).hexdigest()
-                expected = (final.get("result") or {}).get("sha256")
+                expected = final.result.sha256 if final.result else None
                 if expected and expected != digest:
                     outcome.code, outcome.message = (
                         "checksum_mismatch",
@@ -304,7 +305,7 @@ class BatchRunner:
                     )
                 else:
                     if job.captions_file is not None:  # beside the audio, written first: the audio marks done
-                        text = self._call(self.client.captions, final["id"], job.captions)
+                        text = self._call(self.client.captions, final.id, job.captions)
                         atomic_write(resolve_output(self.out_dir, job.captions_file), text.encode())
                     atomic_write(resolve_output(self.out_dir, job.file), data)
                     entry = manifest_entry(job, final)
@@ -434,7 +435,7 @@ class BatchRunner:
 
 def server_catalog(client: SoundryClient) -> Catalog:
     """The server's catalog, as its ``GET /v1/models`` shows it."""
-    return Catalog([ModelEntry.model_validate(entry) for entry in client.models()])
+    return Catalog(client.models())
 
 
 def default_server(settings: Settings) -> str:

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from gen_server.settings import Settings
 
 TASK_GENERATE = "soundry.generate"
+TASK_VERIFY_VOICE = "soundry.voices.verify"
+"""Checks a new voice's consent clip against its references (workers/voice_tasks.py), on the speech queue."""
 QUEUES = ("speech", "sfx", "music")
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"

@@ -1,16 +1,35 @@
-"""The one HTTP client for Soundry's API, used by the UI, the batch runner and other Python apps."""
+"""The one HTTP client for Soundry's API, used by the UI, the batch runner and other Python apps.
+
+Answers come back as the contract's view models (:class:`JobView`, :class:`SceneView`,
+:class:`BatchView`, :class:`ModelView`, :class:`UploadView`), validated, so a caller reads
+``job.state``, not ``job["state"]``, and mypy checks it."""
 
 from __future__ import annotations
 
 import builtins
-import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from gen_server.contract.batch import BatchSummaryView, BatchView
+from gen_server.contract.catalog import ModelView
+from gen_server.contract.result import JobView
+from gen_server.contract.scene import SceneView
+from gen_server.contract.upload import UploadView
+from gen_server.contract.voice import CloningPolicyView, ConsentPhraseView, VoiceCreate, VoiceView
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+
+View = TypeVar("View", bound=BaseModel)
+_JOBS = TypeAdapter(list[JobView])
+_BATCHES = TypeAdapter(list[BatchSummaryView])
+_MODELS = TypeAdapter(list[ModelView])
+_VOICES = TypeAdapter(list[VoiceView])
+VOICE_CREATE_TIMEOUT_S = 180.0
+"""How long :meth:`SoundryClient.create_voice` waits: the server waits up to its verification timeout."""
 
 
 class ApiError(Exception):
@@ -25,7 +44,7 @@ class ApiError(Exception):
 
 
 class SoundryClient:
-    """Thin synchronous client: every call returns the API's JSON (or bytes for audio)."""
+    """Thin synchronous client: every call returns a contract view (or bytes for audio)."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -47,20 +66,25 @@ class SoundryClient:
 
     def submit(
         self, request: dict[str, Any], *, idempotency_key: str | None = None, lane: str = "interactive"
-    ) -> dict[str, Any]:
+    ) -> JobView:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         params = {"lane": lane} if lane != "interactive" else None
-        return self._check(self._http.post("/v1/jobs", json=request, headers=headers, params=params)).json()
+        answer = self._http.post("/v1/jobs", json=request, headers=headers, params=params)
+        return self._view(JobView, answer)
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        return self._check(self._http.get(f"/v1/jobs/{job_id}")).json()
+    def get(self, job_id: str) -> JobView:
+        return self._view(JobView, self._http.get(f"/v1/jobs/{job_id}"))
 
-    def list(self, **filters: Any) -> builtins.list[dict[str, Any]]:
+    def list(self, **filters: Any) -> builtins.list[JobView]:
         params = {k: v for k, v in filters.items() if v is not None}
-        return self._check(self._http.get("/v1/jobs", params=params)).json()
+        return _JOBS.validate_json(self._check(self._http.get("/v1/jobs", params=params)).content)
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._check(self._http.delete(f"/v1/jobs/{job_id}")).json()
+    def cancel(self, job_id: str) -> JobView:
+        return self._view(JobView, self._http.delete(f"/v1/jobs/{job_id}"))
+
+    def _view(self, model: type[View], response: httpx.Response) -> View:
+        """``response``'s JSON body as ``model`` (after :meth:`_check`)."""
+        return model.model_validate_json(self._check(response).content)
 
     def audio(self, job_id: str, fmt: str | None = None) -> bytes:
         params = {"format": fmt} if fmt else {}
@@ -70,16 +94,66 @@ class SoundryClient:
         """A speech job's captions (``srt``, ``vtt`` or ``json``)."""
         return self._check(self._http.get(f"/v1/jobs/{job_id}/captions", params={"format": fmt})).text
 
-    def models(self) -> builtins.list[dict[str, Any]]:
-        return self._check(self._http.get("/v1/models")).json()["data"]
+    def models(self) -> builtins.list[ModelView]:
+        return _MODELS.validate_python(self._check(self._http.get("/v1/models")).json()["data"])
 
-    def upload(self, data: bytes, filename: str = "reference.wav") -> dict[str, Any]:
+    # ------------------------------------------------------------------------------- voice library
+
+    def cloning_policy(self) -> CloningPolicyView:
+        """``SOUNDRY_CLONING`` of the server: verified, open or off."""
+        return self._view(CloningPolicyView, self._http.get("/v1/voices/policy"))
+
+    def consent_phrase(self) -> ConsentPhraseView:
+        """A phrase for the speaker to read in the consent clip, with its one-time code (15 minutes)."""
+        return self._view(ConsentPhraseView, self._http.post("/v1/voices/consent-phrase"))
+
+    def create_voice(
+        self,
+        name: str,
+        references: builtins.list[bytes],
+        consent: bytes,
+        code: str,
+        language: str = "en",
+    ) -> VoiceView:
+        """Upload the clips and create a voice; waits for the worker's consent verification.
+
+        Raises:
+            ApiError: 422 ``consent_refused`` naming the failed check, or naming the invalid field.
+        """
+        refs = [self.upload(data, f"reference-{i}.wav").id for i, data in enumerate(references)]
+        body = VoiceCreate(
+            name=name,
+            language=language,
+            reference_uploads=refs,
+            consent_upload=self.upload(consent, "consent.wav").id,
+            consent_code=code,
+        )
+        timeout = httpx.Timeout(self._http.timeout.connect or 30.0, read=VOICE_CREATE_TIMEOUT_S)
+        answer = self._http.post("/v1/voices", json=body.model_dump(), timeout=timeout)
+        return self._view(VoiceView, answer)
+
+    def voices(self) -> builtins.list[VoiceView]:
+        """The caller's library voices (an admin's: all), newest first."""
+        answer = self._check(self._http.get("/v1/voices", params={"category": "cloned"})).json()
+        return _VOICES.validate_python([v["library"] for v in answer["voices"]])
+
+    def voice(self, voice_id: str) -> VoiceView:
+        return self._view(VoiceView, self._http.get(f"/v1/voices/{voice_id}"))
+
+    def delete_voice(self, voice_id: str) -> VoiceView:
+        return self._view(VoiceView, self._http.delete(f"/v1/voices/{voice_id}"))
+
+    def approve_voice(self, voice_id: str) -> VoiceView:
+        """Admin keys: make a voice pending approval (a language the phrase check lacks) usable."""
+        return self._view(VoiceView, self._http.post(f"/v1/voices/{voice_id}/approve"))
+
+    def upload(self, data: bytes, filename: str = "reference.wav") -> UploadView:
         files = {"file": (filename, data, "application/octet-stream")}
-        return self._check(self._http.post("/v1/uploads", files=files)).json()
+        return self._view(UploadView, self._http.post("/v1/uploads", files=files))
 
     def events(
         self, job_id: str, *, poll_s: float = 0.25, read_timeout_s: float | None = 60.0
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[JobView]:
         """Follow ``GET /v1/jobs/{id}/events`` (server-sent events): yield the job's view on every change.
 
         The stream ends after the view whose state is terminal. A job that stays queued longer than
@@ -108,33 +182,34 @@ class SoundryClient:
                 elif line.startswith("data:"):
                     data.append(line[5:].strip())
                 elif not line and data:
-                    view: dict[str, Any] = json.loads("\n".join(data))
+                    view = JobView.model_validate_json("\n".join(data))
                     yield view
-                    if event == "end" or view.get("state") in TERMINAL_STATES:
+                    if event == "end" or view.state in TERMINAL_STATES:
                         return
                     event, data = "message", []
 
     def progress(self, job_id: str, **kwargs: Any) -> Iterator[tuple[str, float]]:
         """``(state, progress 0..1)`` pairs from :meth:`events` until the job ends."""
         for view in self.events(job_id, **kwargs):
-            yield view["state"], float(view.get("progress", 0.0))
+            yield view.state, view.progress
 
-    def wait(self, job_id: str, timeout_s: float = 300.0, poll_s: float = 0.25) -> dict[str, Any]:
+    def wait(self, job_id: str, timeout_s: float = 300.0, poll_s: float = 0.25) -> JobView:
         """Poll until the job ends (or ``timeout_s`` passes); returns its last view."""
         return _poll_until_ended(lambda: self.get(job_id), timeout_s, poll_s)
 
-    def generate(self, request: dict[str, Any], timeout_s: float = 300.0) -> tuple[dict[str, Any], bytes]:
+    def generate(self, request: dict[str, Any], timeout_s: float = 300.0) -> tuple[JobView, bytes]:
         """Submit, wait and download: the whole round trip (raises ApiError when the job fails)."""
-        job = self.wait(self.submit(request)["id"], timeout_s=timeout_s)
-        if job["state"] != "succeeded":
-            err = job.get("error") or {"code": job["state"], "message": f"job ended {job['state']}"}
-            raise ApiError(409, err["code"], err["message"], err.get("field"))
-        return job, self.audio(job["id"])
+        job = self.wait(self.submit(request).id, timeout_s=timeout_s)
+        if job.state != "succeeded":
+            if job.error is not None:
+                raise ApiError(409, job.error.code, job.error.message, job.error.field)
+            raise ApiError(409, job.state, f"job ended {job.state}")
+        return job, self.audio(job.id)
 
     def close(self) -> None:
         self._http.close()
 
-    def submit_batch(self, data: bytes, filename: str, *, fmt: str | None = None) -> dict[str, Any]:
+    def submit_batch(self, data: bytes, filename: str, *, fmt: str | None = None) -> BatchView:
         """``POST /v1/batches``: validate a batch file (YAML, JSONL, CSV) and queue its jobs.
 
         Args:
@@ -162,37 +237,37 @@ class SoundryClient:
                     err.get("field"),
                     errors=body["errors"],
                 )
-        return self._check(response).json()
+        return self._view(BatchView, response)
 
-    def batch(self, batch_id: str) -> dict[str, Any]:
+    def batch(self, batch_id: str) -> BatchView:
         """``GET /v1/batches/{id}``: state, counts per state and every item with its job id."""
-        return self._check(self._http.get(f"/v1/batches/{batch_id}")).json()
+        return self._view(BatchView, self._http.get(f"/v1/batches/{batch_id}"))
 
-    def batches(self, limit: int = 50, offset: int = 0) -> builtins.list[dict[str, Any]]:
+    def batches(self, limit: int = 50, offset: int = 0) -> builtins.list[BatchSummaryView]:
         """``GET /v1/batches``: the caller's batches, newest first."""
         params = {"limit": limit, "offset": offset}
-        return self._check(self._http.get("/v1/batches", params=params)).json()
+        return _BATCHES.validate_json(self._check(self._http.get("/v1/batches", params=params)).content)
 
-    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+    def cancel_batch(self, batch_id: str) -> BatchView:
         """``DELETE /v1/batches/{id}``: cancel the batch's unfinished jobs."""
-        return self._check(self._http.delete(f"/v1/batches/{batch_id}")).json()
+        return self._view(BatchView, self._http.delete(f"/v1/batches/{batch_id}"))
 
     def batch_archive(self, batch_id: str) -> bytes:
         """``GET /v1/batches/{id}/archive``: a zip of the finished files, manifest.jsonl and summary.json."""
         return self._check(self._http.get(f"/v1/batches/{batch_id}/archive")).content
 
-    def submit_scene(self, scene: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit_scene(self, scene: dict[str, Any], *, idempotency_key: str | None = None) -> SceneView:
         """``POST /v1/scenes``: queue a scene; the answer has its id and each component's job id.
 
         Raises:
             ApiError: 422 naming the item (``field`` like ``tracks[1].items[0].start_s``), 429, ...
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._check(self._http.post("/v1/scenes", json=scene, headers=headers)).json()
+        return self._view(SceneView, self._http.post("/v1/scenes", json=scene, headers=headers))
 
-    def scene(self, scene_id: str) -> dict[str, Any]:
+    def scene(self, scene_id: str) -> SceneView:
         """``GET /v1/scenes/{id}``: state, progress, each component's job and state, result, mix levels."""
-        return self._check(self._http.get(f"/v1/scenes/{scene_id}")).json()
+        return self._view(SceneView, self._http.get(f"/v1/scenes/{scene_id}"))
 
     def scene_export(self, scene_id: str, fmt: str = "zip") -> bytes:
         """``GET /v1/scenes/{id}/export``: the zip of a scene made with ``export: true`` (the mix, one stem
@@ -203,21 +278,24 @@ class SoundryClient:
         """
         return self._check(self._http.get(f"/v1/scenes/{scene_id}/export", params={"format": fmt})).content
 
-    def cancel_scene(self, scene_id: str) -> dict[str, Any]:
+    def cancel_scene(self, scene_id: str) -> SceneView:
         """``DELETE /v1/scenes/{id}``: cancel the mix and every unfinished component."""
-        return self._check(self._http.delete(f"/v1/scenes/{scene_id}")).json()
+        return self._view(SceneView, self._http.delete(f"/v1/scenes/{scene_id}"))
 
-    def wait_scene(self, scene_id: str, timeout_s: float = 600.0, poll_s: float = 0.5) -> dict[str, Any]:
+    def wait_scene(self, scene_id: str, timeout_s: float = 600.0, poll_s: float = 0.5) -> SceneView:
         """Poll until the scene ends (or ``timeout_s`` passes); returns its last view."""
         return _poll_until_ended(lambda: self.scene(scene_id), timeout_s, poll_s)
 
 
-def _poll_until_ended(fetch: Callable[[], dict[str, Any]], timeout_s: float, poll_s: float) -> dict[str, Any]:
+Ended = TypeVar("Ended", JobView, SceneView)
+
+
+def _poll_until_ended(fetch: Callable[[], Ended], timeout_s: float, poll_s: float) -> Ended:
     """``fetch()`` every ``poll_s`` until its ``state`` is terminal or ``timeout_s`` passes; the last view."""
     deadline = time.monotonic() + timeout_s
     while True:
         view = fetch()
-        if view["state"] in TERMINAL_STATES or time.monotonic() > deadline:
+        if view.state in TERMINAL_STATES or time.monotonic() > deadline:
             return view
         time.sleep(poll_s)
 

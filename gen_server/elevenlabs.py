@@ -10,6 +10,8 @@ Each call is one ordinary Soundry job, waited for and answered with the audio.
 * Voices: every speaker of every speech model that needs no reference audio is a voice, with the id
   ``<model>`` (single-speaker models) or ``<model>:<speaker>``; a bare speaker name works when one
   model has it. ElevenLabs' premade voice ids (:data:`PREMADE_VOICES`) speak with the default voice.
+  The caller's voices of the library (``POST /v1/voices``, consent-checked clones) are listed first
+  (``category`` ``cloned``) and speak through a cloning model (:func:`library_speech_job`).
 * Errors on these paths have ElevenLabs' shape, ``{"detail": {"status", "message"}}`` (see
   :func:`error_body`); the rest of the API keeps Soundry's.
 """
@@ -31,6 +33,7 @@ from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog, Kind, ModelEntry
 from gen_server.contract.result import JobView
 from gen_server.contract.spec import MAX_SEED, AudioFormat, JobRequest, PostProcess, Sampling
+from gen_server.contract.voice import VoiceView
 from gen_server.errors import InvalidInput, NotFound
 from gen_server.jobs import Caller, JobService
 
@@ -115,8 +118,14 @@ class VoiceNotFound(NotFound):
     code = "voice_not_found"
 
 
-def applies_to(path: str) -> bool:
-    """True when ``path`` is one of the ElevenLabs-compatible routes (or under one)."""
+def applies_to(path: str, method: str = "GET") -> bool:
+    """True when ``path`` is one of the ElevenLabs-compatible routes (or under one).
+
+    Soundry's voice library shares ``/v1/voices``: its routes (``POST /v1/voices`` and everything under
+    ``/v1/voices/``) answer in Soundry's shape; only the list, ``GET /v1/voices``, is ElevenLabs'.
+    """
+    if path.startswith("/v1/voices/") or (path == "/v1/voices" and method != "GET"):
+        return False
     return any(path == p or path.startswith(p + "/") for p in PATH_PREFIXES)
 
 
@@ -345,6 +354,9 @@ class Voice(BaseModel):
     preview_url: str | None = None
     available_for_tiers: list[str] = Field(default_factory=list)
     high_quality_base_model_ids: list[str] = Field(default_factory=list)
+    library: VoiceView | None = Field(
+        None, description="Soundry: the voice library's record of a cloned voice (POST /v1/voices)"
+    )
 
 
 class VoicesResponse(BaseModel):
@@ -401,6 +413,12 @@ def voices(catalog: Catalog) -> list[Voice]:
                 )
             )
     return out
+
+
+def library_voice(view: VoiceView) -> Voice:
+    """A voice of the library in ElevenLabs' list shape (``category`` ``cloned``)."""
+    labels = {"language": view.language, "state": view.state}
+    return Voice(voice_id=view.id, name=view.name, category="cloned", labels=labels, library=view)
 
 
 def resolve_voice(catalog: Catalog, voice_id: str, model_id: str | None) -> tuple[ModelEntry, str | None]:
@@ -516,6 +534,35 @@ def speech_job(voice_id: str, body: TextToSpeechRequest, fmt: OutputFormat, cata
         model=entry.id,
         text=body.text,
         voice=speaker,
+        language=body.language_code,
+        speed=speed,
+        seed=None if body.seed is None else body.seed % (MAX_SEED + 1),
+        format=fmt.job_format,
+        bitrate_kbps=fmt.bitrate_kbps,
+        post=fmt.post(),
+    )
+
+
+def library_speech_job(
+    voice: VoiceView, body: TextToSpeechRequest, fmt: OutputFormat, catalog: Catalog
+) -> JobRequest:
+    """The speech job for a text-to-speech request naming a voice of the library (a cloned voice).
+
+    The model: ``model_id`` when it names a cloning model of the catalog, else the first cloning model
+    (a real one before a dev one). The job names the voice by ``voice_id``; the server's cloning policy
+    and the voice's state are checked at submit, as for ``POST /v1/jobs``.
+    """
+    cloning = sorted((e for e in catalog if e.voice_cloning), key=lambda e: e.dev)
+    chosen = [e for e in cloning if e.id == body.model_id] or cloning
+    if not chosen:
+        raise InvalidInput("no model of this server clones voices", field="model_id")
+    settings = body.voice_settings
+    speed = settings.speed if settings is not None and settings.speed is not None else 1.0
+    return JobRequest(
+        kind="speech",
+        model=chosen[0].id,
+        text=body.text,
+        voice_id=voice.id,
         language=body.language_code,
         speed=speed,
         seed=None if body.seed is None else body.seed % (MAX_SEED + 1),

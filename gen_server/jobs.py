@@ -27,8 +27,15 @@ from gen_server.content_credentials import (
 )
 from gen_server.contract.catalog import Catalog
 from gen_server.contract.result import JobResult, JobState, JobView
-from gen_server.contract.spec import JobRequest, build_spec
-from gen_server.errors import Conflict, GenerationFailed, ModelUnavailable, NotFound, RateLimited
+from gen_server.contract.spec import JobRequest, JobSpec, build_spec
+from gen_server.errors import (
+    Conflict,
+    GenerationFailed,
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    RateLimited,
+)
 from gen_server.lexicon import LexiconStore
 from gen_server.queue import JobQueue
 from gen_server.records import keys
@@ -108,9 +115,16 @@ class JobService:
             used = LexiconStore(self.redis).for_text(caller.owner, language, spec.prompt)
             if used:
                 spec = spec.model_copy(update={"lexicon": used})
+        if spec.reference_uploads or spec.voice_id:
+            spec = self.cloned(spec, caller, language_given=req.language is not None)
         if spec.callback_url:
             check_url(spec.callback_url, allow_private=self.settings.allow_private_webhooks)
-        for upload in (spec.melody_upload, spec.continuation_upload, spec.init_audio_upload, *spec.reference_uploads):
+        for upload in (
+            spec.melody_upload,
+            spec.continuation_upload,
+            spec.init_audio_upload,
+            *spec.reference_uploads,
+        ):
             if upload is not None and not self.store.exists(f"uploads/{upload}"):
                 raise NotFound(f"no upload '{upload}'")
         if idempotency_key and not self.redis.set(
@@ -124,6 +138,44 @@ class JobService:
         read = self.records.parse_read(job_id, pipe.execute(), with_schedule=True)
         self.queue.send(spec, priority=LANE_PRIORITY[lane])
         return self._shown(read, job_id, caller)
+
+    def cloned(self, spec: JobSpec, caller: Caller, *, language_given: bool = True) -> JobSpec:
+        """``spec`` under the cloning policy (``SOUNDRY_CLONING``), with its library voice resolved.
+
+        ``verified`` (default): raw ``reference_uploads`` are refused; a ``voice_id`` must be an active
+        voice the caller may see (its consent hash goes into the spec, so into the manifest and tags).
+        ``open``: raw uploads are cloned as given. ``off``: no cloning. A job that named no language
+        speaks the voice's own (when the model offers it).
+
+        Raises:
+            InvalidInput: refused by the policy (field ``reference_uploads`` or ``voice_id``).
+            NotFound: no such voice for ``caller``.
+            Conflict: the voice is not usable yet (pending approval).
+        """
+        from gen_server.records.voices import VoiceRecords
+        from gen_server.voices.service import usable_voice
+
+        policy = self.settings.cloning
+        if spec.reference_uploads and policy != "open":
+            raise InvalidInput(
+                f"cloning from raw reference_uploads is off on this server (SOUNDRY_CLONING={policy})"
+                + (
+                    ": create a voice with its speaker's consent at POST /v1/voices and send its voice_id"
+                    if policy == "verified"
+                    else ""
+                ),
+                field="reference_uploads",
+            )
+        if spec.voice_id is None:
+            return spec
+        if policy == "off":
+            raise InvalidInput("voice cloning is off on this server (SOUNDRY_CLONING=off)", field="voice_id")
+        voice = usable_voice(VoiceRecords(self.redis), spec.voice_id, caller)
+        update: dict[str, str] = {"voice_consent_sha256": voice.consent_sha256}
+        offered = self.catalog.get(spec.model).languages
+        if not language_given and voice.language in offered:
+            update["language"] = voice.language
+        return spec.model_copy(update=update)
 
     def check_quota(self, owner: str, caller: Caller, needed: int = 1) -> None:
         """429 when ``needed`` more jobs would pass the caller's ``max_concurrent_jobs``.
@@ -376,7 +428,7 @@ class JobService:
         Raises:
             NotFound: No such job for ``caller`` (before the first view).
         """
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         pubsub.subscribe(keys.job_events(job_id))  # before the first read: no change can slip between
         try:
             while True:

@@ -31,6 +31,7 @@ from gen_server.routes import (
     openai_compat,
     scenes,
     uploads,
+    voices,
     watermark,
 )
 from gen_server.settings import Settings, get_settings
@@ -57,15 +58,19 @@ def soundry_error_body(status: int, code: str, message: str, field: str | None) 
     return {"error": body}
 
 
-ERROR_SHAPES: tuple[tuple[Callable[[str], bool], ErrorBody], ...] = (
+ERROR_SHAPES: tuple[tuple[Callable[[str, str], bool], ErrorBody], ...] = (
     (elevenlabs_compat.applies_to, elevenlabs_compat.error_body),
 )
-"""(path test, body) for the compatibility routes whose clients expect another API's error shape."""
+"""(test of path and method, body) for the compatibility routes whose clients expect another API's error
+shape."""
 
 
-def _error(path: str, status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    """The error response for a request to ``path``: Soundry's shape unless a compatible route's own."""
-    body = next((shape for applies, shape in ERROR_SHAPES if applies(path)), soundry_error_body)
+def _error(
+    path: str, status: int, code: str, message: str, field: str | None = None, method: str = "GET"
+) -> JSONResponse:
+    """The error response for a ``method`` request to ``path``: Soundry's shape unless a compatible
+    route's own."""
+    body = next((shape for applies, shape in ERROR_SHAPES if applies(path, method)), soundry_error_body)
     return JSONResponse(body(status, code, message, field), status_code=status)
 
 
@@ -75,7 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SoundryError)
     async def soundry_error(request: Request, exc: SoundryError) -> JSONResponse:
-        response = _error(request.url.path, exc.http_status, exc.code, exc.message, exc.field)
+        response = _error(request.url.path, exc.http_status, exc.code, exc.message, exc.field, request.method)
         response.headers.update(exc.headers)
         return response
 
@@ -84,19 +89,19 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
         field = dotted_field(first.get("loc", ("body",)), "body", skip=REQUEST_PARTS)
         message = f"{field}: {first.get('msg', 'invalid value')}"
-        return _error(request.url.path, 422, "invalid_input", message, field)
+        return _error(request.url.path, 422, "invalid_input", message, field, request.method)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status_code, "http_error"
         )
-        return _error(request.url.path, exc.status_code, code, str(exc.detail))
+        return _error(request.url.path, exc.status_code, code, str(exc.detail), method=request.method)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error")
-        return _error(request.url.path, 500, "internal_error", "internal server error")
+        return _error(request.url.path, 500, "internal_error", "internal server error", method=request.method)
 
 
 class BodySizeLimit:
@@ -133,7 +138,7 @@ class BodySizeLimit:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit_mib = self.max_bytes / 2**20
         message = f"request body exceeds {limit_mib:.0f} MiB"
-        response = _error(scope["path"], 413, "too_large", message, "body")
+        response = _error(scope["path"], 413, "too_large", message, "body", scope.get("method", "GET"))
         await response(scope, receive, send)
 
 
@@ -164,7 +169,8 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     app.state.keys = KeyStore(keys_path(settings.data_dir))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (jobs, models, uploads, openai_compat, elevenlabs, batches, watermark, scenes, lexicon):
+    routers = (jobs, models, uploads, openai_compat, elevenlabs, voices, batches, watermark, scenes, lexicon)
+    for module in routers:
         app.include_router(module.router, dependencies=[Depends(authenticate)], responses=ERROR_RESPONSES)
     app.include_router(health.router)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from gen_server.celery_config import JOB_PRIORITY, TASK_GENERATE, celery_config
+from gen_server.celery_config import JOB_PRIORITY, TASK_GENERATE, TASK_VERIFY_VOICE, celery_config
 from gen_server.contract.spec import JobSpec
 from gen_server.settings import Settings
 
@@ -33,6 +33,14 @@ class JobQueue:
             task_id=spec.job_id,
             queue=spec.queue,
             priority=priority,
+        )
+
+    def verify_voice(self, voice_id: str, check: dict[str, Any]) -> None:
+        """Queue the consent check of voice ``voice_id`` on the speech queue (task id = voice id).
+
+        Interactive priority: someone waits on the answer (``POST /v1/voices``)."""
+        self.app.send_task(
+            TASK_VERIFY_VOICE, kwargs=check, task_id=voice_id, queue="speech", priority=JOB_PRIORITY
         )
 
     def inspect_workers(self, timeout: float = 1.0) -> dict[str, Any]:

@@ -134,6 +134,23 @@ class Settings(BaseSettings):
         default=8, ge=1, description="Deliveries of one webhook event at most (retries spread over ~28 h)"
     )
 
+    # voice cloning (gen_server/voices/, README "Voices and consent")
+    cloning: Literal["verified", "open", "off"] = Field(
+        default="verified",
+        description="verified: speech jobs clone only voices from the voice library (POST /v1/voices: "
+        "consent read aloud, checked on a worker); raw reference_uploads are refused. open: raw "
+        "reference_uploads are cloned as given (single-user local installs only). off: no cloning at all",
+    )
+    consent_code_ttl_s: int = Field(
+        default=900, ge=1, le=24 * 3600, description="Seconds a consent phrase's one-time code stays valid"
+    )
+    voice_verify_timeout_s: float = Field(
+        default=120.0,
+        gt=0.0,
+        le=600.0,
+        description="Seconds POST /v1/voices waits for a worker's consent verification before giving up",
+    )
+
     # CLI client commands (batch, scene)
     api_key: str | None = Field(default=None, description="API key the CLI's client commands send")
 

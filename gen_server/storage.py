@@ -66,6 +66,33 @@ def upload_key(upload_id: str) -> str:
     return f"uploads/{upload_id}"
 
 
+def voice_prefix(voice_id: str) -> str:
+    """Everything of a library voice: its clips and the models' cached conditioning (deleted together)."""
+    return f"voices/{voice_id}"
+
+
+def voice_reference_key(voice_id: str, index: int) -> str:
+    """Reference clip ``index`` (0-2) of a voice, 32-bit float WAV as uploaded."""
+    return f"{voice_prefix(voice_id)}/reference-{index}.wav"
+
+
+def voice_consent_key(voice_id: str) -> str:
+    """The consent clip of a voice (its SHA-256 is in the voice record and the audit log)."""
+    return f"{voice_prefix(voice_id)}/consent.wav"
+
+
+def voice_conditioning_key(voice_id: str, model_id: str) -> str:
+    """A model's conditioning computed from a voice's references (XTTS: its GPT latents and speaker
+    embedding, ``torch.save``d), under the voice's prefix: deleted with the voice."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", model_id).strip(".") or "model"
+    return f"{voice_prefix(voice_id)}/conditioning/{safe}.pt"
+
+
+def protected_voice_key(name: str) -> str:
+    """A protected voice's reference clip as workers read it (copied from DATA_DIR/protected_voices)."""
+    return f"protected_voices/{name}.wav"
+
+
 class ArtifactStore(Protocol):
     """Where artifacts live; every implementation validates keys with :func:`check_key`.
 

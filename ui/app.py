@@ -47,6 +47,7 @@ from ui.page import Page, api_error
 from ui.results import ResultCards
 from ui.scenes_tab import build_scenes_tab
 from ui.tracker import ClientPool, Job, JobTracker, is_done
+from ui.voices_tab import VoicesTab
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class SoundryUI:
         self.results = ResultCards(CardCache(self.pool), self.gen.tabs)
         self.batch = BatchTab(self.pool, PROMPTS_DIR if prompts_dir is None else prompts_dir)
         self.history = HistoryTab(self.pool)
+        self.voices = VoicesTab(self.pool)
         self.tick_s = tick_s
 
     # ----------------------------------------------------------------------------------- layout
@@ -113,6 +115,8 @@ class SoundryUI:
                     self.batch.build(self.key_box)
                 with gr.Tab("Scenes", id="scenes", elem_id="tab-scenes"):
                     build_scenes_tab(self.pool.base, key_box=self.key_box)
+                with gr.Tab("Voices", id="voices", elem_id="tab-voices"):
+                    self.voices.build()
                 with gr.Tab("History", id="history", elem_id="tab-history"):
                     self.history.build()
 
@@ -228,6 +232,7 @@ class SoundryUI:
             )
         )
         self.history.wire(page)
+        self.voices.wire(demo, self.key_box, self.gen.tabs["speech"].controls["voice_id"])
 
     # ----------------------------------------------------------------------------------- handlers
 
@@ -250,8 +255,9 @@ class SoundryUI:
                 {},
                 *(gr.Dropdown(choices=[], value=None) for _ in KINDS),
             ]
-        catalog = {m["id"]: m for m in models}
-        updates = [model_choices(models, kind) for kind in KINDS]
+        entries = [m.model_dump(mode="json") for m in models]  # the page's catalog state is plain JSON
+        catalog = {m["id"]: m for m in entries}
+        updates = [model_choices(entries, kind) for kind in KINDS]
         status = f"Connected to {client.base_url}: {len(models)} models." + (
             " Signed in with your API key." if (api_key or "").strip() else ""
         )
@@ -301,7 +307,7 @@ class SoundryUI:
         except ApiError as e:
             raise api_error(e) from e
         self.tracker.track(api_key, job)
-        return f"Job `{job_id[:8]}` is {job['state']}."
+        return f"Job `{job_id[:8]}` is {job.state}."
 
     def cancel_clicked(self, api_key: str | None, evt: gr.EventData) -> str:
         data = evt._data if isinstance(evt._data, dict) else {}

@@ -21,6 +21,7 @@ from typing import Any
 import gradio as gr
 
 from gen_server.client import ApiError, BatchRejected
+from gen_server.contract.batch import BatchView
 from ui.tracker import ClientPool
 
 logger = logging.getLogger(__name__)
@@ -44,23 +45,22 @@ def example_files(prompts_dir: Path) -> list[str]:
     return sorted(p.name for p in prompts_dir.iterdir() if p.suffix.lower() in BATCH_SUFFIXES and p.is_file())
 
 
-def done_count(batch: Mapping[str, Any]) -> int:
-    counts = batch.get("counts") or {}
-    return sum(int(counts.get(state, 0)) for state in BATCH_TERMINAL)
+def done_count(batch: BatchView) -> int:
+    return sum(batch.counts.get(state, 0) for state in BATCH_TERMINAL)
 
 
-def progress_html(batch: Mapping[str, Any] | None) -> str:
+def progress_html(batch: BatchView | None) -> str:
     """The batch's state, counts per state and a progress bar (finished items / all items)."""
-    if not batch:
+    if batch is None:
         return '<div class="soundry-batch"><p role="status">No batch yet.</p></div>'
-    total = int(batch.get("total") or 0)
+    total = batch.total
     done = done_count(batch)
     pct = round(100 * done / total) if total else 0
-    counts = ", ".join(f"{n} {state}" for state, n in sorted((batch.get("counts") or {}).items()) if n)
-    name = html.escape(str(batch.get("name", "")))
-    state = html.escape(str(batch.get("state", "")))
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(batch.counts.items()) if n)
+    name = html.escape(batch.name)
+    state = html.escape(batch.state)
     return (
-        f'<div class="soundry-batch" data-batch-id="{html.escape(str(batch.get("id", "")))}" '
+        f'<div class="soundry-batch" data-batch-id="{html.escape(batch.id)}" '
         f'data-state="{state}" data-progress="{pct}">'
         f'<p role="status"><strong>{name}</strong>: {state} · {done} of {total} finished'
         f"{' · ' + html.escape(counts) if counts else ''}</p>"
@@ -68,23 +68,12 @@ def progress_html(batch: Mapping[str, Any] | None) -> str:
     )
 
 
-def item_rows(batch: Mapping[str, Any] | None) -> list[list[Any]]:
+def item_rows(batch: BatchView | None) -> list[list[Any]]:
     rows = []
-    for item in (batch or {}).get("items") or []:
-        state = item.get("state")
-        if item.get("error"):
-            state = f"{state}: {item['error'].get('message')}"
+    for item in batch.items if batch is not None else []:
+        state = f"{item.state}: {item.error.message}" if item.error else item.state
         rows.append(
-            [
-                item.get("index"),
-                item.get("line"),
-                item.get("name"),
-                item.get("variation"),
-                item.get("seed"),
-                state,
-                item.get("file"),
-                item.get("job_id") or "",
-            ]
+            [item.index, item.line, item.name, item.variation, item.seed, state, item.file, item.job_id or ""]
         )
     return rows
 
@@ -242,12 +231,12 @@ class BatchTab:
             ]
         except ApiError as e:
             raise gr.Error(e.message, title=f"{e.code} ({e.status})") from e
-        note = f"Batch **{batch['name']}** queued: {batch['total']} files (batch `{batch['id'][:8]}`)."
-        running = batch.get("state") not in BATCH_TERMINAL
+        note = f"Batch **{batch.name}** queued: {batch.total} files (batch `{batch.id[:8]}`)."
+        running = batch.state not in BATCH_TERMINAL
         return [
             note,
             gr.Dataframe(value=[], visible=False),
-            batch["id"],
+            batch.id,
             progress_html(batch),
             item_rows(batch),
             gr.Timer(active=running),
@@ -269,7 +258,7 @@ class BatchTab:
         except Exception as e:  # the API is briefly unreachable: try again on the next tick
             logger.debug("ui: batch %s unavailable: %s", batch_id, e)
             return [gr.skip(), gr.skip(), gr.skip(), gr.skip()]
-        running = batch.get("state") not in BATCH_TERMINAL
+        running = batch.state not in BATCH_TERMINAL
         return [gr.skip(), progress_html(batch), item_rows(batch), gr.Timer(active=running)]
 
     def cancel_batch(self, batch_id: str | None, api_key: str | None) -> list[Any]:
@@ -305,6 +294,6 @@ class BatchTab:
         except Exception as e:  # no key yet, or the API is down: an empty list says enough
             logger.debug("ui: batches unavailable: %s", e)
             return gr.Dropdown(choices=[], value=None)
-        choices = [(f"{b['name']} · {b['total']} files · {str(b['id'])[:8]}", str(b["id"])) for b in batches]
+        choices = [(f"{b.name} · {b.total} files · {b.id[:8]}", b.id) for b in batches]
         ids = [value for _, value in choices]
         return gr.Dropdown(choices=choices, value=current if current in ids else None)

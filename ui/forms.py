@@ -39,7 +39,14 @@ COMMON_FIELDS = (
     "sample_rate",
     "channels",
 )
-GENERATIVE_FIELDS = ("prompt", "duration_s", "top_k", "top_p", "temperature", "cfg_coef", "continuation")
+GENERATIVE_FIELDS = (
+    *("prompt", "duration_s", "top_k", "top_p", "temperature", "cfg_coef", "continuation"),
+    *("steps", "negative_prompt"),  # diffusion models (Stable Audio)
+)
+TOKEN_SAMPLING = ("top_k", "top_p", "temperature")
+"""Controls of token models (MusicGen/AudioGen) that diffusion models do not take."""
+DIFFUSION_CONTROLS = ("steps", "negative_prompt")
+"""Controls of diffusion models (Stable Audio) that token models do not take."""
 FIELDS: dict[Kind, tuple[str, ...]] = {
     "music": (
         *GENERATIVE_FIELDS[:2],
@@ -51,7 +58,10 @@ FIELDS: dict[Kind, tuple[str, ...]] = {
         "loop_bars",
     ),
     "sfx": (*GENERATIVE_FIELDS[:2], *COMMON_FIELDS, *GENERATIVE_FIELDS[2:], "loop"),
-    "speech": ("text", *COMMON_FIELDS, "voice", "language", "speed", "references", "reference_mic"),
+    "speech": (
+        *("text", *COMMON_FIELDS, "voice", "language", "speed"),
+        *("voice_id", "references", "reference_mic"),
+    ),
 }
 # Controls that hold reference audio (file paths); submitted as upload ids.
 AUDIO_FIELDS = ("melody", "continuation", "references", "reference_mic")
@@ -69,11 +79,12 @@ def model_label(entry: Mapping[str, Any]) -> str:
 def models_of(
     models: Sequence[Mapping[str, Any]], kind: str, *, commercial_only: bool = False
 ) -> list[Mapping[str, Any]]:
-    """The models of ``kind``; with ``commercial_only``, those whose outputs may be used commercially."""
+    """The models of ``kind`` (their own kind or one of their ``other_kinds``: Stable Audio makes music and
+    sfx); with ``commercial_only``, those whose outputs may be used commercially."""
     return [
         m
         for m in models
-        if m.get("kind") == kind
+        if (m.get("kind") == kind or kind in (m.get("other_kinds") or ()))
         and (not commercial_only or m.get("commercial_use") in ("allowed", "conditional"))
     ]
 
@@ -109,7 +120,14 @@ class Capabilities:
     voice_blending: bool = False
     languages: tuple[str, ...] = ()
     stereo: bool = False
+    steps: int | None = None
+    """Diffusion models: their default denoising steps (``None``: a token model)."""
+    guidance: float | None = None
     summary: str = ""
+
+    @property
+    def diffusion(self) -> bool:
+        return self.steps is not None
 
     @property
     def shows_voice(self) -> bool:
@@ -134,7 +152,8 @@ class Capabilities:
         if not self.continuation:
             hidden |= {"continuation", "continuation_upload"}
         if not self.voice_cloning:
-            hidden |= {"references", "reference_mic", "reference_uploads"}
+            hidden |= {"voice_id", "references", "reference_mic", "reference_uploads"}
+        hidden |= set(TOKEN_SAMPLING if self.diffusion else DIFFUSION_CONTROLS)
         return (
             {k: (None if k in hidden else v) for k, v in values.items()},
             {k: v for k, v in reused.items() if k not in hidden},
@@ -177,6 +196,8 @@ class Capabilities:
             voice_blending=bool(entry.get("voice_blending")),
             languages=tuple(entry.get("languages") or ()),
             stereo=int(entry.get("channels", 1)) > 1,
+            steps=int(entry["steps"]) if entry.get("steps") is not None else None,
+            guidance=float(entry["guidance"]) if entry.get("guidance") is not None else None,
             summary="  \n".join(lines),
         )
 
@@ -246,6 +267,8 @@ def build_request(  # noqa: C901, PLR0912 (a rule per branch; split it when it g
         speed = _opt_float(values.get("speed"))
         if speed is not None and speed != 1.0:
             req["speed"] = speed
+        if values.get("voice_id"):  # a voice of the library (Voices tab) instead of raw references
+            req["voice_id"] = values["voice_id"]
     else:
         req["prompt"] = values.get("prompt") or ""
         duration = _opt_float(values.get("duration_s"))
@@ -256,10 +279,12 @@ def build_request(  # noqa: C901, PLR0912 (a rule per branch; split it when it g
         if top_k is not None and int(top_k) != DEFAULT_TOP_K:
             # The default is left out: the API then caps it at the model's codebook size.
             sampling["top_k"] = int(top_k)
-        for name in ("top_p", "temperature", "cfg_coef"):
+        for name in ("top_p", "temperature", "cfg_coef", "steps"):
             number = _opt_float(values.get(name))
             if number is not None:
-                sampling[name] = number
+                sampling[name] = int(number) if name == "steps" and float(number).is_integer() else number
+        if (values.get("negative_prompt") or "").strip():
+            sampling["negative_prompt"] = values["negative_prompt"].strip()
         if sampling:
             req["sampling"] = sampling
         edit = _edit_options(values)
@@ -331,6 +356,7 @@ def values_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
             voice=spec.get("voice"),
             language=spec.get("language"),
             speed=spec.get("speed", 1.0),
+            voice_id=spec.get("voice_id"),
         )
     else:
         values.update(
@@ -342,6 +368,8 @@ def values_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
             cfg_coef=sampling.get("cfg_coef", 3.0),
             loop=bool(spec.get("loop")),
         )
+        if sampling.get("steps") is not None:  # a diffusion model's job (token models have none)
+            values.update(steps=sampling["steps"], negative_prompt=sampling.get("negative_prompt") or "")
     if spec.get("kind") == "music":
         values.update(
             tempo_bpm="" if spec.get("tempo_bpm") is None else f"{spec['tempo_bpm']:g}",

@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from gen_server.contract.spec import MAX_DIFFUSION_STEPS
 from ui.forms import (
     CHANNELS,
     DEFAULT_LUFS,
@@ -28,7 +29,9 @@ from ui.forms import (
 
 
 def sampling_controls(c: dict[str, Any]) -> None:
-    """The "Sampling" accordion (music and sound effects): top-k, top-p, temperature, guidance."""
+    """The "Sampling" accordion (music and sound effects): top-k, top-p, temperature, guidance; for
+    diffusion models (Stable Audio) denoising steps and a negative prompt instead of the token controls
+    (the model choice shows one set or the other, :mod:`ui.gen_tab`)."""
     with gr.Accordion("Sampling", open=False):
         with gr.Row():
             c["top_k"] = gr.Slider(
@@ -63,6 +66,24 @@ def sampling_controls(c: dict[str, Any]) -> None:
                 step=0.1,
                 label="Guidance (CFG)",
                 info="How strongly to follow the prompt.",
+            )
+        with gr.Row():
+            # empty unless a diffusion model is chosen (it then shows its default): a token model's
+            # request, or an API call that leaves it out, sends no steps
+            c["steps"] = gr.Number(
+                value=None,
+                minimum=1,
+                maximum=MAX_DIFFUSION_STEPS,
+                precision=0,
+                label="Denoising steps",
+                info="More: cleaner, slower (each step costs the same). Empty: the model's default.",
+                visible=False,
+            )
+            c["negative_prompt"] = gr.Textbox(
+                label="Negative prompt",
+                placeholder="low quality, distortion",
+                info="What the audio should not sound like.",
+                visible=False,
             )
 
 

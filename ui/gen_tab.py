@@ -38,6 +38,9 @@ PROMPT_HELP = {
     "music": "Describe genre, instruments, mood and tempo, e.g. 'lofi hip hop with warm piano, 80 bpm'.",
     "sfx": "Describe the sound and its setting, e.g. 'a wooden door creaks open in a quiet hall'.",
 }
+SAMPLING_OUTPUTS = ("top_k", "top_p", "temperature", "cfg_coef", "steps", "negative_prompt")
+"""Sampling controls the model choice updates: token models show top-k/p and temperature, diffusion models
+steps and a negative prompt; both guidance."""
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -92,7 +95,8 @@ class GenTab:
         refs = reused_uploads(spec)
 
         def reuse() -> list[Any]:
-            out: list[Any] = [values.get(name) for name in self.settable]
+            # a control the spec says nothing of (a token model's job: no denoising steps) stays as it is
+            out: list[Any] = [values[name] if name in values else gr.skip() for name in self.settable]
             out += [None for name in FIELDS[self.kind] if name in AUDIO_FIELDS]
             names = ", ".join(k.replace("_upload", "").replace("_uploads", "") for k in refs)
             note = f"Reusing the reference audio ({names}) of job `{str(job['id'])[:8]}`." if refs else ""
@@ -214,8 +218,17 @@ class GenTabs:
                             elem_id="speech-speed",
                         )
                     with gr.Accordion("Voice cloning references", open=True, visible=False) as refs:
+                        c["voice_id"] = gr.Dropdown(
+                            choices=[],
+                            allow_custom_value=True,  # choices arrive from the API (Voices tab)
+                            value=None,
+                            label="Voice from your library",
+                            info="Made in the Voices tab with its speaker's consent.",
+                            elem_id="speech-voice-id",
+                        )
                         gr.Markdown(
-                            "1 to 3 clean clips of the voice to clone (5 to 30 s each): upload or record."
+                            "Or 1 to 3 clean clips of the voice to clone (5 to 30 s each), where the server "
+                            "allows cloning raw uploads (`SOUNDRY_CLONING=open`): upload or record."
                         )
                         c["references"] = gr.File(
                             label="Reference clips (upload)",
@@ -305,7 +318,7 @@ class GenTabs:
         cap_inputs = [
             c["model"],
             page.catalog,
-            *(c[n] for n in ("duration_s", "top_k", "voice", "language") if n in c),
+            *(c[n] for n in ("duration_s", "top_k", "cfg_coef", "voice", "language") if n in c),
         ]
         c["model"].change(
             self._capabilities_fn(kind),
@@ -367,8 +380,8 @@ class GenTabs:
     def _capability_outputs(kind: Kind, tab: GenTab) -> list[Any]:
         c = tab.controls
         names = {
-            "music": ("duration_s", "top_k", "continuation", "melody"),
-            "sfx": ("duration_s", "top_k", "continuation"),
+            "music": ("duration_s", *SAMPLING_OUTPUTS, "continuation", "melody"),
+            "sfx": ("duration_s", *SAMPLING_OUTPUTS, "continuation"),
             "speech": ("voice", "language"),
         }[kind]
         extra = [tab.refs_box] if kind == "speech" else []
@@ -396,15 +409,23 @@ class GenTabs:
                     ),
                     gr.Accordion(visible=cap.voice_cloning),
                 ]
-            duration, top_k = current
+            duration, top_k, cfg_coef = current
             low, high = cap.min_duration_s, cap.max_duration_s
+            token, diffusion = not cap.diffusion, cap.diffusion
             outputs = [
                 cap.summary,
                 gr.Slider(minimum=low, maximum=high, value=min(max(float(duration or low), low), high)),
                 gr.Slider(
                     maximum=cap.top_k_max,
                     value=min(int(top_k if top_k is not None else DEFAULT_TOP_K), cap.top_k_max),
+                    visible=token,
                 ),
+                gr.Slider(visible=token),  # top-p
+                gr.Slider(visible=token),  # temperature
+                # guidance: a diffusion model starts on its own default (Stable Audio: 7)
+                gr.Slider(value=cap.guidance if cap.guidance is not None and diffusion else cfg_coef),
+                gr.Number(value=cap.steps, visible=diffusion),  # a token model: empty, not sent
+                gr.Textbox(visible=diffusion),  # negative prompt
                 gr.Audio(visible=cap.continuation),
             ]
             if kind == "music":
@@ -432,10 +453,10 @@ class GenTabs:
             except ApiError as e:
                 raise api_error(e) from e
             self.tracker.track(api_key, job)
-            jobs = remember(job["id"], my_jobs)
+            jobs = remember(job.id, my_jobs)
             note = (
-                f"Queued {KIND_TITLES[kind].lower()} job `{job['id'][:8]}` on `{job['model']}` "
-                f"(seed {job['spec']['seed']}). Follow it under *Your jobs*."
+                f"Queued {KIND_TITLES[kind].lower()} job `{job.id[:8]}` on `{job.model}` "
+                f"(seed {job.spec.seed}). Follow it under *Your jobs*."
             )
             return note, jobs, gr.Timer(active=True)
 
@@ -457,12 +478,15 @@ class GenTabs:
             if not path:
                 return None
             file = Path(path)
-            return str(client.upload(file.read_bytes(), file.name)["id"])
+            return client.upload(file.read_bytes(), file.name).id
 
         uploads: dict[str, Any] = {
             "melody_upload": put(values.get("melody")) or reused.get("melody_upload"),
             "continuation_upload": put(values.get("continuation")) or reused.get("continuation_upload"),
         }
+        if values.get("voice_id"):  # a library voice: its own clips are cloned, none are uploaded
+            uploads["reference_uploads"] = []
+            return uploads
         refs = [put(p) for p in [*(values.get("references") or []), values.get("reference_mic")] if p]
         uploads["reference_uploads"] = [r for r in refs if r] or list(reused.get("reference_uploads") or [])
         return uploads

@@ -104,24 +104,22 @@ class HistoryTab:
             return [[], gr.Dropdown(choices=[], value=None)]
         rows = []
         for job in jobs:
-            spec, result = job.get("spec") or {}, job.get("result") or {}
-            created = datetime.datetime.fromtimestamp(float(job.get("created_at", 0))).strftime(
-                "%Y-%m-%d %H:%M:%S"
-            )
-            seconds = result.get("duration_s") or spec.get("duration_s")
+            created = datetime.datetime.fromtimestamp(job.created_at).strftime("%Y-%m-%d %H:%M:%S")
+            seconds = job.result.duration_s if job.result else job.spec.duration_s
+            prompt = job.spec.prompt or ""
             rows.append(
                 [
                     created,
-                    job.get("kind"),
-                    job.get("model"),
-                    job.get("state"),
-                    str(spec.get("prompt", ""))[:200],
-                    spec.get("seed"),
-                    round(float(seconds), 2) if seconds else None,
-                    job.get("id"),
+                    job.kind,
+                    job.model,
+                    job.state,
+                    prompt[:200],
+                    job.spec.seed,
+                    round(seconds, 2) if seconds else None,
+                    job.id,
                 ]
             )
-        choices = [(f"{job_title(j, 40)} · {j['state']} · {str(j['id'])[:8]}", str(j["id"])) for j in jobs]
+        choices = [(f"{job_title(j.public(), 40)} · {j.state} · {j.id[:8]}", j.id) for j in jobs]
         return [rows, gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)]
 
     @staticmethod

@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw
 
 from gen_server.audio.mix import CONTROL_HZ, Ducking, duck_gain_db
 from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
-from gen_server.contract.scene import Duck, SceneRequest
+from gen_server.contract.scene import Duck, SceneRequest, SceneView
 from gen_server.errors import InvalidInput
 from gen_server.scene_plan import estimate_speech_s, parse_scene
 
@@ -253,48 +253,34 @@ def preview(text: str) -> tuple[Image.Image | None, str]:
 # ------------------------------------------------------------------------------------------ results
 
 
-def component_rows(view: Mapping[str, Any] | None) -> list[list[Any]]:
+def component_rows(view: SceneView | None) -> list[list[Any]]:
     rows = []
-    for c in (view or {}).get("components") or []:
-        state = c.get("state")
-        if c.get("error"):
-            state = f"{state}: {c['error'].get('message')}"
-        length = c.get("duration_s")
-        rows.append(
-            [
-                c.get("path"),
-                c.get("label"),
-                c.get("kind"),
-                c.get("model"),
-                c.get("start_s"),
-                round(float(length), 2) if length is not None else "",
-                state,
-                c.get("job_id"),
-            ]
-        )
+    for c in view.components if view is not None else []:
+        state = f"{c.state}: {c.error.message}" if c.error else c.state
+        length = round(c.duration_s, 2) if c.duration_s is not None else ""
+        rows.append([c.path, c.label, c.kind, c.model, c.start_s, length, state, c.job_id])
     return rows
 
 
-def status_html(view: Mapping[str, Any] | None) -> str:
+def status_html(view: SceneView | None) -> str:
     """The scene's state, components done, a progress bar and, when done, the measured levels."""
-    if not view:
+    if view is None:
         return '<div class="soundry-scene"><p role="status">No scene rendered yet.</p></div>'
-    components = view.get("components") or []
-    done = sum(c.get("state") == "succeeded" for c in components)
-    pct = round(100 * float(view.get("progress") or 0.0))
-    state = html.escape(str(view.get("state")))
+    done = sum(c.state == "succeeded" for c in view.components)
+    pct = round(100 * view.progress)
+    state = html.escape(view.state)
     lines = [
-        f"<strong>{html.escape(str(view.get('name')))}</strong>: {state} · {done} of {len(components)} "
-        f"components done · scene <code>{html.escape(str(view.get('id')))}</code>"
+        f"<strong>{html.escape(view.name)}</strong>: {state} · {done} of {len(view.components)} "
+        f"components done · scene <code>{html.escape(view.id)}</code>"
     ]
-    mix = view.get("mix") or {}
+    mix = view.mix or {}
     if mix:
         lines.append(
             f"mix: {mix.get('duration_s', 0):.2f} s, {mix.get('loudness_lufs', 0):.2f} LUFS (target "
-            f"{view.get('target_lufs')}), true peak {mix.get('true_peak_dbtp', 0):.2f} dBTP, watermarked"
+            f"{view.target_lufs}), true peak {mix.get('true_peak_dbtp', 0):.2f} dBTP, watermarked"
         )
-    if view.get("error"):
-        lines.append(f"⚠️ {html.escape(str(view['error'].get('message')))}")
+    if view.error:
+        lines.append(f"⚠️ {html.escape(view.error.message)}")
     body = "".join(f"<p>{line}</p>" for line in lines)
     return (
         f'<div class="soundry-scene" role="status" data-state="{state}" data-progress="{pct}">{body}'
@@ -348,33 +334,31 @@ class ScenesTab:
             field = f" (<code>{html.escape(e.field)}</code>)" if e.field else ""
             yield f"<p>⚠️ {html.escape(e.message)}{field}</p>", gr.skip(), None, [], None, None
             return
-        scene_id = str(view["id"])
+        scene_id = view.id
         lanes = [t.name or f"track {i}" for i, t in enumerate(req.tracks)]
         deadline = time.monotonic() + TIMEOUT_S
         last: tuple[Any, ...] = ()
         while True:
-            current = (view.get("state"), round(float(view.get("progress") or 0), 2))
+            current = (view.state, round(view.progress, 2))
             if current != last:
                 last = current
                 yield status_html(view), gr.skip(), None, component_rows(view), scene_id, None
-            if view.get("state") in TERMINAL_STATES or time.monotonic() > deadline:
+            if view.state in TERMINAL_STATES or time.monotonic() > deadline:
                 break
             time.sleep(POLL_S)
             view = client.scene(scene_id)
-        if view.get("state") != "succeeded":
+        if view.state != "succeeded" or view.result is None:
             yield status_html(view), gr.skip(), None, component_rows(view), scene_id, None
             return
         data = client.audio(scene_id, "wav")
         path = self.out_dir / f"{scene_id}.wav"
         path.write_bytes(data)
         samples, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        lengths = {c["path"]: float(c["duration_s"]) for c in view["components"] if c.get("duration_s")}
+        lengths = {c.path: c.duration_s for c in view.components if c.duration_s}
         boxes = boxes_for(req, lengths)
-        image = timeline_image(
-            boxes, lanes=lanes, length_s=float(view["result"]["duration_s"]), mix=samples.mean(axis=1)
-        )
+        image = timeline_image(boxes, lanes=lanes, length_s=view.result.duration_s, mix=samples.mean(axis=1))
         bundle = None
-        if "export" in (view.get("links") or {}):
+        if "export" in view.links:
             bundle = self.out_dir / f"{scene_id}.zip"
             bundle.write_bytes(client.scene_export(scene_id))
         yield status_html(view), image, str(path), component_rows(view), scene_id, bundle and str(bundle)

@@ -20,10 +20,13 @@ from typing import Any
 import httpx
 
 from gen_server.client import TERMINAL_STATES, ApiError, SoundryClient
+from gen_server.contract.result import JobView
 
 logger = logging.getLogger(__name__)
 
 Job = dict[str, Any]
+"""A job as the page shows it: the client's :class:`JobView` in its JSON form (the page renders it and
+hands it to the browser), or :func:`missing`'s stand-in."""
 # A job the API no longer knows (expired, or another key's): shown once, never followed.
 MISSING = "missing"
 
@@ -113,13 +116,16 @@ class JobTracker:
                 old, _ = self._views.popitem(last=False)
                 self._seen.pop(old, None)
 
-    def track(self, api_key: str | None, job: Job) -> None:
-        """Start following ``job`` (a view the API returned, e.g. from ``submit``) for ``api_key``."""
+    def track(self, api_key: str | None, view: JobView | Job) -> Job:
+        """Start following a job (a view the API returned, e.g. from ``submit``) for ``api_key``; the
+        job as the page shows it."""
+        job = view.public() if isinstance(view, JobView) else view
         slot = (key_id(api_key), str(job["id"]))
         self._put(slot, job)
         self._seen[slot] = time.monotonic()
         if not is_done(job):
             self._follow(api_key, slot)
+        return job
 
     def view(self, api_key: str | None, job_id: str) -> Job:
         """The latest view of ``job_id`` as ``api_key`` sees it (fetched once if not yet known)."""
@@ -132,13 +138,11 @@ class JobTracker:
                 self._follow(api_key, slot)
             return known
         try:
-            job = self.pool.get(api_key).get(job_id)
+            return self.track(api_key, self.pool.get(api_key).get(job_id))
         except ApiError as e:
             if e.status != 404:
                 raise
-            job = missing(job_id, e)
-        self.track(api_key, job)
-        return job
+            return self.track(api_key, missing(job_id, e))
 
     def _follow(self, api_key: str | None, slot: tuple[str, str]) -> None:
         with self._lock:
@@ -159,14 +163,14 @@ class JobTracker:
         while time.monotonic() - self._seen.get(slot, 0.0) < self.idle_stop_s:
             try:
                 if use_events:
-                    for job in client.events(job_id, read_timeout_s=60.0):
-                        self._put(slot, job)
-                        if is_done(job):
+                    for view in client.events(job_id, read_timeout_s=60.0):
+                        self._put(slot, view.public())
+                        if view.state in TERMINAL_STATES:
                             return
                     continue
-                job = client.get(job_id)
-                self._put(slot, job)
-                if is_done(job):
+                view = client.get(job_id)
+                self._put(slot, view.public())
+                if view.state in TERMINAL_STATES:
                     return
                 time.sleep(self.poll_s)
             except ApiError as e:
@@ -207,9 +211,8 @@ class JobTracker:
             return cached[1] if cached else {}
         positions: dict[str, int] = {}
         counters: dict[str, int] = {}
-        for job in sorted(queued, key=lambda j: float(j.get("created_at", 0.0))):
-            kind = str(job.get("kind"))
-            counters[kind] = counters.get(kind, 0) + 1
-            positions[str(job["id"])] = counters[kind]
+        for job in sorted(queued, key=lambda j: j.created_at):
+            counters[job.kind] = counters.get(job.kind, 0) + 1
+            positions[job.id] = counters[job.kind]
         self._positions[name] = (now, positions)
         return positions

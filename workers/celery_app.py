@@ -14,7 +14,9 @@ def make_app() -> Celery:
         raise SystemExit("a worker needs SOUNDRY_REDIS_URL (the serve command passes its embedded Redis)")
     app = Celery("soundry")
     app.conf.update(celery_config(settings, settings.redis_url))
-    app.conf.update(include=["workers.tasks", "workers.webhook_tasks", "workers.scene_tasks"])
+    app.conf.update(
+        include=["workers.tasks", "workers.webhook_tasks", "workers.scene_tasks", "workers.voice_tasks"]
+    )
     return app
 
 

@@ -20,14 +20,22 @@ from gen_server.audio.watermark import Watermarker, payload_for_job
 from gen_server.content_credentials import Signing, sign_job_file
 from gen_server.contract.result import JobResult, SpeechCheck, WordTiming
 from gen_server.contract.spec import JobSpec
-from gen_server.storage import ArtifactStore, audio_key, manifest_key, upload_key, watermark_key_for
+from gen_server.errors import NotFound
+from gen_server.storage import (
+    ArtifactStore,
+    audio_key,
+    manifest_key,
+    upload_key,
+    voice_reference_key,
+    watermark_key_for,
+)
 from workers import editing
 from workers.backends.base import GenRequest
 
 logger = logging.getLogger(__name__)
 
 GENERATOR = "Soundry 0.1.0"
-_VERSIONED = ("soundry", "torch", "audiocraft", "coqui-tts", "piper-tts", "numpy")
+_VERSIONED = ("soundry", "torch", "audiocraft", "coqui-tts", "piper-tts", "diffusers", "numpy")
 
 
 def library_versions() -> dict[str, str]:
@@ -56,6 +64,21 @@ def _upload(store: ArtifactStore, upload_id: str | None) -> Audio | None:
     return decode(store.get(upload_key(upload_id))) if upload_id else None
 
 
+def _references(store: ArtifactStore, spec: JobSpec) -> tuple[Audio, ...]:
+    """The clips to clone: the library voice's (``voices/<id>/reference-N.wav``) or the raw uploads.
+
+    Raises:
+        NotFound: the job's voice has no clips (deleted after the job was queued).
+    """
+    if spec.voice_id is None:
+        return tuple(a for a in (_upload(store, u) for u in spec.reference_uploads) if a is not None)
+    keys = [voice_reference_key(spec.voice_id, i) for i in range(3)]
+    found = tuple(decode(store.get(k)) for k in keys if store.exists(k))
+    if not found:
+        raise NotFound(f"voice '{spec.voice_id}' has no clips (deleted?)", field="voice_id")
+    return found
+
+
 def gen_request(spec: JobSpec, store: ArtifactStore) -> GenRequest:
     """The backend request for ``spec``, with uploads decoded from storage."""
     return GenRequest(
@@ -71,8 +94,13 @@ def gen_request(spec: JobSpec, store: ArtifactStore) -> GenRequest:
         speed=spec.speed,
         melody=_upload(store, spec.melody_upload),
         continuation=_upload(store, spec.continuation_upload),
-        references=tuple(a for a in (_upload(store, u) for u in spec.reference_uploads) if a is not None),
+        references=_references(store, spec),
+        voice_id=spec.voice_id,
         lexicon=tuple(sorted(spec.lexicon.items())),
+        steps=spec.sampling.steps,
+        negative_prompt=spec.sampling.negative_prompt,
+        init_audio=_upload(store, spec.init_audio_upload),
+        init_noise_level=spec.init_noise_level,
     )
 
 
@@ -109,6 +137,9 @@ def finish(
     }
     if spec.licence:
         tags["licence"] = spec.licence
+    if spec.voice_id is not None:  # a cloned voice: which one, and the consent it was made with
+        tags["voice_id"] = spec.voice_id
+        tags["voice_consent_sha256"] = spec.voice_consent_sha256 or ""
     if analysis is not None and analysis.tempo_bpm is not None:
         tags["bpm"] = f"{analysis.tempo_bpm:g}"
     if analysis is not None and analysis.key is not None:

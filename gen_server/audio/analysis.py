@@ -320,7 +320,8 @@ def _magnitudes(y: FloatArray, starts: npt.NDArray[np.int64], frame: int) -> Flo
 
 def frame_flux(y: FloatArray, at: npt.NDArray[np.int64], frame: int = SEAM_FRAME) -> FloatArray:
     """Spectral flux between ``y[i - frame:i]`` and ``y[i:i + frame]`` for each ``i`` in ``at``."""
-    return np.linalg.norm(_magnitudes(y, at - frame, frame) - _magnitudes(y, at, frame), axis=1)
+    flux: FloatArray = np.linalg.norm(_magnitudes(y, at - frame, frame) - _magnitudes(y, at, frame), axis=1)
+    return flux
 
 
 def interior(

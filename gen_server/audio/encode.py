@@ -229,7 +229,8 @@ def _ixml(tags: dict[str, str]) -> bytes:
         ElementTree.SubElement(root, "NOTE").text = tags["comment"]
     user = "\n".join(f"{k}={_escape_line(v)}" for k, v in tags.items())
     ElementTree.SubElement(root, "USER").text = user
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="utf-8")
+    body: bytes = ElementTree.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def _escape_line(value: str) -> str:
@@ -494,7 +495,7 @@ def _mp3_header_duration(mp3: bytes) -> float | None:
     flags = struct.unpack(">I", mp3[tag + 4 : tag + 8])[0]
     if not flags & 1:
         return None
-    frames = struct.unpack(">I", mp3[tag + 8 : tag + 12])[0]
+    frames: int = struct.unpack(">I", mp3[tag + 8 : tag + 12])[0]
     per_frame = 1152 if version == 3 else 576
     return frames * per_frame / _MP3_RATES_BY_VERSION[version][rate_index]
 

@@ -120,7 +120,8 @@ def _window_rms_db(audio: Audio, window_s: float) -> npt.NDArray[np.float64]:
     padded[:, : audio.frames] = audio.samples
     ms = (padded.reshape(audio.channels, n, hop) ** 2).mean(axis=2).max(axis=0)
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(ms)
+        db: npt.NDArray[np.float64] = 10.0 * np.log10(ms)
+    return db
 
 
 def trim_silence(audio: Audio, threshold_db: float = -50.0, pad_s: float = 0.05) -> Audio:
@@ -310,7 +311,8 @@ def _limiter_gain(audio: Audio, ceiling: float) -> npt.NDArray[np.float64]:
     box = half + 1
     smooth = ndimage.uniform_filter1d(held, size=box, mode="nearest")
     smooth = ndimage.uniform_filter1d(smooth, size=box, mode="nearest")
-    return np.minimum(smooth, need)
+    limited: npt.NDArray[np.float64] = np.minimum(smooth, need)
+    return limited
 
 
 def limit_true_peak(audio: Audio, true_peak_dbtp: float = -1.0) -> Audio:

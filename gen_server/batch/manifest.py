@@ -7,15 +7,17 @@ CLI reads it back to skip items already done when a run is resumed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gen_server.batch.plan import PlannedJob
+from gen_server.contract.result import JobView
 
 
-def manifest_entry(job: PlannedJob, view: Mapping[str, Any]) -> dict[str, Any]:
-    """The manifest line of a finished job (``view``: the API's job JSON, with its result)."""
+def manifest_entry(job: PlannedJob, job_view: JobView) -> dict[str, Any]:
+    """The manifest line of a finished job (``job_view``: the API's view of it, with its result)."""
+    view = job_view.public()
     result = view.get("result") or {}
     entry = {
         "item_id": job.item_id,

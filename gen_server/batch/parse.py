@@ -60,7 +60,7 @@ NESTED_MODELS: dict[str, type[BaseModel]] = {"post": PostProcess, "sampling": Sa
 # CSV cells are text: these fields stay strings, the others are read as numbers/booleans when they look so.
 STRING_FIELDS = frozenset(
     {"name", "kind", "model", "prompt", "text", "voice", "language", "melody_upload", "continuation_upload"}
-    | {"format", "wav_subtype", "captions"}
+    | {"init_audio_upload", "format", "wav_subtype", "captions"}
 )
 LIST_FIELDS = frozenset({"seeds", "reference_uploads"})
 

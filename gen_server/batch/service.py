@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 import zipfile
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from gen_server.batch.errors import BatchError, BatchInvalid
 from gen_server.batch.manifest import manifest_entry, manifest_lines
@@ -29,6 +29,7 @@ from gen_server.batch.parse import BatchFormat
 from gen_server.batch.plan import BatchPlan, PlannedJob, idempotency_key, validate_batch_bytes
 from gen_server.batch.template import MANIFEST_NAME, SUMMARY_NAME
 from gen_server.captions import render
+from gen_server.contract.batch import ItemState
 from gen_server.contract.result import JobError, JobView
 from gen_server.contract.spec import JobRequest
 from gen_server.errors import Conflict, NotFound, RateLimited, SoundryError
@@ -38,7 +39,6 @@ from gen_server.storage import upload_key
 
 logger = logging.getLogger(__name__)
 
-ItemState = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
 _SPOOL_BYTES = 64 * 1024 * 1024
 _FAILED_MARK = "!"  # a batch_jobs value starting with it holds the error of an item that could not be queued
 
@@ -108,6 +108,7 @@ class BatchService:
             refs = [
                 ("melody_upload", job.request.get("melody_upload")),
                 ("continuation_upload", job.request.get("continuation_upload")),
+                ("init_audio_upload", job.request.get("init_audio_upload")),
                 *(("reference_uploads", u) for u in job.request.get("reference_uploads") or []),
             ]
             for fld, upload in refs:
@@ -290,6 +291,6 @@ class BatchService:
                 if job.captions_file is not None and view.result.words is not None:
                     text = render(view.result.words, "vtt" if job.captions == "vtt" else "srt")
                     zf.writestr(f"{root}/{job.captions_file}", text, compress_type=zipfile.ZIP_DEFLATED)
-                entries.append(manifest_entry(job, view.public()))
+                entries.append(manifest_entry(job, view))
             zf.writestr(f"{root}/{MANIFEST_NAME}", "".join(manifest_lines(entries)), zipfile.ZIP_DEFLATED)
             zf.writestr(f"{root}/{SUMMARY_NAME}", json.dumps(summary, indent=2) + "\n", zipfile.ZIP_DEFLATED)

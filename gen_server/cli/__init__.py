@@ -8,6 +8,8 @@
     soundry verify     detect Soundry's watermark and check the C2PA credentials of an audio file (verify.py)
     soundry batch      generate a batch file (YAML, JSONL, CSV) into a folder with a manifest (batch.py)
     soundry scene      render a scene file into one mixed track (scene.py)
+    soundry audit      print the voice audit log (voices.py)
+    soundry voices     protected voices, never cloned: protect FILE --name, protected (voices.py)
 
 Every command is ``cmd_*(args, settings) -> exit code``; :func:`build_parser` wires them to their
 arguments and :func:`main` runs one with the checked settings. Command modules import what they need
@@ -27,6 +29,7 @@ from gen_server.cli.scene import cmd_scene
 from gen_server.cli.serve import cmd_serve, cmd_worker
 from gen_server.cli.status import cmd_status
 from gen_server.cli.verify import cmd_verify
+from gen_server.cli.voices import add_parsers as add_voice_parsers
 from gen_server.settings import Settings, checked_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scene.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait (default 1800)")
     scene.set_defaults(func=cmd_scene)
+    add_voice_parsers(sub)
     return parser
 
 

@@ -17,9 +17,10 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return 0
-    print(f"{'id':28} {'kind':7} {'rate':>6} {'max s':>6}  licence")
+    print(f"{'id':28} {'kind':9} {'rate':>6} {'max s':>6}  licence")
     for e in entries:
-        print(f"{e.id:28} {e.kind:7} {e.sample_rate:>6} {e.max_duration_s:>6.0f}  {e.licence_terms}")
+        kinds = "+".join((e.kind, *e.other_kinds))  # Stable Audio: music+sfx
+        print(f"{e.id:28} {kinds:9} {e.sample_rate:>6} {e.max_duration_s:>6.0f}  {e.licence_terms}")
     return 0
 
 

@@ -13,9 +13,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gen_server.settings import Settings
+
+if TYPE_CHECKING:
+    from gen_server.contract.scene import SceneView
 
 
 def _scene_lines(text: str) -> dict[str, int]:
@@ -44,23 +47,24 @@ def _scene_lines(text: str) -> dict[str, int]:
     return lines
 
 
-def _save(view: dict[str, Any], out: Path, audio: bytes, bundle: Path | None, zipped: bytes | None) -> None:
+def _save(view: SceneView, out: Path, audio: bytes, bundle: Path | None, zipped: bytes | None) -> None:
     """Write the finished scene's track, its ``.scene.json`` and its export zip, and print a summary."""
     from gen_server.files import atomic_write
 
+    assert view.result is not None  # a succeeded scene has its result
     atomic_write(out, audio)
-    atomic_write(out.with_name(out.stem + ".scene.json"), json.dumps(view, indent=2).encode())
+    atomic_write(out.with_name(out.stem + ".scene.json"), view.model_dump_json(indent=2).encode())
     if bundle is not None and zipped is not None:
         atomic_write(bundle, zipped)
-    mix = view.get("mix") or {}
+    mix = view.mix or {}
     print(
-        f"{out}: {view['result']['duration_s']:.2f} s, {view['sample_rate']} Hz, {view['channels']} ch, "
-        f"{mix.get('loudness_lufs', float('nan')):.2f} LUFS (target {view['target_lufs']:g}), true peak "
-        f"{mix.get('true_peak_dbtp', float('nan')):.2f} dBTP, watermark {view['result']['watermark_payload']}"
+        f"{out}: {view.result.duration_s:.2f} s, {view.sample_rate} Hz, {view.channels} ch, "
+        f"{mix.get('loudness_lufs', float('nan')):.2f} LUFS (target {view.target_lufs:g}), true peak "
+        f"{mix.get('true_peak_dbtp', float('nan')):.2f} dBTP, watermark {view.result.watermark_payload}"
     )
-    print(f"scene {view['id']} (also the mixed track's job id); components:")
-    for c in view["components"]:
-        print(f"  {c['path']:20} {c['label'][:18]:18} {c['kind']:6} {c['model'][:26]:26} job {c['job_id']}")
+    print(f"scene {view.id} (also the mixed track's job id); components:")
+    for c in view.components:
+        print(f"  {c.path:20} {c.label[:18]:18} {c.kind:6} {c.model[:26]:26} job {c.job_id}")
     if bundle is not None and zipped is not None:
         print(f"{bundle}: the export (mix, stems, captions, timeline.otio, project.rpp), {len(zipped)} bytes")
 
@@ -109,25 +113,25 @@ def cmd_scene(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR
     key = None if args.new else "scene-file-" + digest[:40]
     try:
         view = client.submit_scene(data, idempotency_key=key)
-        if key is not None and view["state"] in ("failed", "cancelled"):
-            print(f"scene {view['id']} (an earlier run) {view['state']}; rendering again", file=sys.stderr)
+        if key is not None and view.state in ("failed", "cancelled"):
+            print(f"scene {view.id} (an earlier run) {view.state}; rendering again", file=sys.stderr)
             view = client.submit_scene(data)
-        scene_id = view["id"]
-        print(f"scene {scene_id}: {len(view['components'])} components queued on {url}", file=sys.stderr)
+        scene_id = view.id
+        print(f"scene {scene_id}: {len(view.components)} components queued on {url}", file=sys.stderr)
         deadline, last = time.monotonic() + args.timeout, ""
-        while view["state"] not in TERMINAL_STATES and time.monotonic() < deadline:
+        while view.state not in TERMINAL_STATES and time.monotonic() < deadline:
             time.sleep(0.5)
             view = client.scene(scene_id)
-            done = sum(c["state"] == "succeeded" for c in view["components"])
-            line = f"{view['state']}, {done}/{len(view['components'])} components done"
+            done = sum(c.state == "succeeded" for c in view.components)
+            line = f"{view.state}, {done}/{len(view.components)} components done"
             if line != last:
-                print(f"scene {scene_id}: {line} ({view['progress']:.0%})", file=sys.stderr)
+                print(f"scene {scene_id}: {line} ({view.progress:.0%})", file=sys.stderr)
                 last = line
-        if view["state"] != "succeeded":
-            error = view.get("error") or {"message": f"still {view['state']} after {args.timeout:g} s"}
-            print(f"soundry: scene {scene_id} {view['state']}: {error['message']}", file=sys.stderr)
+        if view.state != "succeeded" or view.result is None:
+            message = view.error.message if view.error else f"still {view.state} after {args.timeout:g} s"
+            print(f"soundry: scene {scene_id} {view.state}: {message}", file=sys.stderr)
             return 1
-        fmt = view["result"]["format"]
+        fmt = view.result.format
         out = Path(args.out) if args.out else Path(f"{path.stem}.{fmt}")
         suffix = out.suffix.lower().lstrip(".")
         audio = client.audio(scene_id, suffix if suffix in ("wav", "flac", "mp3", "ogg") else fmt)

@@ -19,7 +19,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from gen_server.content_credentials import resolve_identity
     from gen_server.errors import SoundryError
     from gen_server.instance_secrets import checked_secrets
-    from gen_server.provenance import detect_bytes
+    from gen_server.provenance import clone_of, detect_bytes
 
     path = Path(args.file)
     try:
@@ -37,6 +37,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"soundry: {path}: {e.message}", file=sys.stderr)
         return 2
     d = found.detection
+    clone = clone_of(store, found.job_id) if found.job_id else None  # the CLI reads the store: it sees all
     if args.json:
         payload = f"{d.payload:08x}" if d.payload is not None else None
         print(
@@ -48,15 +49,33 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                     "payload": payload,
                     "job_id": found.job_id,
                     "metadata_job_id": found.metadata_job_id,
+                    "cloned_voice": clone.describe() if clone else None,
                     "c2pa": {**found.c2pa.public(), "summary": found.c2pa.summary()},
+                    "spans": [
+                        {
+                            "start_s": round(s.span.start_s, 3),
+                            "end_s": round(s.span.end_s, 3),
+                            "payload": f"{s.span.payload:08x}",
+                            "job_id": s.job_id,
+                            "confidence": round(s.span.confidence, 3),
+                        }
+                        for s in found.spans
+                    ],
                 }
             )
         )
     elif d.detected:
         job = f", job {found.job_id}" if found.job_id else " (job not in this installation's storage)"
+        job += f", {clone.describe()}" if clone else ""
         print(f"{path}: Soundry watermark FOUND, payload {d.payload:08x}, confidence {d.confidence:.1f}{job}")
     else:
         print(f"{path}: no Soundry watermark found (confidence {d.confidence:.1f})")
     if not args.json:
+        for s in found.spans:
+            where = f", job {s.job_id}" if s.job_id else ""
+            print(
+                f"{path}: marked {s.span.start_s:.1f}-{s.span.end_s:.1f} s, payload {s.span.payload:08x}, "
+                f"confidence {s.span.confidence:.1f}{where}"
+            )
         print(f"{path}: {found.c2pa.summary()}")
     return 0 if d.detected else 1

@@ -3,16 +3,22 @@
 Each entry says where the weights come from (``source``), what they produce and what they may do.
 Licences matter: MusicGen/AudioGen weights are CC-BY-NC 4.0 (non-commercial), XTTS-v2 is under the
 Coqui Public Model License (non-commercial); the Piper engine is GPL-3.0-or-later; Kokoro-82M's weights
-are Apache-2.0 (commercial use allowed).
+are Apache-2.0 (commercial use allowed); Stable Audio Open 1.0 is under the Stability AI Community License
+(commercial use allowed below USD 1M annual revenue, :data:`STABILITY_CONDITION`).
+
+Not offered: ``stabilityai/stable-audio-open-small``. Its repository publishes stable-audio-tools files
+(one ``model.safetensors`` with ``model_config.json``), not diffusers' pipeline layout (no
+``model_index.json``, no per-component folders), and diffusers 0.35.2 ships no converter for it, so
+``StableAudioPipeline.from_pretrained`` cannot load it; serving it would need stable-audio-tools itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gen_server.contract import examples
 from gen_server.errors import InvalidInput, UnknownModel
@@ -22,7 +28,7 @@ Kind = Literal["speech", "sfx", "music"]
 CommercialUse = Literal["allowed", "conditional", "not_allowed"]
 """May a model's outputs be used commercially: ``allowed``; ``conditional`` (the condition is in
 ``commercial_condition``); ``not_allowed`` (non-commercial weights)."""
-Family = Literal["musicgen", "audiogen", "coqui", "piper", "kokoro"]
+Family = Literal["musicgen", "audiogen", "coqui", "piper", "kokoro", "stable_audio"]
 
 XTTS_LANGUAGES = (
     "en",
@@ -74,6 +80,30 @@ KOKORO_VOICES = (
 """Kokoro-82M v1.0's voices (``voices/<name>.pt``) in the languages of :data:`KOKORO_LANGUAGES`; the
 first is the default."""
 
+STABLE_AUDIO_ID = "stable-audio-open-1.0"
+STABLE_AUDIO_REPO = "stabilityai/stable-audio-open-1.0"
+"""The Hugging Face repository of Stable Audio Open 1.0 in diffusers' layout (gated: accept its licence
+on the model page and log in with ``huggingface-cli login`` before ``soundry models pull``)."""
+STABLE_AUDIO_FILES = (
+    "model_index.json",
+    "transformer/*",
+    "vae/*",
+    "text_encoder/*",
+    "tokenizer/*",
+    "projection_model/*",
+    "scheduler/*",
+)
+"""What a Stable Audio folder holds (``<models_dir>/stable-audio-open-1.0/``): diffusers' pipeline layout."""
+STABILITY_LICENCE = "Stability AI Community License"
+STABILITY_CONDITION = (
+    "free for research, non-commercial and commercial use by individuals and organisations with less "
+    "than USD 1M in total annual revenue; above that, a paid Enterprise licence from Stability AI is "
+    "needed to use the model or its outputs in commercial products or services (stability.ai/license)"
+)
+"""The Stability AI Community License's commercial condition, as Stability AI states it ("You only need a
+paid Enterprise license if your yearly revenues exceed USD$1M and you use Stability AI models in
+commercial products or services"); the model card sends commercial users to https://stability.ai/license."""
+
 
 class ModelEntry(BaseModel):
     """One generation model as users see it.
@@ -88,6 +118,13 @@ class ModelEntry(BaseModel):
         codebook_size: EnCodec codebook cardinality; ``top_k`` may not exceed it.
         voice_blending: The voice may be a weighted blend of speakers, ``af_bella(2)+af_sky(1)``
             (:mod:`gen_server.contract.voice_mix`).
+        other_kinds: Kinds it makes besides ``kind`` (Stable Audio: sfx as well as music); a job of such a
+            kind goes to that kind's queue.
+        steps: Diffusion models: the denoising steps a request gets when it names none
+            (``sampling.steps``); such models also take ``sampling.negative_prompt`` and
+            ``init_audio_upload``. ``None``: not a diffusion model.
+        guidance: Diffusion models: the guidance scale (``sampling.cfg_coef``) a request gets when it
+            names none.
     """
 
     model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [examples.MODEL_ENTRY]})
@@ -112,6 +149,9 @@ class ModelEntry(BaseModel):
     languages: tuple[str, ...] = ()
     speakers: tuple[str, ...] = ()
     voice_blending: bool = False
+    other_kinds: tuple[Kind, ...] = ()
+    steps: int | None = None
+    guidance: float | None = None
     dev: bool = False
 
     @field_validator("commercial_use", mode="before")
@@ -125,6 +165,10 @@ class ModelEntry(BaseModel):
     @property
     def queue(self) -> Kind:
         return self.kind
+
+    def makes(self, kind: str) -> bool:
+        """Whether jobs of ``kind`` may use this model (its ``kind`` or one of its ``other_kinds``)."""
+        return kind == self.kind or kind in self.other_kinds
 
     @property
     def commercially_usable(self) -> bool:
@@ -239,6 +283,24 @@ STATIC_MODELS: tuple[ModelEntry, ...] = (
         speakers=KOKORO_VOICES,
         voice_blending=True,
     ),
+    ModelEntry(
+        id=STABLE_AUDIO_ID,
+        family="stable_audio",
+        kind="music",
+        source=STABLE_AUDIO_REPO,
+        description="Stable Audio Open 1.0: text to music and sound effects, stereo 44.1 kHz, up to 47 s "
+        "(diffusers; serves the music and sfx queues)",
+        sample_rate=44100,
+        channels=2,
+        max_duration_s=47.0,
+        window_s=47.55,
+        licence=STABILITY_LICENCE,
+        commercial_use="conditional",
+        commercial_condition=STABILITY_CONDITION,
+        other_kinds=("sfx",),
+        steps=100,
+        guidance=7.0,
+    ),
 )
 
 
@@ -329,6 +391,20 @@ DEV_MODELS: tuple[ModelEntry, ...] = (
         speakers=("af_heart", "am_adam", "bf_emma"),
         voice_blending=True,
     ),
+    _dev(
+        "dev-stable-audio-tiny",
+        "stable_audio",
+        "music",
+        "Stable Audio Open (diffusers' StableAudioPipeline layout and loader; stereo 44.1 kHz; noise)",
+        source="tiny:stable-audio",
+        sample_rate=44100,
+        channels=2,
+        max_duration_s=11.0,
+        window_s=11.88,
+        other_kinds=("sfx",),
+        steps=8,
+        guidance=7.0,
+    ),
 )
 
 BUNDLED_VOICE_ID = "piper-en_US-joe-medium"
@@ -379,6 +455,14 @@ def kokoro_installed(settings: Settings) -> bool:
     )
 
 
+class ModelView(ModelEntry):
+    """A catalog entry as ``GET /v1/models`` lists it (OpenAI's list item fields added)."""
+
+    object: Literal["model"] = "model"
+    owned_by: str = Field(description="The model's family")
+    default: bool = Field(False, description="The model a request of its kind gets when it names none")
+
+
 class Catalog:
     """All models this installation offers, keyed by id.
 
@@ -386,9 +470,9 @@ class Catalog:
     withholds non-commercial ones); a request naming one is refused with its licence.
     """
 
-    def __init__(self, entries: list[ModelEntry], withheld: list[ModelEntry] | None = None) -> None:
+    def __init__(self, entries: Iterable[ModelEntry], withheld: Iterable[ModelEntry] = ()) -> None:
         self._entries = {e.id: e for e in entries}
-        self._withheld = {e.id: e for e in withheld or ()}
+        self._withheld = {e.id: e for e in withheld}
 
     def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self._entries.values())
@@ -419,7 +503,7 @@ class Catalog:
         """
         if kind == "speech" and BUNDLED_VOICE_ID in self._entries:
             return self._entries[BUNDLED_VOICE_ID]
-        candidates = [e for e in self if e.kind == kind]
+        candidates = [e for e in self if e.makes(kind)]
         if not candidates:
             why = " (SOUNDRY_LICENCES=commercial withholds the non-commercial ones)" if self._withheld else ""
             raise InvalidInput(f"this server offers no {kind} model{why}", field="model")

@@ -139,6 +139,7 @@ ELEVENLABS_VOICE: dict[str, Any] = {
     "preview_url": None,
     "available_for_tiers": [],
     "high_quality_base_model_ids": ["piper-en_US-joe-medium"],
+    "library": None,
 }
 
 ELEVENLABS_VOICES: dict[str, Any] = {"voices": [ELEVENLABS_VOICE]}
@@ -158,6 +159,7 @@ DETECTION_VIEW: dict[str, Any] = {
     "payload": "5e1a9c07",
     "job_id": JOB_ID,
     "metadata_job_id": JOB_ID,
+    "spans": [{"start_s": 0.0, "end_s": 12.48, "payload": "5e1a9c07", "job_id": JOB_ID, "confidence": 31.2}],
     "c2pa": {
         "supported": True,
         "present": True,

@@ -20,6 +20,9 @@ WebhookEvent = Literal["start", "progress", "completed"]
 WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("start", "progress", "completed")
 """Webhook events in the order a job sends them: started, progress (at most every 0.5 s), completed."""
 MAX_SEED = 2**31 - 1
+MAX_DIFFUSION_STEPS = 500
+MIN_INIT_NOISE, MAX_INIT_NOISE = 0.31, 500.0
+"""Noise level (sigma) a variation of initial audio starts from (the schedule runs from 0.3 to 500)."""
 DEFAULT_TOP_K = 250
 MIN_BPM, MAX_BPM = 40.0, 300.0
 MAX_LOOP_BARS = 64
@@ -32,7 +35,9 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Sampling(BaseModel):
-    """Token sampling controls for MusicGen/AudioGen (set on every call)."""
+    """Sampling controls (set on every call): token sampling for MusicGen/AudioGen (top_k, top_p,
+    temperature), denoising for diffusion models such as Stable Audio (steps, negative_prompt), and the
+    guidance strength both use (cfg_coef)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,7 +46,23 @@ class Sampling(BaseModel):
     )
     top_p: FiniteFloat = Field(0.0, ge=0.0, le=1.0, description="Nucleus sampling mass (0: off, uses top_k)")
     temperature: FiniteFloat = Field(1.0, gt=0.0, le=5.0, description="Softmax temperature")
-    cfg_coef: FiniteFloat = Field(3.0, ge=0.0, le=20.0, description="Classifier-free guidance strength")
+    cfg_coef: FiniteFloat = Field(
+        3.0,
+        ge=0.0,
+        le=20.0,
+        description="Classifier-free guidance strength (diffusion models: the model's default when omitted)",
+    )
+    steps: int | None = Field(
+        None, ge=1, le=MAX_DIFFUSION_STEPS, description="Diffusion models: denoising steps (model default)"
+    )
+    negative_prompt: str | None = Field(
+        None, max_length=2000, description="Diffusion models: what the audio should not sound like"
+    )
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _strip_negative(cls, value: str | None) -> str | None:
+        return (value.strip() or None) if value is not None else None
 
 
 class PostProcess(BaseModel):
@@ -91,7 +112,30 @@ class JobRequest(BaseModel):
     speed: FiniteFloat = Field(1.0, ge=0.25, le=4.0, description="Speaking rate multiplier")
     melody_upload: str | None = Field(None, description="Upload id of a melody reference (melody models)")
     continuation_upload: str | None = Field(None, description="Upload id of audio to continue")
-    reference_uploads: list[str] = Field(default_factory=list, max_length=3, description="Voice refs")
+    init_audio_upload: str | None = Field(
+        None,
+        description="Diffusion models (Stable Audio): upload id of audio to make a variation of (the "
+        "pipeline's initial audio): it is encoded and noised to init_noise_level, then denoised toward "
+        "the prompt",
+    )
+    init_noise_level: FiniteFloat = Field(
+        1.0,
+        ge=MIN_INIT_NOISE,
+        le=MAX_INIT_NOISE,
+        description="Noise level (sigma) a variation of init_audio_upload starts from, as in "
+        "stable-audio-tools: low stays close to the upload, 500 (the full schedule) keeps little of it",
+    )
+    reference_uploads: list[str] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Voice refs: upload ids of 1-3 clips to clone (only where SOUNDRY_CLONING=open; "
+        "otherwise name a verified voice with voice_id)",
+    )
+    voice_id: str | None = Field(
+        None,
+        max_length=64,
+        description="Cloning models: a voice of your library (POST /v1/voices), consent verified",
+    )
     tempo_bpm: FiniteFloat | None = Field(
         None,
         ge=MIN_BPM,
@@ -154,7 +198,11 @@ class JobSpec(BaseModel):
     speed: float = 1.0
     melody_upload: str | None = None
     continuation_upload: str | None = None
+    init_audio_upload: str | None = None
+    init_noise_level: float = 1.0
     reference_uploads: tuple[str, ...] = ()
+    voice_id: str | None = Field(None, description="The library voice cloned (its clips: voices/<id>/)")
+    voice_consent_sha256: str | None = Field(None, description="SHA-256 of that voice's consent clip")
     tempo_bpm: float | None = None
     loop: bool = False
     loop_bars: int | None = None
@@ -196,7 +244,7 @@ def build_spec(  # noqa: C901, PLR0912 (a rule per branch; split it when it grow
         InvalidInput: naming the offending field.
     """
     entry: ModelEntry = catalog.get(req.model) if req.model else catalog.default_for(req.kind)
-    if entry.kind != req.kind:
+    if not entry.makes(req.kind):
         raise _fail(f"model '{entry.id}' makes {entry.kind}, not {req.kind}", "model")
 
     if req.kind == "speech":
@@ -237,10 +285,7 @@ def build_spec(  # noqa: C901, PLR0912 (a rule per branch; split it when it grow
         raise _fail(f"model '{entry.id}' takes no melody; use {melody_models}", "melody_upload")
     if req.continuation_upload and not entry.continuation:
         raise _fail(f"model '{entry.id}' cannot continue audio", "continuation_upload")
-    if req.reference_uploads and not entry.voice_cloning:
-        raise _fail(f"model '{entry.id}' does not clone voices", "reference_uploads")
-    if entry.voice_cloning and not req.reference_uploads:
-        raise _fail(f"model '{entry.id}' needs 1-3 reference_uploads (voice to clone)", "reference_uploads")
+    _check_cloning(req, entry)
     if req.voice is not None:
         check_voice(req.voice, entry)
     if req.language is not None and entry.languages and req.language not in entry.languages:
@@ -274,13 +319,16 @@ def build_spec(  # noqa: C901, PLR0912 (a rule per branch; split it when it grow
         prompt=prompt,
         duration_s=duration,
         seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED),
-        sampling=sampling,
+        sampling=_diffusion_sampling(req, entry, sampling),
         voice=voice,
         language=language,
         speed=req.speed,
         melody_upload=req.melody_upload,
         continuation_upload=req.continuation_upload,
+        init_audio_upload=req.init_audio_upload,
+        init_noise_level=req.init_noise_level,
         reference_uploads=tuple(req.reference_uploads),
+        voice_id=req.voice_id,
         tempo_bpm=req.tempo_bpm,
         loop=req.loop,
         loop_bars=req.loop_bars,
@@ -293,6 +341,58 @@ def build_spec(  # noqa: C901, PLR0912 (a rule per branch; split it when it grow
         owner=owner,
         licence=entry.licence_terms,
     )
+
+
+def _check_cloning(req: JobRequest, entry: ModelEntry) -> None:
+    """A cloning model needs a voice: a library ``voice_id`` or raw ``reference_uploads`` (whether raw
+    uploads are allowed is the server's policy, checked at submit); other models take neither."""
+    if req.reference_uploads and not entry.voice_cloning:
+        raise _fail(f"model '{entry.id}' does not clone voices", "reference_uploads")
+    if req.voice_id is not None and not entry.voice_cloning:
+        raise _fail(f"model '{entry.id}' does not clone voices; voice_id needs a cloning model", "voice_id")
+    if req.voice_id is not None and req.reference_uploads:
+        raise _fail("name a voice_id or reference_uploads, not both", "reference_uploads")
+    if entry.voice_cloning and not req.reference_uploads and req.voice_id is None:
+        raise _fail(
+            f"model '{entry.id}' needs a voice_id (a voice of your library, POST /v1/voices) or 1-3 "
+            "reference_uploads (voice to clone)",
+            "reference_uploads",
+        )
+
+
+def _diffusion_sampling(req: JobRequest, entry: ModelEntry, sampling: Sampling) -> Sampling:
+    """Diffusion controls: refused for token models, defaults filled in for diffusion models.
+
+    Diffusion models (``entry.steps`` set) take steps, negative_prompt, cfg_coef (their own default when
+    omitted) and a variation upload; token sampling (top_k, top_p, temperature) does not apply to them.
+    """
+    if "init_noise_level" in req.model_fields_set and not req.init_audio_upload:
+        raise _fail("init_noise_level needs an init_audio_upload", "init_noise_level")
+    if entry.steps is None:
+        for name in ("steps", "negative_prompt"):
+            if getattr(req.sampling, name) is not None:
+                raise _fail(
+                    f"sampling.{name} applies to diffusion models (Stable Audio), not '{entry.id}'",
+                    f"sampling.{name}",
+                )
+        if req.init_audio_upload:
+            raise _fail(
+                f"model '{entry.id}' takes no initial audio (diffusion models do)",
+                "init_audio_upload",
+            )
+        return sampling
+    defaults = Sampling()
+    for name in ("top_k", "top_p", "temperature"):
+        if getattr(req.sampling, name) != getattr(defaults, name):
+            raise _fail(
+                f"sampling.{name} is token sampling; '{entry.id}' is a diffusion model", f"sampling.{name}"
+            )
+    update: dict[str, object] = {}
+    if sampling.steps is None:
+        update["steps"] = entry.steps
+    if "cfg_coef" not in req.sampling.model_fields_set and entry.guidance is not None:
+        update["cfg_coef"] = entry.guidance
+    return sampling.model_copy(update=update) if update else sampling
 
 
 def _check_text(text: str, field: str) -> None:

@@ -105,3 +105,33 @@ def rate(key_id: str, window: int) -> str:
 def lexicon(owner: str, language: str) -> str:
     """Hash: word (lower case) -> respelling, for one API key's owner or ``*`` (the installation)."""
     return f"{PREFIX}:lexicon:{owner}:{language}"
+
+
+def voice(voice_id: str) -> str:
+    """Hash: a voice of the library (fields in :mod:`gen_server.records.voices`)."""
+    return f"{PREFIX}:voice:{voice_id}"
+
+
+def voice_events(voice_id: str) -> str:
+    """Pub/sub channel: the worker's consent verdict on a voice being created (records/voices.py)."""
+    return f"{PREFIX}:voice:{voice_id}:events"
+
+
+ALL_VOICES = f"{PREFIX}:voices"
+"""Sorted set of every voice id by creation time (admins list it)."""
+
+
+def owner_voices(owner: str) -> str:
+    """Sorted set of an owner's voice ids by creation time."""
+    return f"{PREFIX}:voices:owner:{owner}"
+
+
+def consent_code(owner: str, code: str) -> str:
+    """String: JSON {text, owner, created_at, expires_at} of a consent phrase issued to ``owner`` (an
+    API key id; codes are short, so they are only unique per owner), consumed once."""
+    return f"{PREFIX}:consent:{owner}:{code}"
+
+
+def consent_used(owner: str, code: str) -> str:
+    """String: set when a consent code was consumed, so a second use is told it was used."""
+    return f"{PREFIX}:consent:{owner}:{code}:used"

@@ -15,13 +15,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from gen_server.batch.errors import BatchError, BatchInvalid
 from gen_server.batch.parse import MAX_FILE_BYTES, BatchFormat
-from gen_server.batch.service import BatchRecord, BatchService, ItemState, ItemStatus
+from gen_server.batch.service import BatchRecord, BatchService, ItemStatus
 from gen_server.contract import examples
-from gen_server.contract.result import JobError
+from gen_server.contract.batch import BatchItemView, BatchState, BatchSummaryView, BatchView
 from gen_server.deps import caller, jobs_of
 from gen_server.errors import InvalidInput
 from gen_server.files import iter_chunks
@@ -37,53 +36,6 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 Service = Annotated[BatchService, Depends(batch_service)]
 Who = Annotated[Caller, Depends(caller)]
 BatchId = Annotated[str, Path(description="The batch's id", examples=[examples.BATCH_ID])]
-
-BatchState = Literal["running", "succeeded", "failed", "cancelled"]
-
-
-class BatchItemView(BaseModel):
-    """One file of a batch: its item (line in the file), variation, job and state."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_ITEM]})
-
-    item_id: str
-    line: int
-    index: int
-    name: str
-    variation: int
-    seed: int
-    file: str
-    job_id: str | None = None
-    state: ItemState
-    error: JobError | None = None
-
-
-class BatchView(BaseModel):
-    """A batch as the API shows it; ``state`` is ``failed`` when it ended with any job failed."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_VIEW]})
-
-    id: str
-    name: str
-    source: str
-    created_at: float
-    state: BatchState
-    total: int
-    counts: dict[str, int]
-    items: list[BatchItemView] = Field(default_factory=list)
-    links: dict[str, str] = Field(default_factory=dict)
-
-
-class BatchSummaryView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [examples.BATCH_SUMMARY]})
-
-    id: str
-    name: str
-    source: str
-    created_at: float
-    total: int
-    links: dict[str, str] = Field(default_factory=dict)
-
 
 # -- answers ---------------------------------------------------------------------------------------
 

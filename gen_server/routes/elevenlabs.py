@@ -7,7 +7,7 @@ ElevenLabs' shape (``{"detail": {"status", "message"}}``, see ``gen_server.main`
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
@@ -17,6 +17,7 @@ from gen_server import elevenlabs as el
 from gen_server.captions import character_alignment
 from gen_server.contract import examples
 from gen_server.contract.catalog import Catalog
+from gen_server.contract.spec import JobRequest
 from gen_server.deps import caller, catalog, job_service
 from gen_server.jobs import Caller, JobService
 from gen_server.streams import encoded_job_stream
@@ -70,6 +71,19 @@ LatencyQuery = Annotated[
 ]
 
 
+def speech_job(
+    service: JobService, who: Caller, voice_id: str, body: el.TextToSpeechRequest, fmt: el.OutputFormat
+) -> JobRequest:
+    """The job for a text-to-speech request: a model voice, or a voice of the caller's library."""
+    from gen_server.records.voices import VoiceRecords
+    from gen_server.voices.service import visible
+
+    record = VoiceRecords(service.redis).read(voice_id) if len(voice_id) == 32 else None
+    if record is not None and visible(record, who):
+        return el.library_speech_job(record.view(), body, fmt, service.catalog)
+    return el.speech_job(voice_id, body, fmt, service.catalog)
+
+
 @router.post(
     "/v1/text-to-speech/{voice_id}",
     summary="ElevenLabs-compatible text to speech (whole file)",
@@ -87,7 +101,7 @@ async def text_to_speech(
 ) -> Response:
     """Speak ``text`` with ``voice_id`` and answer the whole file in ``output_format``."""
     fmt = el.output_format(output_format)
-    req = el.speech_job(voice_id, body, fmt, service.catalog)
+    req = speech_job(service, who, voice_id, body, fmt)
     data, _ = await run_in_threadpool(el.generate, service, who, req, fmt)
     return Response(data, media_type=fmt.media_type)
 
@@ -109,7 +123,7 @@ async def text_to_speech_with_timestamps(
     """Speak ``text`` and answer the file (base64) with when each character is spoken, derived from the
     job's word timings (``alignment`` over the text sent, ``normalized_alignment`` over the text as read)."""
     fmt = el.output_format(output_format)
-    req = el.speech_job(voice_id, body, fmt, service.catalog)
+    req = speech_job(service, who, voice_id, body, fmt)
     data, view = await run_in_threadpool(el.generate, service, who, req, fmt)
     words = (view.result.words if view.result else None) or []
     spoken = " ".join(w.text for w in words)
@@ -137,7 +151,7 @@ async def text_to_speech_stream(
 ) -> StreamingResponse:
     """Speak ``text`` as one job; the file in ``output_format`` streams as each sentence is made."""
     fmt = el.output_format(output_format)
-    req = el.speech_job(voice_id, body, fmt, service.catalog)
+    req = speech_job(service, who, voice_id, body, fmt)
     with el.renamed_fields(el.JOB_FIELDS["speech"]):
         view = await run_in_threadpool(service.submit, req, who)
     stream_format = "ogg" if fmt.codec == "opus" else fmt.codec
@@ -150,10 +164,26 @@ async def text_to_speech_stream(
 @router.get(
     "/v1/voices",
     response_model=el.VoicesResponse,
-    summary="ElevenLabs-compatible voice list (every speaker of every speech model)",
+    summary="ElevenLabs-compatible voice list: your library voices, then every speaker of every speech model",
 )
-def list_voices(models: Models, show_legacy: Annotated[bool | None, Ignored] = None) -> el.VoicesResponse:
-    return el.VoicesResponse(voices=el.voices(models))
+def list_voices(
+    models: Models,
+    service: Service,
+    who: Who,
+    show_legacy: Annotated[bool | None, Ignored] = None,
+    category: Annotated[
+        Literal["cloned", "premade"] | None,
+        Query(
+            description="cloned: the voice library alone; premade: the models' voices alone",
+            examples=["cloned"],
+        ),
+    ] = None,
+) -> el.VoicesResponse:
+    """The caller's library voices (category ``cloned``, newest first), then every model voice."""
+    from gen_server.voices.service import VoiceService
+
+    cloned = [] if category == "premade" else [el.library_voice(v) for v in VoiceService(service).list(who)]
+    return el.VoicesResponse(voices=cloned + ([] if category == "cloned" else el.voices(models)))
 
 
 @router.get("/v2/voices", response_model=el.VoicesPage, summary="ElevenLabs-compatible voice search")

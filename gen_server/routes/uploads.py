@@ -6,10 +6,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, UploadFile
-from pydantic import BaseModel, ConfigDict
 
 from gen_server.audio.encode import decode, encode
-from gen_server.contract import examples
+from gen_server.contract.upload import UploadView
 from gen_server.deps import job_service
 from gen_server.errors import InvalidInput
 from gen_server.jobs import JobService
@@ -20,15 +19,6 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_UPLOAD_S = 300.0
 MIN_UPLOAD_S = 0.5
-
-
-class UploadView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [examples.UPLOAD_VIEW]})
-
-    id: str
-    duration_s: float
-    sample_rate: int
-    channels: int
 
 
 async def read_file(file: UploadFile, limit_bytes: int, what: str) -> bytes:

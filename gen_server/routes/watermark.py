@@ -14,7 +14,7 @@ from gen_server.deps import caller, job_service
 from gen_server.errors import InvalidInput, NotFound
 from gen_server.instance_secrets import resolve
 from gen_server.jobs import Caller, JobService
-from gen_server.provenance import detect_bytes
+from gen_server.provenance import clone_of, detect_bytes
 from gen_server.routes.uploads import read_file
 
 router = APIRouter(prefix="/v1/watermark", tags=["watermark"])
@@ -55,6 +55,16 @@ class C2paView(BaseModel):
         return cls(**data, summary=verdict.summary())
 
 
+class SpanView(BaseModel):
+    """A stretch of the file that carries Soundry's mark (0.5 s resolution or better)."""
+
+    start_s: float = Field(description="Where the marked stretch starts in the file (s)")
+    end_s: float = Field(description="Where it ends (s)")
+    payload: str = Field(description="32-bit payload (hex) it carries")
+    job_id: str | None = Field(None, description="The job that made it, when you may see it")
+    confidence: float = Field(description="z-score of the payload's pattern inside the stretch")
+
+
 class DetectionView(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [examples.DETECTION_VIEW]})
 
@@ -64,6 +74,16 @@ class DetectionView(BaseModel):
     job_id: str | None = Field(None, description="The job that made the audio, when you may see it")
     metadata_job_id: str | None = Field(None, description="job_id tag found in the file's metadata, if any")
     c2pa: C2paView | None = Field(None, description="The file's C2PA Content Credentials, checked")
+    clone: bool | None = Field(
+        None, description="The job behind the mark spoke with a cloned voice (null: not traced to a job here)"
+    )
+    cloned_voice: str | None = Field(
+        None, description="'cloned voice <id>': the library voice, when you may see the job (owner or admin)"
+    )
+    spans: list[SpanView] = Field(
+        default_factory=list,
+        description="Where the mark is, per payload: a clip inside a longer recording, or several clips",
+    )
 
 
 @router.post(
@@ -85,12 +105,19 @@ async def detect(
         found = await run_in_threadpool(detect_bytes, data, key, service.store, identity)
     except InvalidInput as e:
         raise InvalidInput(e.message, field="file") from e
-    job_id = found.job_id
-    if job_id is not None:
-        try:
-            service.get(job_id, who)
-        except NotFound:
-            job_id = None  # the mark is ours, but the job is not the caller's to see
+
+    def visible(job_id: str | None) -> str | None:
+        if job_id is not None:
+            try:
+                service.get(job_id, who)
+            except NotFound:
+                return None  # the mark is ours, but the job is not the caller's to see
+        return job_id
+
+    job_id = visible(found.job_id)
+    # anyone learns that a traced mark is a clone (the point of marking them); only the job's owner or
+    # an admin learns which voice
+    clone = clone_of(service.store, found.job_id) if found.job_id is not None else None
     return DetectionView(
         detected=found.detection.detected,
         confidence=round(found.detection.confidence, 3),
@@ -98,4 +125,16 @@ async def detect(
         job_id=job_id,
         metadata_job_id=found.metadata_job_id,
         c2pa=C2paView.of(found.c2pa),
+        clone=None if found.job_id is None else clone is not None,
+        cloned_voice=clone.describe() if clone is not None and job_id is not None else None,
+        spans=[
+            SpanView(
+                start_s=round(s.span.start_s, 3),
+                end_s=round(s.span.end_s, 3),
+                payload=f"{s.span.payload:08x}",
+                job_id=visible(s.job_id),
+                confidence=round(s.span.confidence, 3),
+            )
+            for s in found.spans
+        ],
     )

@@ -131,7 +131,7 @@ def test_every_tab_loads_with_models_licences_and_labelled_controls(page: Any, a
         unlabelled = page.evaluate(UNLABELLED_JS)
         assert unlabelled == [], f"unlabelled controls in {tab}: {unlabelled}"
         _shot(page, artifacts, f"01-tab-{prefix}")
-    for tab, prefix in (("Batch", "batch"), ("History", "history")):
+    for tab, prefix in (("Batch", "batch"), ("Voices", "voices"), ("History", "history")):
         _open_tab(page, tab)
         unlabelled = page.evaluate(UNLABELLED_JS)
         assert unlabelled == [], f"unlabelled controls in {tab}: {unlabelled}"

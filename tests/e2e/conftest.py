@@ -21,9 +21,14 @@ def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server_url(server_dir: Path) -> Iterator[str]:
     """One real ``soundry serve`` (embedded Redis, one worker process, API + UI) for the e2e session."""
     # paced dev models (a test aid): tiny music lasts >= 5 ms per decoding step (0.25 s per second of
-    # audio) on any CPU, so a test can watch a job while it runs without guessing this machine's speed
+    # audio) on any CPU, so a test can watch a job while it runs without guessing this machine's speed.
+    # Cloning open: a single-user server, where test_generate clones raw uploads (the voice library
+    # and the default verified policy are tests/e2e/test_voices.py's, on a cluster of their own).
     with running_server(
-        server_dir, SOUNDRY_ALLOW_PRIVATE_WEBHOOKS="1", SOUNDRY_DEV_STEP_MS=str(SESSION_STEP_MS)
+        server_dir,
+        SOUNDRY_ALLOW_PRIVATE_WEBHOOKS="1",
+        SOUNDRY_DEV_STEP_MS=str(SESSION_STEP_MS),
+        SOUNDRY_CLONING="open",
     ) as url:
         yield url
 

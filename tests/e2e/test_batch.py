@@ -63,7 +63,7 @@ def soundry_batch(
 
 def newest_job(client: SoundryClient) -> str | None:
     jobs = client.list(limit=1)
-    return jobs[0]["id"] if jobs else None
+    return jobs[0].id if jobs else None
 
 
 def manifest(out: Path) -> list[dict[str, Any]]:
@@ -94,14 +94,16 @@ def test_cli_batch_writes_folder_and_manifest_and_second_run_skips(
         assert rate == entry["sample_rate"] and len(samples) > 0
         assert entry["watermark_payload"] and entry["spec"]["seed"] == entry["seed"]
         job = client.get(entry["job_id"])
-        assert job["state"] == "succeeded" and job["result"]["sha256"] == entry["sha256"]
+        assert job.state == "succeeded" and job.result is not None and job.result.sha256 == entry["sha256"]
     assert entries[0]["seed"] != entries[1]["seed"]
     assert entries[3]["seed"] == 5 and entries[3]["model"] == "dev-audiogen-tiny"
     # captions asked for beside the audio: a real SRT parser reads every spoken word back
     assert entries[2]["captions"] == "speech/02_bye_1.srt" and "captions" not in entries[0]
     subs = list(srt.parse((out / entries[2]["captions"]).read_text()))
     spoken = " ".join(s.content.replace("\n", " ") for s in subs).split()
-    assert spoken == [w["text"] for w in client.get(entries[2]["job_id"])["result"]["words"]]
+    captioned = client.get(entries[2]["job_id"]).result
+    assert captioned is not None and captioned.words is not None
+    assert spoken == [w.text for w in captioned.words]
     assert spoken[:2] == ["Goodbye.", "See"] and len(subs) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["generated"] == 4 and summary["failures"] == []
@@ -215,13 +217,13 @@ def test_api_batch_submit_status_and_zip(client: SoundryClient) -> None:
         b'{"name": "two", "text": "Second line.", "n": 2}\n'
     )
     batch = client.submit_batch(data, "lines.jsonl")
-    assert batch["total"] == 3 and all(i["job_id"] for i in batch["items"])
+    assert batch.total == 3 and all(i.job_id for i in batch.items)
     deadline = time.monotonic() + 300
-    while batch["state"] == "running" and time.monotonic() < deadline:
+    while batch.state == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
-        batch = client.batch(batch["id"])
-    assert batch["state"] == "succeeded", batch
-    with zipfile.ZipFile(io.BytesIO(client.batch_archive(batch["id"]))) as zf:
+        batch = client.batch(batch.id)
+    assert batch.state == "succeeded", batch
+    with zipfile.ZipFile(io.BytesIO(client.batch_archive(batch.id))) as zf:
         entries = [json.loads(x) for x in zf.read("api-e2e/manifest.jsonl").decode().splitlines()]
         assert [e["file"] for e in entries] == ["001_one_v1.wav", "002_two_v1.wav", "002_two_v2.wav"]
         for entry in entries:

@@ -17,7 +17,7 @@ SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 
 def test_speech_bundled_voice_is_intelligible(client: SoundryClient) -> None:
     job, data = client.generate({"kind": "speech", "text": SENTENCE, "seed": 3}, timeout_s=300)
-    assert job["model"] == "piper-en_US-joe-medium"
+    assert job.model == "piper-en_US-joe-medium"
     samples, rate = read_wav(data)
     assert_sound(samples, rate, expect_rate=22050, expect_s=None)
     assert 2.0 < samples.shape[0] / rate < 10.0
@@ -39,7 +39,7 @@ def test_music_and_sfx_on_tiny_checkpoints(
         {"kind": kind, "model": model, "prompt": "warm synth pad", "duration_s": seconds, "seed": 7},
         timeout_s=300,
     )
-    assert job["result"]["seed"] == 7
+    assert job.result is not None and job.result.seed == 7
     samples, got_rate = read_wav(data)
     assert_sound(samples, got_rate, expect_rate=rate, expect_s=seconds)
 
@@ -62,10 +62,12 @@ def test_an_exact_tempo_loop_through_the_queue(client: SoundryClient) -> None:
         },
         timeout_s=300,
     )
-    assert job["spec"]["duration_s"] == 2.0 and job["spec"]["loop_bars"] == 1
-    result = job["result"]
-    assert result["loop"]["length_s"] == 2.0 and result["duration_s"] == 2.0
-    assert result["analysis"]["loudness_lufs"] is not None and result["tempo"]["requested_bpm"] == 120
+    assert job.spec.duration_s == 2.0 and job.spec.loop_bars == 1
+    result = job.result
+    assert result is not None and result.loop is not None and result.analysis is not None
+    assert result.tempo is not None
+    assert result.loop.length_s == 2.0 and result.duration_s == 2.0
+    assert result.analysis.loudness_lufs is not None and result.tempo.requested_bpm == 120
     import io
 
     import soundfile as sf
@@ -87,10 +89,11 @@ def test_kokoro_tiny_blend_through_the_queue(client: SoundryClient) -> None:
     """dev-kokoro-tiny (kokoro's KModel loader) with a weighted voice blend; the spec keeps the licence."""
     body = {"kind": "speech", "model": "dev-kokoro-tiny", "text": "Hello there.", "seed": 1}
     job, data = client.generate({**body, "voice": "af_heart(2)+am_adam(1)"}, timeout_s=300)
-    assert job["spec"]["voice"] == "af_heart(2)+am_adam(1)" and job["spec"]["licence"]
+    assert job.spec.voice == "af_heart(2)+am_adam(1)" and job.spec.licence
     samples, rate = read_wav(data)
     assert_sound(samples, rate, expect_rate=24000, expect_s=None)
-    assert [w["text"] for w in job["result"]["words"]] == ["Hello", "there."]
+    assert job.result is not None and job.result.words is not None
+    assert [w.text for w in job.result.words] == ["Hello", "there."]
     with pytest.raises(ApiError) as info:
         client.submit({**body, "voice": "af_heart(2)+nobody"})
     assert info.value.status == 422 and info.value.field == "voice"
@@ -98,12 +101,13 @@ def test_kokoro_tiny_blend_through_the_queue(client: SoundryClient) -> None:
 
 def test_missing_weights_fail_fast_with_pull_hint(client: SoundryClient) -> None:
     job = client.submit({"kind": "music", "model": "musicgen-small", "prompt": "jazz", "duration_s": 2})
-    done = client.wait(job["id"], timeout_s=300)
-    assert done["state"] == "failed"
-    assert done["error"]["code"] == "model_unavailable"
-    assert "musicgen-small" in done["error"]["message"]
-    assert "soundry models pull musicgen-small" in done["error"]["message"]
-    assert "Traceback" not in done["error"]["message"]
+    done = client.wait(job.id, timeout_s=300)
+    assert done.state == "failed"
+    assert done.error is not None
+    assert done.error.code == "model_unavailable"
+    assert "musicgen-small" in done.error.message
+    assert "soundry models pull musicgen-small" in done.error.message
+    assert "Traceback" not in done.error.message
 
 
 @pytest.mark.parametrize(
@@ -136,9 +140,10 @@ def test_verify_finds_watermark_in_downloaded_mp3(
     from tests.helpers import ROOT
 
     job, _ = client.generate({"kind": "speech", "text": "Provenance matters for generated audio."})
-    assert job["result"]["c2pa"] is True  # the stored WAV carries Content Credentials
+    assert job.result is not None
+    assert job.result.c2pa is True  # the stored WAV carries Content Credentials
     mp3 = tmp_path / "job.mp3"
-    mp3.write_bytes(client.audio(job["id"], "mp3"))
+    mp3.write_bytes(client.audio(job.id, "mp3"))
 
     def verify(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -153,22 +158,22 @@ def test_verify_finds_watermark_in_downloaded_mp3(
     out = verify("--json")
     assert out.returncode == 0, out.stdout + out.stderr
     found = json.loads(out.stdout.strip().splitlines()[-1])
-    assert found["detected"] and found["job_id"] == job["id"]
-    assert found["payload"] == job["result"]["watermark_payload"]
+    assert found["detected"] and found["job_id"] == job.id
+    assert found["payload"] == job.result.watermark_payload
     c2pa = found["c2pa"]
     assert c2pa["valid"] and c2pa["trusted"] and c2pa["altered"] is False, c2pa
-    assert c2pa["actions"] == ["c2pa.opened", "c2pa.transcoded"] and c2pa["ingredients"] == [
-        f"{job['id']}.wav"
-    ]
+    assert c2pa["actions"] == ["c2pa.opened", "c2pa.transcoded"] and c2pa["ingredients"] == [f"{job.id}.wav"]
     generation = c2pa["generation"]
-    assert generation["job_id"] == job["id"] and generation["model"] == job["model"]
-    assert generation["licence"] and generation["watermark_payload"] == job["result"]["watermark_payload"]
+    assert generation["job_id"] == job.id and generation["model"] == job.model
+    assert generation["licence"] and generation["watermark_payload"] == job.result.watermark_payload
     text = verify()
     assert text.returncode == 0, text.stdout + text.stderr
     assert "Soundry watermark FOUND" in text.stdout and "C2PA: valid, signed by Soundry signer" in text.stdout
     r = client._http.post("/v1/watermark/detect", files={"file": ("x.mp3", mp3.read_bytes())})
-    assert r.status_code == 200 and r.json()["job_id"] == job["id"]
-    assert r.json()["c2pa"]["valid"] and r.json()["c2pa"]["generation"]["job_id"] == job["id"]
+    assert r.status_code == 200 and r.json()["job_id"] == job.id
+    assert r.json()["c2pa"]["valid"] and r.json()["c2pa"]["generation"]["job_id"] == job.id
+    spans = r.json()["spans"]  # located detection: where the mark is, and whose
+    assert [s["payload"] for s in spans] == [job.result.watermark_payload] and spans[0]["job_id"] == job.id
     r = client._http.post("/v1/watermark/detect", files={"file": ("x.txt", b"definitely not audio")})
     assert r.status_code == 422 and r.json()["error"]["field"]
 
@@ -189,10 +194,10 @@ def _tone_wav(seconds: float, rate: int = 32000, base_hz: float = 220.0) -> byte
 
 def test_melody_and_continuation_uploads_reach_the_model(client: SoundryClient) -> None:
     ref = client.upload(_tone_wav(3.0), "melody.wav")
-    assert ref["duration_s"] == pytest.approx(3.0, abs=0.01)
+    assert ref.duration_s == pytest.approx(3.0, abs=0.01)
     base = {"kind": "music", "prompt": "piano", "duration_s": 2.0, "seed": 5}
     _melody_job, melody_wav = client.generate(
-        {**base, "model": "dev-musicgen-melody-tiny", "melody_upload": ref["id"]}
+        {**base, "model": "dev-musicgen-melody-tiny", "melody_upload": ref.id}
     )
     _plain_job, plain_wav = client.generate({**base, "model": "dev-musicgen-melody-tiny"})
     _again_job, again_wav = client.generate({**base, "model": "dev-musicgen-melody-tiny"})
@@ -208,12 +213,12 @@ def test_melody_and_continuation_uploads_reach_the_model(client: SoundryClient) 
         f"melody had no effect ({by_melody:.4f} vs {watermark_only:.4f} for the watermark alone)"
     )
     _cont_job, cont_wav = client.generate(
-        {**base, "model": "dev-musicgen-tiny", "continuation_upload": client.upload(_tone_wav(1.0))["id"]}
+        {**base, "model": "dev-musicgen-tiny", "continuation_upload": client.upload(_tone_wav(1.0)).id}
     )
     c, rate = read_wav(cont_wav)
     assert_sound(c, rate, expect_rate=32000, expect_s=2.0)
     with pytest.raises(ApiError) as info:
-        client.submit({**base, "model": "dev-musicgen-tiny", "melody_upload": ref["id"]})
+        client.submit({**base, "model": "dev-musicgen-tiny", "melody_upload": ref.id})
     assert info.value.field == "melody_upload"
 
 
@@ -226,10 +231,10 @@ def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_xtts_cloning_from_uploaded_references(client: SoundryClient) -> None:
     """dev-xtts-tiny through the API: references uploaded, language chosen, the voice follows them."""
-    low, high = (client.upload(_tone_wav(2.0, rate=24000, base_hz=f))["id"] for f in (110.0, 440.0))
+    low, high = (client.upload(_tone_wav(2.0, rate=24000, base_hz=f)).id for f in (110.0, 440.0))
     base = {"kind": "speech", "model": "dev-xtts-tiny", "text": "Guten Tag.", "language": "de", "seed": 3}
     job, first = client.generate({**base, "reference_uploads": [low]}, timeout_s=240)
-    assert job["spec"]["language"] == "de" and job["spec"]["reference_uploads"] == [low]
+    assert job.spec.language == "de" and list(job.spec.reference_uploads) == [low]
     _, again = client.generate({**base, "reference_uploads": [low]}, timeout_s=240)
     _, other = client.generate({**base, "reference_uploads": [high, low]}, timeout_s=240)
     a, rate = read_wav(first)

@@ -19,7 +19,7 @@ def warm_worker(client: SoundryClient) -> None:
     ``Prefer: wait`` is capped at 60 s by the server; a cold worker (start-up, model load) on a busy
     single core can take longer than that, a warm one takes seconds for this 1 s clip.
     """
-    assert client.generate({**SFX, "seed": 1}, timeout_s=300)[0]["state"] == "succeeded"
+    assert client.generate({**SFX, "seed": 1}, timeout_s=300)[0].state == "succeeded"
 
 
 def test_prefer_wait_answers_201_with_the_finished_job(server_url: str) -> None:

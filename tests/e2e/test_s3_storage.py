@@ -86,12 +86,13 @@ def test_api_and_worker_on_two_hosts_share_the_bucket(tmp_path: Path, s3_endpoin
         with running_worker(host_b, redis_url, **env), contextlib.closing(client):
             # includes host B's worker start-up
             job, data = client.generate({"kind": "speech", "text": "Stored in a bucket.", "seed": 5}, 300)
-            job_id = job["id"]
-            assert job["result"]["artifact"] == f"jobs/{job_id}/audio.wav"
+            job_id = job.id
+            assert job.result is not None
+            assert job.result.artifact == f"jobs/{job_id}/audio.wav"
             keys = bucket_keys(s3_endpoint, bucket)
             assert {f"soundry/jobs/{job_id}/audio.wav", f"soundry/jobs/{job_id}/manifest.json"} <= set(keys)
             assert local_files(host_a) == [] and local_files(host_b) == []
-            assert hashlib.sha256(data).hexdigest() == job["result"]["sha256"]
+            assert hashlib.sha256(data).hexdigest() == job.result.sha256
             samples, rate = read_wav(data)
             assert rate == 22050 and samples.shape[0] > rate // 2
 
@@ -107,7 +108,7 @@ def test_api_and_worker_on_two_hosts_share_the_bucket(tmp_path: Path, s3_endpoin
             local = soundry_status(host_a, **{k: v for k, v in env.items() if k != "SOUNDRY_STORAGE_URL"})
             assert f"storage s3://{bucket}/soundry (not this host's file://" in local, local
 
-            upload = client.upload(data, "reference.wav")["id"]
+            upload = client.upload(data, "reference.wav").id
             assert f"soundry/uploads/{upload}" in bucket_keys(s3_endpoint, bucket)
 
             store = S3Store(bucket, "soundry", endpoint_url=s3_endpoint)

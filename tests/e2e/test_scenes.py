@@ -112,8 +112,9 @@ def test_scene_is_a_job_with_a_watermarked_track(
     view = rendered.view
     server_watermark_key = (server_dir / "secrets" / "watermark.key").read_bytes().strip()  # generated
     job = client.get(view["id"])
-    assert job["state"] == "succeeded" and job["kind"] == "music" and job["model"] == "scene"
-    assert job["result"]["watermark_payload"] == view["result"]["watermark_payload"]
+    assert job.state == "succeeded" and job.kind == "music" and job.model == "scene"
+    assert job.result is not None
+    assert job.result.watermark_payload == view["result"]["watermark_payload"]
     flac = client.audio(view["id"], "flac")  # transcoding works like any job's (C2PA-signed: ID3 first)
     assert sf.info(io.BytesIO(flac)).format == "FLAC"
     found = KeyedWatermarker(server_watermark_key).detect(rendered.audio)
@@ -135,8 +136,8 @@ def test_manifest_lists_every_component_with_its_own_job(
     for entry, item in zip(listed, expected, strict=True):
         assert entry["start_s"] == pytest.approx(item.get("start_s", 0.0), abs=1 / 48000)
         job = client.get(entry["job_id"])
-        assert job["state"] == "succeeded" and job["kind"] == item["kind"]
-        assert job["result"]["sha256"] == entry["sha256"]
+        assert job.state == "succeeded" and job.kind == item["kind"]
+        assert job.result is not None and job.result.sha256 == entry["sha256"]
     bed = next(c for c in listed if c["label"] == "bed")
     assert bed["duck"]["duck_db"] == 18 and bed["duck"]["max_reduction_db"] == pytest.approx(18.0)
     assert manifest["mix"]["target_lufs"] == -16.0
@@ -324,9 +325,9 @@ def test_serve_stops_within_5_s_after_scenes(tmp_path: Path) -> None:
     }
     with running_server(data, SOUNDRY_SPEECH_QC="0") as url:
         client = SoundryClient(url)
-        ids = [client.submit_scene(scene)["id"] for _ in range(2)]
+        ids = [client.submit_scene(scene).id for _ in range(2)]
         for scene_id in ids:
-            assert client.wait_scene(scene_id, timeout_s=600)["state"] == "succeeded"
+            assert client.wait_scene(scene_id, timeout_s=600).state == "succeeded"
         stopping = time.monotonic()
         # running_server's exit sends the Ctrl-C (SIGINT) to serve's process group and waits
     stopped_s = time.monotonic() - stopping

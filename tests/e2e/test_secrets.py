@@ -64,9 +64,9 @@ def test_secrets_never_reach_logs_or_stored_state(tmp_path: Path) -> None:
             assert api_key not in wrong.text
             client = SoundryClient(url, api_key=api_key, timeout_s=60)
             job = client.submit({"kind": "speech", "text": "Keep it secret.", "callback_url": receiver.url})
-            assert client.wait(job["id"], timeout_s=300)["state"] == "succeeded"
+            assert client.wait(job.id, timeout_s=300).state == "succeeded"
             receiver.wait(1)
-            assert client.audio(job["id"], "mp3")
+            assert client.audio(job.id, "mp3")
             client.close()
     finally:
         receiver.server.shutdown()

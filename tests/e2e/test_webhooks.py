@@ -113,8 +113,8 @@ def test_completed_event_is_signed_and_retried_with_the_same_id(
 ) -> None:
     receiver.fail_first = 1  # the first delivery gets a 500: retried about 5 s later
     job = hook_client.submit({"kind": "speech", "text": "Webhook test.", "callback_url": receiver.url})
-    done = hook_client.wait(job["id"], timeout_s=300)
-    assert done["state"] == "succeeded"
+    done = hook_client.wait(job.id, timeout_s=300)
+    assert done.state == "succeeded" and done.result is not None
     receiver.wait(2, timeout_s=120)
     assert len(receiver.calls) == 2
     (first_headers, first_body), (headers, body) = receiver.calls
@@ -126,12 +126,12 @@ def test_completed_event_is_signed_and_retried_with_the_same_id(
     assert payload["type"] == "job.completed"
     datetime.fromisoformat(payload["timestamp"])
     data = payload["data"]
-    assert data["id"] == job["id"] and data["state"] == "succeeded" and data["progress"] == 1.0
-    assert data["result"]["sha256"] == done["result"]["sha256"]
+    assert data["id"] == job.id and data["state"] == "succeeded" and data["progress"] == 1.0
+    assert data["result"]["sha256"] == done.result.sha256
     assert data["spec"]["webhook_events_filter"] == ["completed"]
 
     # the same verifier refuses a replay (the same request 6 minutes later) and an altered body
-    assert verify_later(secret, body, headers, timedelta(seconds=30))["data"]["id"] == job["id"]
+    assert verify_later(secret, body, headers, timedelta(seconds=30))["data"]["id"] == job.id
     with pytest.raises(WebhookVerificationError, match="too old"):
         verify_later(secret, body, headers, timedelta(minutes=6))
     with pytest.raises(WebhookVerificationError):
@@ -140,9 +140,9 @@ def test_completed_event_is_signed_and_retried_with_the_same_id(
         Webhook(secret).verify(body, {**headers, "webhook-id": "msg_other"})
 
     deadline = time.monotonic() + 120
-    while len(hook_client.get(job["id"])["webhook_attempts"]) < 2 and time.monotonic() < deadline:
+    while len(hook_client.get(job.id).webhook_attempts) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    attempts = hook_client.get(job["id"])["webhook_attempts"]
+    attempts = hook_client.get(job.id).webhook_attempts
     assert [a["status"] for a in attempts] == [500, 204]
     assert {a["webhook_id"] for a in attempts} == {headers["webhook-id"]}
     assert {a["type"] for a in attempts} == {"job.completed"}
@@ -160,7 +160,7 @@ def test_event_filter_sends_start_progress_and_completed(
             "webhook_events_filter": ["start", "progress", "completed"],
         }
     )
-    assert hook_client.wait(job["id"], timeout_s=300)["state"] == "succeeded"
+    assert hook_client.wait(job.id, timeout_s=300).state == "succeeded"
     deadline = time.monotonic() + 120
     while not any(e["type"] == "job.completed" for e in receiver.events()) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -169,7 +169,7 @@ def test_event_filter_sends_start_progress_and_completed(
         Webhook(secret).verify(body, headers)
     events = receiver.events()
     assert len({h["webhook-id"] for h, _ in receiver.calls}) == len(events)  # one id per event
-    assert all(e["data"]["id"] == job["id"] for e in events)
+    assert all(e["data"]["id"] == job.id for e in events)
     ordered = sorted(events, key=lambda e: datetime.fromisoformat(e["timestamp"]))
     types = [e["type"] for e in ordered]
     progress = [e for e in ordered if e["type"] == "job.progress"]

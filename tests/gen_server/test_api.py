@@ -96,6 +96,11 @@ def test_commercial_only_server_withholds_non_commercial_models(
         listed = {m["id"]: m for m in api.get("/v1/models").json()["data"]}
         assert "musicgen-small" not in listed and "xtts-v2" not in listed
         assert {m["commercial_use"] for m in listed.values()} <= {"allowed", "conditional"}
+        stable = listed["stable-audio-open-1.0"]  # conditional (revenue below USD 1M): offered
+        assert stable["commercial_use"] == "conditional" and "USD 1M" in stable["commercial_condition"]
+        body = {"kind": "sfx", "model": "stable-audio-open-1.0", "prompt": "rain", "duration_s": 2}
+        r = api.post("/v1/jobs", json=body)
+        assert r.status_code == 202 and "Stability AI Community License" in r.json()["spec"]["licence"]
         r = api.post("/v1/jobs", json={"kind": "music", "model": "musicgen-small", "prompt": "x"})
         assert r.status_code == 422, r.text
         err = r.json()["error"]
@@ -123,6 +128,11 @@ def test_commercial_only_server_withholds_non_commercial_models(
         ({"kind": "music", "model": "dev-audiogen-tiny", "prompt": "x"}, "model"),
         ({"kind": "music", "prompt": "x", "melody_upload": "abc"}, "melody_upload"),
         ({"kind": "music", "prompt": "x", "sampling": {"temperature": -1}}, "sampling.temperature"),
+        ({"kind": "music", "prompt": "x", "sampling": {"steps": 10}}, "sampling.steps"),
+        (
+            {"kind": "sfx", "model": "dev-stable-audio-tiny", "prompt": "x", "sampling": {"top_k": 5}},
+            "sampling.top_k",
+        ),
         ({"kind": "music", "prompt": "x", "seed": -4}, "seed"),
         ({"kind": "music", "prompt": "x", "format": "aiff"}, "format"),
         ({"kind": "music", "prompt": "x", "post": {"target_lufs": 10}}, "post.target_lufs"),

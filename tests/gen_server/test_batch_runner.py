@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ import pytest
 from gen_server.batch.template import MANIFEST_NAME, SUMMARY_NAME
 from gen_server.batch_runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, run_batch
 from gen_server.client import ApiError, SoundryClient
-from gen_server.contract.catalog import build_catalog
+from gen_server.contract.catalog import ModelEntry, build_catalog
+from gen_server.contract.result import JobView
+from gen_server.contract.spec import JobRequest, build_spec
 from gen_server.settings import Settings
 
 SETTINGS = Settings(dev_models=True)
@@ -59,32 +62,40 @@ class FakeApi:
         self.on_get: Any = None
         self.lock = threading.Lock()
 
-    def models(self) -> list[dict[str, Any]]:
-        return [{"object": "model", **e.model_dump(mode="json")} for e in self.catalog]
+    def models(self) -> list[ModelEntry]:
+        return list(self.catalog)
 
     def submit(
         self, request: dict[str, Any], *, idempotency_key: str | None = None, lane: str = "interactive"
-    ) -> dict[str, Any]:
+    ) -> JobView:
         with self.lock:
             self.lanes.add(lane)
             if self.rate_limited:
                 self.rate_limited -= 1
                 raise ApiError(429, "rate_limited", "20 jobs already queued or running for this key")
             if idempotency_key and idempotency_key in self.keys:
-                return self.jobs[self.keys[idempotency_key]]
+                return JobView.model_validate(self.jobs[self.keys[idempotency_key]])
             job_id = uuid.uuid4().hex
             self.submitted.append(request)
-            self.jobs[job_id] = {"id": job_id, "state": "queued", "spec": {"job_id": job_id, **request}}
+            spec = build_spec(JobRequest.model_validate(request), self.catalog, job_id=job_id)
+            self.jobs[job_id] = {
+                "id": job_id,
+                "state": "queued",
+                "kind": spec.kind,
+                "model": spec.model,
+                "created_at": time.time(),
+                "spec": spec.model_dump(mode="json"),
+            }
             self.reads[job_id] = 0
             if idempotency_key:
                 self.keys[idempotency_key] = job_id
-            return self.jobs[job_id]
+            return JobView.model_validate(self.jobs[job_id])
 
     @staticmethod
     def audio_bytes(job: dict[str, Any]) -> bytes:
         return f"RIFF {job['spec']['prompt']} {job['spec']['seed']}".encode()
 
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> JobView:
         if self.on_get is not None:
             self.on_get(job_id)
         with self.lock:
@@ -99,6 +110,9 @@ class FakeApi:
                         state="succeeded",
                         result={
                             "job_id": job_id,
+                            "artifact": f"jobs/{job_id}/audio.wav",
+                            "manifest": f"jobs/{job_id}/manifest.json",
+                            "seed": job["spec"]["seed"],
                             "sha256": hashlib.sha256(data).hexdigest(),
                             "duration_s": 1.0,
                             "sample_rate": 16000,
@@ -111,14 +125,14 @@ class FakeApi:
                     )
             elif job["state"] == "queued":
                 job["state"] = "running"
-            return dict(job)
+            return JobView.model_validate(job)
 
     def audio(self, job_id: str) -> bytes:
         return self.audio_bytes(self.jobs[job_id])
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> JobView:
         self.jobs[job_id]["state"] = "cancelled"
-        return self.jobs[job_id]
+        return JobView.model_validate(self.jobs[job_id])
 
     def close(self) -> None:
         pass

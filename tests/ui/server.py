@@ -58,6 +58,8 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     SOUNDRY_MAX_BATCH="1",
                     SOUNDRY_DEV_STEP_MS=str(DEV_STEP_MS),
                     OMP_NUM_THREADS="1",
+                    # a single-user install: the Speech tab clones raw uploads (test_endpoints)
+                    SOUNDRY_CLONING="open",
                 )
             )
             _Shared.stack = stack

@@ -132,6 +132,26 @@ def test_the_api_rules_come_back_naming_the_field(ui: UiApi, override: dict[str,
     assert str(info.value).startswith(f"{field}:"), str(info.value)
 
 
+def test_stable_audio_from_the_sound_effects_tab(ui: UiApi, api: SoundryClient) -> None:
+    """The sfx tab offers Stable Audio; its denoising steps and negative prompt reach the job's spec."""
+    _status, _music, sfx, _speech = ui("/models", api_key="")
+    assert "dev-stable-audio-tiny" in [value for _, value in sfx["choices"]]
+    status, my_jobs, _timer = ui(
+        "/submit_sfx",
+        prompt="glass breaks",
+        duration_s=1.0,
+        model="dev-stable-audio-tiny",
+        steps=3,
+        negative_prompt="hiss",
+        cfg_coef=6.0,
+        api_key="",
+        my_jobs=[],
+    )
+    assert "Queued sound effects job" in status, status
+    sampling = api.get(my_jobs[0]).spec.sampling
+    assert (sampling.steps, sampling.negative_prompt, sampling.cfg_coef) == (3, "hiss", 6.0)
+
+
 def test_reference_audio_is_uploaded_for_continuation(ui: UiApi, api: SoundryClient, tmp_path: Path) -> None:
     clip = tmp_path / "riff.wav"
     t = np.arange(16000) / 16000
@@ -147,8 +167,8 @@ def test_reference_audio_is_uploaded_for_continuation(ui: UiApi, api: SoundryCli
     )
     ui.wait(my_jobs)
     job = api.get(my_jobs[0])
-    assert job["spec"]["continuation_upload"] and job["spec"]["melody_upload"] is None
-    assert job["result"]["duration_s"] == pytest.approx(1.5, abs=0.05)
+    assert job.spec.continuation_upload and job.spec.melody_upload is None
+    assert job.result is not None and job.result.duration_s == pytest.approx(1.5, abs=0.05)
 
 
 def test_voice_cloning_uploads_the_references(ui: UiApi, api: SoundryClient, tmp_path: Path) -> None:
@@ -168,8 +188,8 @@ def test_voice_cloning_uploads_the_references(ui: UiApi, api: SoundryClient, tmp
         my_jobs=[],
     )
     ui.wait(my_jobs)
-    spec = api.get(my_jobs[0])["spec"]
-    assert spec["language"] == "fr" and len(spec["reference_uploads"]) == 2
+    spec = api.get(my_jobs[0]).spec
+    assert spec.language == "fr" and len(spec.reference_uploads) == 2
     samples, rate = sf.read(io.BytesIO(api.audio(my_jobs[0])), dtype="float32")
     assert rate == 24000 and samples.size > 0
 
@@ -181,16 +201,16 @@ def test_cancel_endpoint(ui: UiApi, api: SoundryClient) -> None:
     note = ui("/cancel", job_id=my_jobs[0], api_key="")
     assert note == f"Job `{my_jobs[0][:8]}` is cancelled."
     ui.wait(my_jobs, state="cancelled", timeout_s=120)
-    assert api.wait(my_jobs[0], timeout_s=120)["state"] == "cancelled"
+    assert api.wait(my_jobs[0], timeout_s=120).state == "cancelled"
 
 
 def test_client_events_follow_a_job_to_its_end(api: SoundryClient) -> None:
     job = api.submit({"kind": "speech", "model": SPEECH, "text": "Events, please.", "seed": 2})
-    views = list(api.events(job["id"], poll_s=0.1, read_timeout_s=300))  # it may wait behind others
-    assert views[-1]["state"] == "succeeded" and views[-1]["progress"] == 1.0
-    progress = [v["progress"] for v in views]
+    views = list(api.events(job.id, poll_s=0.1, read_timeout_s=300))  # it may wait behind others
+    assert views[-1].state == "succeeded" and views[-1].progress == 1.0
+    progress = [v.progress for v in views]
     assert progress == sorted(progress)
-    assert list(api.progress(job["id"])) == [("succeeded", 1.0)]  # a finished job: one event, then the end
+    assert list(api.progress(job.id)) == [("succeeded", 1.0)]  # a finished job: one event, then the end
 
 
 BATCH = (
@@ -254,3 +274,30 @@ def test_with_api_keys_each_person_sees_only_their_own_jobs(ui: UiApi) -> None:
     finally:
         store.revoke(record.id)
     assert ui("/models", api_key="")[0].startswith("Connected to")
+
+
+def test_voices_tab_endpoints(ui: UiApi, tmp_path: Path) -> None:
+    """The Voices tab on an open (single-user) server: it says so, hands out a phrase, and a voice whose
+    consent clip is a tone is refused with the failing check shown (the real worker verifies it)."""
+    assert {"/voice_policy", "/voice_phrase", "/voice_create", "/voices", "/voice_delete"} <= set(ui.info)
+    speech = [p["parameter_name"] for p in ui.info["/submit_speech"]["parameters"]]
+    assert "voice_id" in speech
+    assert "single-user" in ui("/voice_policy", api_key="")
+    text, code = ui("/voice_phrase", api_key="")
+    assert code and "Read this aloud" in text
+    t = np.arange(3 * 16000) / 16000
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), 16000)
+    verdict = ui(
+        "/voice_create",
+        api_key="",
+        name="Tone",
+        language="en",
+        references=[handle_file(str(tone))],
+        reference_mic=None,
+        consent=handle_file(str(tone)),
+        code=code,
+    )
+    assert verdict.startswith("**Refused**") and "consent check '" in verdict
+    table, *_ = ui("/voices", api_key="")
+    assert table["data"] == [] or all(row[-1] for row in table["data"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -221,10 +222,11 @@ def test_values_of_hidden_controls_are_not_sent() -> None:
 def test_each_tab_starts_on_the_model_the_api_would_use(api: Any) -> None:
     """The catalog's one rule decides the default per kind; the UI starts there (the dev preset's
     Speech tab used to start on the noise-making dev-vits-tiny while the API spoke with Piper)."""
-    rows = api.models()
-    defaults = {m["kind"]: m["id"] for m in rows if m["default"]}
+    listed = api._http.get("/v1/models").json()["data"]  # the server's answer, with its `default` marks
+    defaults = {m["kind"]: m["id"] for m in listed if m["default"]}
     assert defaults["speech"] == "piper-en_US-joe-medium" and defaults["music"] == "dev-musicgen-tiny"
-    assert sorted(m["kind"] for m in rows if m["default"]) == ["music", "sfx", "speech"]
+    assert sorted(m["kind"] for m in listed if m["default"]) == ["music", "sfx", "speech"]
+    rows = [m.model_dump(mode="json") for m in api.models()]  # the catalog as the UI keeps it (load_models)
     for kind, model in defaults.items():
         assert initial_model(rows, kind) == model
 
@@ -265,3 +267,30 @@ def test_commercial_filter_keeps_allowed_and_conditional_models() -> None:
     assert [m["id"] for m in models_of(rows, "music", commercial_only=True)] == ["b", "c"]
     assert "non-commercial" in model_label(rows[0]) and "conditional" in model_label(rows[1])
     assert "non-commercial" not in model_label(rows[2])
+
+
+def test_stable_audio_shows_diffusion_controls_in_music_and_sfx(tmp_path: Path) -> None:
+    """With the dev preset, Stable Audio is offered in the Music and Sound effects tabs; its form sends
+    steps, guidance and a negative prompt, never the token-sampling controls it does not take."""
+    from gen_server.contract.catalog import build_catalog
+    from gen_server.contract.spec import build_spec
+    from gen_server.settings import Settings
+    from ui.forms import models_of
+
+    settings = Settings(data_dir=tmp_path, dev_models=True)
+    rows = [e.model_dump(mode="json") for e in build_catalog(settings)]
+    for kind in ("music", "sfx"):
+        assert "dev-stable-audio-tiny" in [m["id"] for m in models_of(rows, kind)]
+    entry = next(m for m in rows if m["id"] == "dev-stable-audio-tiny")
+    cap = Capabilities.of(entry)
+    assert cap.diffusion and cap.steps == 8 and cap.guidance == 7.0 and cap.stereo
+    form = {"model": "dev-stable-audio-tiny", "prompt": "glass breaks", "duration_s": 2.0, "top_k": 250}
+    form |= {"top_p": 0.0, "temperature": 1.0, "cfg_coef": 6.5, "steps": 12, "negative_prompt": " hiss "}
+    values, _ = cap.applicable(form, {})
+    req = build_request("sfx", values)
+    assert req["sampling"] == {"cfg_coef": 6.5, "steps": 12, "negative_prompt": "hiss"}
+    spec = build_spec(JobRequest.model_validate(req), build_catalog(settings), job_id="j")
+    assert values_from_spec(spec.model_dump(mode="json"))["steps"] == 12
+    token = Capabilities.of(next(m for m in rows if m["id"] == "dev-audiogen-tiny"))
+    values, _ = token.applicable({**form, "model": "dev-audiogen-tiny"}, {})
+    assert "steps" not in build_request("sfx", values)["sampling"]

@@ -12,6 +12,8 @@ import numpy as np
 import soundfile as sf
 
 from gen_server.client import SoundryClient
+from gen_server.contract.batch import BatchView
+from gen_server.contract.scene import SceneView
 from tests.helpers import ROOT
 from ui.batch_tab import error_rows, example_files, item_rows, progress_html
 from ui.components import eta_text, jobs_panel, percent
@@ -130,26 +132,31 @@ def test_one_client_per_key_and_keys_are_not_kept_in_names() -> None:
 
 
 def test_batch_progress_rows_and_examples() -> None:
-    batch = {
-        "id": "b1",
-        "name": "pack <1>",
-        "state": "running",
-        "total": 4,
-        "counts": {"succeeded": 2, "failed": 1, "queued": 1},
-        "items": [
-            {
-                "index": 1,
-                "line": 3,
-                "name": "door",
-                "variation": 1,
-                "seed": 9,
-                "state": "failed",
-                "file": "door.wav",
-                "job_id": "j1",
-                "error": {"message": "boom"},
-            }
-        ],
-    }
+    batch = BatchView.model_validate(
+        {
+            "id": "b1",
+            "name": "pack <1>",
+            "source": "pack.yaml",
+            "created_at": 0.0,
+            "state": "running",
+            "total": 4,
+            "counts": {"succeeded": 2, "failed": 1, "queued": 1},
+            "items": [
+                {
+                    "item_id": "door-1",
+                    "index": 1,
+                    "line": 3,
+                    "name": "door",
+                    "variation": 1,
+                    "seed": 9,
+                    "state": "failed",
+                    "file": "door.wav",
+                    "job_id": "j1",
+                    "error": {"code": "generation_failed", "message": "boom"},
+                }
+            ],
+        }
+    )
     page = progress_html(batch)
     assert 'data-state="running" data-progress="75"' in page and "pack &lt;1&gt;" in page
     assert "3 of 4 finished" in page
@@ -160,20 +167,46 @@ def test_batch_progress_rows_and_examples() -> None:
     assert "game_sfx_pack.yaml" in shipped and all(not n.endswith(".md") for n in shipped)
 
 
+SCENE_LEVELS = {
+    "created_at": 0.0,
+    "target_lufs": -16.0,
+    "true_peak_dbtp": -1.0,
+    "sample_rate": 16000,
+    "channels": 2,
+    "planned_s": 1.0,
+}
+"""The fields of a scene view the Scenes tab does not look at here."""
+
+
 class SceneServer:
     """Stands in for the client of the Scenes tab: the scene succeeds at once, with its export."""
 
     def __init__(self) -> None:
         self.sent: dict[str, Any] = {}
 
-    def submit_scene(self, scene: dict[str, Any]) -> dict[str, Any]:
+    def submit_scene(self, scene: dict[str, Any]) -> SceneView:
         self.sent = scene
-        return {"id": "s1", "state": "queued", "progress": 0.0, "components": []}
+        queued = {"id": "s1", "name": "x", "state": "queued", "progress": 0.0, "components": []}
+        return SceneView.model_validate({**queued, **SCENE_LEVELS})
 
-    def scene(self, scene_id: str) -> dict[str, Any]:
+    def scene(self, scene_id: str) -> SceneView:
         links = {"export": f"/v1/scenes/{scene_id}/export?format=zip"} if self.sent.get("export") else {}
-        return {"id": scene_id, "name": "x", "state": "succeeded", "progress": 1.0, "components": [],
-                "result": {"duration_s": 1.0}, "links": links}  # fmt: skip
+        result = {
+            "job_id": scene_id,
+            "artifact": f"jobs/{scene_id}/audio.wav",
+            "manifest": f"jobs/{scene_id}/manifest.json",
+            "format": "wav",
+            "sample_rate": 16000,
+            "channels": 2,
+            "duration_s": 1.0,
+            "seed": 0,
+            "model": "scene",
+            "sha256": "0" * 64,
+        }
+        return SceneView.model_validate(
+            {"id": scene_id, "name": "x", "state": "succeeded", "progress": 1.0, "components": [],
+             "result": result, "links": links, **SCENE_LEVELS}
+        )  # fmt: skip
 
     def audio(self, scene_id: str, fmt: str | None = None) -> bytes:
         out = io.BytesIO()

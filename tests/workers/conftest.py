@@ -15,6 +15,7 @@ from workers.backends.coqui import CoquiBackend
 from workers.backends.kokoro import KokoroBackend
 from workers.backends.musicgen import MusicGenBackend
 from workers.backends.piper import PiperBackend
+from workers.backends.stable_audio import StableAudioBackend
 from workers.tiny import TINY_SOURCES, ensure_tiny
 
 
@@ -124,6 +125,25 @@ def kokoro(worker_settings: Settings, dev_entries: dict[str, ModelEntry]) -> Ite
         patch.setattr(kokoro.model, "hf_hub_download", offline)
         backend.load()
         backend.generate(GenRequest("Offline.", seed=1))  # G2P (espeak-ng) offline too
+    yield backend
+    backend.unload()
+
+
+@pytest.fixture(scope="session")
+def stable_audio(
+    worker_settings: Settings, dev_entries: dict[str, ModelEntry]
+) -> Iterator[StableAudioBackend]:
+    """The tiny random Stable Audio pipeline, loaded by ``StableAudioPipeline.from_pretrained`` from its
+    folder with every socket connection refused (loading never reaches for the hub)."""
+    import socket
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network call while loading Stable Audio: {args}")
+
+    backend = StableAudioBackend(dev_entries["dev-stable-audio-tiny"], worker_settings)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", offline)
+        backend.load()
     yield backend
     backend.unload()
 

@@ -242,7 +242,11 @@ def test_piper_speaks_and_speed(piper: PiperBackend) -> None:
 
 
 @pytest.mark.parametrize(
-    "model_id", ["musicgen-small", "musicgen-melody", "audiogen-medium", "vits-vctk", "xtts-v2", "kokoro-82m"]
+    "model_id",
+    [
+        *("musicgen-small", "musicgen-melody", "audiogen-medium", "vits-vctk", "xtts-v2", "kokoro-82m"),
+        "stable-audio-open-1.0",
+    ],
 )
 def test_real_model_not_cached_is_unavailable_fast(
     model_id: str, worker_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

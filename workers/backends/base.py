@@ -27,9 +27,15 @@ class GenRequest:
         melody: Melody reference (melody models), ``[channels, frames]`` at any rate.
         continuation: Audio to continue (music, sfx).
         references: Voice references for cloning (1-3 clips).
+        voice_id: The library voice ``references`` are the clips of (``None``: raw uploads); a backend
+            may cache the voice's conditioning under its prefix in the store.
         lexicon: Speech: (word, respelling) pairs, applied to the spoken text before synthesis.
         check: Speech: checks each sentence as it is made (:mod:`workers.speech_check`); a sentence
             that fails is made again with the next seed.
+        steps: Diffusion models: denoising steps (``None``: the model's default).
+        negative_prompt: Diffusion models: what the audio should not sound like.
+        init_audio: Diffusion models: audio to make a variation of, ``[channels, frames]`` at any rate.
+        init_noise_level: Diffusion models: the noise level (sigma) a variation of ``init_audio`` starts at.
         on_audio: Receives each finished piece of the clip in order, at the model's rate, while the
             rest is made (speech: a sentence with its pause; music/sfx: about a second, as the tokens
             become final); the pieces joined are the returned clip. Never called after the backend
@@ -49,7 +55,12 @@ class GenRequest:
     melody: Audio | None = None
     continuation: Audio | None = None
     references: tuple[Audio, ...] = field(default_factory=tuple)
+    voice_id: str | None = None
     lexicon: tuple[tuple[str, str], ...] = ()
+    steps: int | None = None
+    negative_prompt: str | None = None
+    init_audio: Audio | None = None
+    init_noise_level: float = 1.0
     on_audio: AudioSink | None = field(default=None, compare=False)
     check: Checker | None = field(default=None, compare=False)
 

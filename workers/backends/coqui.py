@@ -17,11 +17,17 @@ Voice references reach XTTS as WAV files, which coqui reads with ``torchaudio.lo
 torchaudio 2.9 that decodes through torchcodec, which needs FFmpeg's shared libraries on the system
 (none on a bare machine: ``RuntimeError: Could not load libtorchcodec``). While cloning, the backend
 has coqui read them with soundfile instead (:func:`_soundfile_references`).
+
+XTTS conditions each sentence on the references (``get_conditioning_latents``); the backend computes that
+once per job, and for a library voice (``voice_id``) once per voice and model, cached in the artifact
+store (:func:`gen_server.storage.voice_conditioning_key`, deleted with the voice). Measured on the
+real-size architecture: benchmarks/results/xtts_conditioning.md.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -39,6 +45,7 @@ from gen_server.audio import Audio, Word
 from gen_server.contract.catalog import ModelEntry
 from gen_server.errors import GenerationFailed, InvalidInput, ModelUnavailable
 from gen_server.settings import Settings
+from gen_server.storage import ArtifactStore, open_store, voice_conditioning_key
 from workers import timings
 from workers.backends._audiocraft_sampling import seed_everything
 from workers.backends._audiocraft_weights import unavailable_message
@@ -174,6 +181,8 @@ class CoquiBackend:
         self._base_length_scale: float | None = None
         self._durations: DurationTap | None = None
         self._lock = threading.RLock()
+        self.store: ArtifactStore | None = None
+        """Where library voices' conditioning is cached (opened from ``settings`` on first use)."""
 
     @property
     def loaded(self) -> bool:
@@ -292,6 +301,7 @@ class CoquiBackend:
                 _soundfile_references() if request.references else contextlib.nullcontext(),
             ):
                 refs = _write_references(request.references, Path(tmp)) or None
+                conditioning = self._conditioning(model, refs, request.voice_id) if refs else None
                 seed_everything(request.seed)
                 import torch
 
@@ -324,11 +334,72 @@ class CoquiBackend:
                         segment.text, wave, self.sample_rate, language
                     )
 
-                audio = speak(segments, make, words_of, request, self.sample_rate, progress)
+                with _fixed_conditioning(model, conditioning):
+                    audio = speak(segments, make, words_of, request, self.sample_rate, progress)
             if not np.isfinite(audio.samples).all():
                 raise GenerationFailed("the model produced non-finite samples")
             peak = float(np.abs(audio.samples).max()) if audio.frames else 0.0
             return audio.with_samples(audio.samples / peak) if peak > 1.0 else audio
+
+    def _voice_store(self) -> ArtifactStore | None:
+        if self.store is None:
+            try:
+                self.store = open_store(self.settings)
+            except Exception:  # no store: conditioning is computed per job, as for raw uploads
+                logger.warning("no artifact store: voice conditioning is not cached", exc_info=True)
+        return self.store
+
+    def _conditioning(self, model: Any, refs: list[str], voice_id: str | None) -> tuple[Any, Any] | None:
+        """XTTS's ``(gpt_cond_latent, speaker_embedding)`` for ``refs``: computed once per job (coqui
+        would compute it again for every sentence), and for a library voice (``voice_id``) once per voice
+        and model, kept in the store under :func:`~gen_server.storage.voice_conditioning_key`.
+
+        ``None`` for models other than XTTS (coqui conditions them itself).
+        """
+        from TTS.tts.models.xtts import Xtts
+
+        if not isinstance(model, Xtts):
+            return None
+        import torch
+
+        key = voice_conditioning_key(voice_id, self.entry.id) if voice_id else None
+        store = self._voice_store() if key else None
+        if store is not None and key is not None and store.exists(key):
+            try:
+                saved = torch.load(io.BytesIO(store.get(key)), map_location=self.device, weights_only=True)
+                return saved["gpt_cond_latent"], saved["speaker_embedding"]
+            except Exception:  # unreadable (a partial write, another torch): computed again below
+                logger.warning("voice %s: cached conditioning %s unreadable; recomputing", voice_id, key)
+        config = model.config  # what XTTS's synthesize() would pass (its "best tuning knobs")
+        with torch.inference_mode():
+            latent, embedding = model.get_conditioning_latents(
+                audio_path=refs,
+                max_ref_length=config["max_ref_len"],
+                gpt_cond_len=config["gpt_cond_len"],
+                gpt_cond_chunk_len=config["gpt_cond_chunk_len"],
+                sound_norm_refs=config["sound_norm_refs"],
+            )
+        if store is not None and key is not None:
+            buffer = io.BytesIO()
+            saved = {"gpt_cond_latent": latent.cpu().clone(), "speaker_embedding": embedding.cpu().clone()}
+            torch.save(saved, buffer)  # clones: a view would save its whole storage
+            store.put(key, buffer.getvalue())
+        return latent, embedding
+
+
+@contextlib.contextmanager
+def _fixed_conditioning(model: Any, conditioning: tuple[Any, Any] | None) -> Iterator[None]:
+    """While active, the model's ``get_conditioning_latents`` returns ``conditioning`` (computed or read
+    from the cache by :meth:`CoquiBackend._conditioning`) instead of recomputing it for each sentence.
+    The backend's lock is held for the whole job, so no other job sees the model meanwhile."""
+    if conditioning is None:
+        yield
+        return
+    model.get_conditioning_latents = lambda *args, **kwargs: conditioning
+    try:
+        yield
+    finally:
+        del model.get_conditioning_latents
 
 
 def _write_references(references: tuple[Audio, ...], folder: Path) -> list[str]:

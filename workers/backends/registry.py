@@ -18,6 +18,7 @@ from workers.backends.coqui import CoquiBackend
 from workers.backends.kokoro import KokoroBackend
 from workers.backends.musicgen import MusicGenBackend
 from workers.backends.piper import PiperBackend
+from workers.backends.stable_audio import StableAudioBackend
 from workers.memory import release_memory, rss_bytes
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ FACTORIES: dict[Family, BackendFactory] = {
     "coqui": CoquiBackend,
     "piper": PiperBackend,
     "kokoro": KokoroBackend,
+    "stable_audio": StableAudioBackend,
 }
 
 

@@ -8,6 +8,8 @@ per library:
   format.
 * :mod:`workers.tiny.coqui`: coqui VITS and XTTS-v2.
 * :mod:`workers.tiny.kokoro`: Kokoro (``hexgrad/Kokoro-82M``'s layout: config, checkpoint, voice packs).
+* :mod:`workers.tiny.stable_audio`: Stable Audio Open (diffusers' ``StableAudioPipeline`` folder,
+  written by its own ``save_pretrained``).
 * :mod:`workers.tiny.common`: the manifest, the seed and the atomic, idempotent folder writing
   they share.
 
@@ -43,6 +45,7 @@ from workers.tiny.coqui import (
     write_tiny_xtts,
 )
 from workers.tiny.kokoro import write_tiny_kokoro
+from workers.tiny.stable_audio import write_tiny_stable_audio
 
 __all__ = [
     "AUDIOGEN_WINDOW_S",
@@ -66,6 +69,7 @@ __all__ = [
     "write_tiny_audiogen",
     "write_tiny_kokoro",
     "write_tiny_musicgen",
+    "write_tiny_stable_audio",
     "write_tiny_vits",
     "write_tiny_xtts",
 ]
@@ -79,6 +83,7 @@ TINY_SOURCES: tuple[str, ...] = (
     "vits",
     "xtts",
     "kokoro",
+    "stable-audio",
 )
 
 
@@ -87,7 +92,7 @@ def ensure_tiny(source: str, models_dir: Path) -> Path:
 
     Args:
         source: ``tiny:musicgen``, ``tiny:musicgen-melody``, ``tiny:musicgen-stereo``,
-            ``tiny:audiogen``, ``tiny:vits``, ``tiny:xtts`` or ``tiny:kokoro``.
+            ``tiny:audiogen``, ``tiny:vits``, ``tiny:xtts``, ``tiny:kokoro`` or ``tiny:stable-audio``.
         models_dir: Root of local checkpoints; the tiny ones live in ``<models_dir>/dev/<name>``.
 
     Returns:
@@ -113,4 +118,6 @@ def ensure_tiny(source: str, models_dir: Path) -> Path:
         return write_tiny_xtts(folder)
     if name == "kokoro":
         return write_tiny_kokoro(folder)
+    if name == "stable-audio":
+        return write_tiny_stable_audio(folder)
     return write_tiny_vits(folder)
