@@ -8,6 +8,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -76,7 +77,9 @@ class JobService:
         self.catalog = catalog
         self.redis = redis_client
         self._async_url = async_redis_url
-        self._async: tuple[asyncio.AbstractEventLoop, AsyncRedis] | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
+            weakref.WeakKeyDictionary()
+        )
         self.queue = queue
         self.store = store
         self.records = JobRecords(redis_client, settings.job_retention_s)
@@ -235,9 +238,10 @@ class JobService:
         if self._async_url is None:
             return None
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            self._async = (loop, AsyncRedis.from_url(self._async_url, decode_responses=True))
-        return self._async[1]
+        client = self._async.get(loop)
+        if client is None:
+            client = self._async[loop] = AsyncRedis.from_url(self._async_url, decode_responses=True)
+        return client
 
     def _shown(self, read: JobRead, job_id: str, caller: Caller) -> JobView:
         record = self._owned(read.record, job_id, caller)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal, get_args
 
@@ -42,10 +44,25 @@ IdempotencyKey = Annotated[
 ]
 
 
-SUBMITTERS = CapacityLimiter(2)
+SUBMIT_THREADS = 2
 """Threads that submit jobs at once. A few keep a burst of POSTs first come, first served: with one
 thread per waiting request (the threadpool's 40) they contend for the GIL and a few wait far longer
 than the rest (measured with benchmarks/api.py: p99 150 ms at 20 clients)."""
+
+_submitters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def submitters() -> CapacityLimiter:
+    """The running event loop's submit limiter (a limiter belongs to one loop; a server has one, test
+    clients may run several at once)."""
+    loop = asyncio.get_running_loop()
+    limiter = _submitters.get(loop)
+    if limiter is None:
+        limiter = _submitters[loop] = CapacityLimiter(SUBMIT_THREADS)
+    return limiter
+
 
 PING_S = 15
 """Seconds between keep-alive comments (``: ping``) on an event stream with nothing new to say."""
@@ -107,12 +124,12 @@ async def submit_job(
     the finished job (succeeded, failed or cancelled) and ``Location``, else 202 with the job as it is
     then; either way ``Preference-Applied: wait=N`` says how long it waited at most.
 
-    Submitting runs on :data:`SUBMITTERS` threads (it blocks on Redis and the broker, never for long);
+    Submitting runs on :data:`SUBMIT_THREADS` threads (it blocks on Redis and the broker, never for long);
     waiting runs in the server's threadpool: neither blocks the event loop.
     """
     view = await to_thread.run_sync(
         functools.partial(service.submit, req, who, idempotency_key=idempotency_key, lane=lane),
-        limiter=SUBMITTERS,
+        limiter=submitters(),
     )
     wait_s = prefer_wait_s(prefer)
     if wait_s is None:
