@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -103,3 +106,14 @@ def machine_info() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
+
+
+def run_child(module: str, name: str, models_dir: Path, *extra: str) -> dict[str, Any]:
+    """``python -m <module> --child <name> --models-dir <dir> <extra>`` (one measurement in a fresh
+    process): its last stdout line as JSON, with the load average before and after."""
+    load = load_average()
+    command = [sys.executable, "-m", module, "--child", name, "--models-dir", str(models_dir), *extra]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["load_average_before_after"] = [load, load_average()]
+    return result

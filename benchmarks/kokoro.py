@@ -29,13 +29,11 @@ import argparse
 import json
 import logging
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import SPEECH_TEXT, load_average, machine_info
+from benchmarks.common import SPEECH_TEXT, machine_info, run_child
 from benchmarks.procmem import status_kb
 
 HERE = Path(__file__).resolve().parent
@@ -110,20 +108,8 @@ def run(models_dir: Path, repeats: int, threads: int | None) -> dict[str, Any]:
         "models": {},
     }
     for model in ("piper", "kokoro"):
-        load = load_average()
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.kokoro",
-            "--child",
-            model,
-            "--models-dir",
-            str(models_dir),
-        ]
-        command += ["--repeats", str(repeats)] + (["--threads", str(threads)] if threads else [])
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        result["load_average_before_after"] = [load, load_average()]
+        extra = ["--repeats", str(repeats)] + (["--threads", str(threads)] if threads else [])
+        result = run_child("benchmarks.kokoro", model, models_dir, *extra)
         out["models"][model] = result
     piper, kokoro = out["models"]["piper"], out["models"]["kokoro"]
     out["kokoro_rtf_over_piper"] = round(kokoro["rtf"] / piper["rtf"], 2)

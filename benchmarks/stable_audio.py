@@ -32,13 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import SFX_PROMPT, load_average, machine_info
+from benchmarks.common import SFX_PROMPT, load_average, machine_info, run_child
 from benchmarks.procmem import status_kb
 
 HERE = Path(__file__).resolve().parent
@@ -255,20 +253,8 @@ def run(models_dir: Path, steps: int, threads: int | None) -> dict[str, Any]:
         "sides": {},
     }
     for side in ("direct", "soundry"):
-        load = load_average()
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.stable_audio",
-            "--child",
-            side,
-            "--models-dir",
-            str(models_dir),
-        ]
-        command += ["--steps", str(steps)] + (["--threads", str(threads)] if threads else [])
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        result["load_average_before_after"] = [load, load_average()]
+        extra = ["--steps", str(steps)] + (["--threads", str(threads)] if threads else [])
+        result = run_child("benchmarks.stable_audio", side, models_dir, *extra)
         out["sides"][side] = result
         logging.getLogger(__name__).info("%s: %s", side, result)
     direct, soundry = out["sides"]["direct"], out["sides"]["soundry"]

@@ -527,19 +527,26 @@ def speech_job(voice_id: str, body: TextToSpeechRequest, fmt: OutputFormat, cata
         )
     if body.audio_effects is not None:
         raise InvalidInput("audio_effects are not supported", field="audio_effects")
+    return _speech_request(body, fmt, entry.id, voice=speaker)
+
+
+def _speech_request(
+    body: TextToSpeechRequest, fmt: OutputFormat, model: str, **voice: str | None
+) -> JobRequest:
+    """The job for ``body`` on ``model``, speaking with ``voice`` (``voice=`` or ``voice_id=``)."""
     settings = body.voice_settings
     speed = settings.speed if settings is not None and settings.speed is not None else 1.0
     return JobRequest(
         kind="speech",
-        model=entry.id,
+        model=model,
         text=body.text,
-        voice=speaker,
         language=body.language_code,
         speed=speed,
         seed=None if body.seed is None else body.seed % (MAX_SEED + 1),
         format=fmt.job_format,
         bitrate_kbps=fmt.bitrate_kbps,
         post=fmt.post(),
+        **voice,
     )
 
 
@@ -556,20 +563,7 @@ def library_speech_job(
     chosen = [e for e in cloning if e.id == body.model_id] or cloning
     if not chosen:
         raise InvalidInput("no model of this server clones voices", field="model_id")
-    settings = body.voice_settings
-    speed = settings.speed if settings is not None and settings.speed is not None else 1.0
-    return JobRequest(
-        kind="speech",
-        model=chosen[0].id,
-        text=body.text,
-        voice_id=voice.id,
-        language=body.language_code,
-        speed=speed,
-        seed=None if body.seed is None else body.seed % (MAX_SEED + 1),
-        format=fmt.job_format,
-        bitrate_kbps=fmt.bitrate_kbps,
-        post=fmt.post(),
-    )
+    return _speech_request(body, fmt, chosen[0].id, voice_id=voice.id)
 
 
 JOB_FIELDS: Final[dict[Kind, dict[str, str]]] = {

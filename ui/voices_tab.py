@@ -17,31 +17,14 @@ from typing import Any
 import gradio as gr
 
 from gen_server.client import ApiError, SoundryClient
+from gen_server.contract.catalog import XTTS_LANGUAGES
 from gen_server.contract.voice import CheckView, VoiceView
 from ui.page import api_error
 from ui.tracker import ClientPool
 
 logger = logging.getLogger(__name__)
 
-LANGUAGES = (
-    "en",
-    "de",
-    "fr",
-    "es",
-    "it",
-    "pt",
-    "pl",
-    "tr",
-    "ru",
-    "nl",
-    "cs",
-    "ar",
-    "zh-cn",
-    "ja",
-    "hu",
-    "ko",
-    "hi",
-)
+LANGUAGES = XTTS_LANGUAGES
 """Languages a voice can be made in (XTTS's); the phrase is checked by speech recognition in English
 only: voices in the others wait for an admin's approval."""
 
