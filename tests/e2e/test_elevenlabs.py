@@ -125,7 +125,10 @@ def test_a_looping_sound_effect_repeats_without_a_seam(client: ElevenLabs) -> No
     assert rate == 16000 and samples.shape[1] == 32000  # exactly the asked length
     loop = Audio(np.ascontiguousarray(samples, dtype=np.float32) / 32768.0, rate)
     measured = seam(Audio(np.tile(loop.samples, (1, 4)), rate))
-    assert measured.jump_ratio <= 1.0 and measured.flux_ratio <= 1.0, measured
+    # no click: the step at the wrap is no larger than the clip's typical step between samples; its
+    # spectral change is within the spread of the clip's own frame-to-frame changes (the random-weight
+    # model's noise-like output puts interior flux at ratio 1 +- ~0.1, unseeded: a CI run met 1.06)
+    assert measured.jump_ratio <= 1.0 and measured.flux_ratio <= 1.25, measured
 
 
 def test_speech_with_a_premade_voice_id(client: ElevenLabs) -> None:
