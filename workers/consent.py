@@ -276,12 +276,9 @@ def heard_digits(audio: Audio, vocabulary: Sequence[str]) -> list[str]:
     "midnight": 6 of 25 phrases of the Piper voice lost their code); with this grammar 24 of 25 came
     out whole (one with an extra digit, which :func:`code_heard` tolerates).
     """
-    import soxr
+    from workers.speech_check import decode_utterance
 
     words = tuple(sorted({w for w in vocabulary if w not in DIGIT_WORDS and re.fullmatch(r"[a-z]+", w)}))
-    pcm = (
-        np.clip(soxr.resample(audio.samples.mean(axis=0), audio.sample_rate, 16000), -1, 1) * 32767
-    ).astype(np.int16)
     with _grammar_lock:
         decoder = _grammar_decoders.get(words)
         if decoder is None:
@@ -296,11 +293,8 @@ def heard_digits(audio: Audio, vocabulary: Sequence[str]) -> list[str]:
             decoder.add_jsgf_string("consent", grammar)
             decoder.activate_search("consent")
             _grammar_decoders[words] = decoder
-        decoder.start_utt()
-        decoder.process_raw(pcm.tobytes(), full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-    return [w for w in (str(hyp.hypstr).split() if hyp else []) if w in DIGIT_WORDS]
+        heard = decode_utterance(decoder, audio.samples.mean(axis=0), audio.sample_rate)
+    return [w for w in heard.split() if w in DIGIT_WORDS]
 
 
 def phrase_check(consent: Audio, phrase: str) -> Check:

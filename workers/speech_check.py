@@ -34,6 +34,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -91,15 +92,20 @@ def _recogniser() -> object:
 
 def transcribe(wave: npt.NDArray[np.floating], rate: int) -> str:
     """Offline English transcription (pocketsphinx's US English model), lower case."""
+    with _LOCK:
+        return decode_utterance(_recogniser(), wave, rate)
+
+
+def decode_utterance(decoder: Any, wave: npt.NDArray[np.floating], rate: int) -> str:
+    """One utterance through a pocketsphinx ``decoder`` (the caller holds its lock): ``wave`` (mono, at
+    ``rate``) as 16 kHz 16-bit PCM; the hypothesis, lower case ("" when there is none)."""
     import soxr
 
     pcm = (np.clip(soxr.resample(np.asarray(wave, np.float32), rate, 16000), -1, 1) * 32767).astype(np.int16)
-    with _LOCK:
-        decoder = _recogniser()
-        decoder.start_utt()  # type: ignore[attr-defined]
-        decoder.process_raw(pcm.tobytes(), full_utt=True)  # type: ignore[attr-defined]
-        decoder.end_utt()  # type: ignore[attr-defined]
-        hyp = decoder.hyp()  # type: ignore[attr-defined]
+    decoder.start_utt()
+    decoder.process_raw(pcm.tobytes(), full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
     return str(hyp.hypstr).lower() if hyp else ""
 
 
