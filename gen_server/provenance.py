@@ -3,15 +3,23 @@ and the file's C2PA Content Credentials (:mod:`gen_server.content_credentials`) 
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from gen_server.audio.encode import decode, read_tags
-from gen_server.audio.watermark import Detection, KeyedWatermarker, Span
+from gen_server.audio.watermark import Detection, IssuedPayloads, KeyedWatermarker, Span, payload_for_job
 from gen_server.content_credentials import SigningIdentity, Verdict, verify
 from gen_server.errors import NotFound
-from gen_server.storage import ArtifactStore, watermark_key_for
+from gen_server.storage import WATERMARK_INDEX, ArtifactStore, watermark_key_for
 
 MAX_DETECT_S = 1800.0
+ISSUED_FRESH_S = 30.0
+"""How long a listing of the watermark index serves detections before it is listed again (a job made
+since is still found when its mark decodes, as strong marks do)."""
 _CONTAINER_GUESS = (("RIFF", "wav"), ("fLaC", "flac"), ("OggS", "ogg"), ("ID3", "mp3"))
 
 
@@ -31,6 +39,14 @@ class Found:
     c2pa: Verdict
     spans: tuple[LocatedSpan, ...] = ()
 
+    @property
+    def method(self) -> Literal["decoded", "matched"] | None:
+        """``decoded`` (the mark carried its payload), ``matched`` (an issued payload's pattern matched a
+        mark too weak to decode), or ``None`` (nothing found)."""
+        if not self.detection.detected:
+            return None
+        return "matched" if self.detection.informed else "decoded"
+
 
 def _guess_format(data: bytes) -> str | None:
     head = data[:4].decode("latin-1")
@@ -42,19 +58,64 @@ def _guess_format(data: bytes) -> str | None:
     return None
 
 
+class _IssuedIndex:
+    """The payloads the store's watermark index holds (every job this installation made), listed when
+    a detection first needs them (a mark too weak to decode), at most every :data:`ISSUED_FRESH_S` per
+    store, and shared by this process's detections."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read: weakref.WeakKeyDictionary[ArtifactStore, tuple[float, IssuedPayloads]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def of(self, store: ArtifactStore) -> IssuedPayloads:
+        with self._lock:
+            read = self._read.get(store)
+            if read is None or time.monotonic() - read[0] > ISSUED_FRESH_S:  # listed on first use
+                read = (time.monotonic(), IssuedPayloads(lambda: _payloads(store.names(WATERMARK_INDEX))))
+                self._read[store] = read
+            return read[1]
+
+
+def _payloads(names: Iterable[str]) -> Iterator[int]:
+    for name in names:
+        try:
+            yield int(name, 16)
+        except ValueError:
+            continue
+
+
+issued_index = _IssuedIndex()
+
+
 def detect_bytes(
-    data: bytes, key: str, store: ArtifactStore | None, identity: SigningIdentity | None = None
+    data: bytes,
+    key: str,
+    store: ArtifactStore | None,
+    identity: SigningIdentity | None = None,
+    *,
+    claim: str | None = None,
 ) -> Found:
     """Decode ``data`` (any format), detect the mark with ``key`` and look its payload up in ``store``;
     read and validate its C2PA manifest (``identity``: this installation's, whose CA it trusts).
+
+    A mark too weak to decode is still found when it matches one of the payloads in ``store``'s
+    watermark index (informed detection: ``detection.informed``), or, with ``claim`` (a job id the
+    caller says made the file), that job's payload alone: one test instead of one per issued payload,
+    so its threshold is lower and weaker marks confirm the claim.
 
     Raises:
         InvalidInput: when ``data`` is not decodable audio.
     """
     audio = decode(data, max_duration_s=MAX_DETECT_S)
     marker = KeyedWatermarker(key.encode())
-    detection = marker.detect(audio)
-    spans = marker.locate(audio, whole=detection)  # where each payload is: a clip inside a recording, ...
+    if claim is not None:
+        issued: IssuedPayloads | None = IssuedPayloads([payload_for_job(claim, key.encode())])
+    else:
+        issued = issued_index.of(store) if store is not None else None
+    detection = marker.detect(audio, issued)
+    spans = marker.locate(audio, whole=detection, issued=issued)  # a clip inside a recording, ...
     if not detection.detected and spans:  # found only in a part: report the strongest stretch
         best = max(spans, key=lambda span: span.confidence)
         detection = Detection(True, best.payload, best.confidence, best.offset_s)

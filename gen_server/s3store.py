@@ -123,6 +123,16 @@ class S3Store:
         doomed = [key for key, _ in self._listing(name) if key == name or key.startswith(name + "/")]
         self._delete(doomed)
 
+    def names(self, folder: str) -> Iterator[str]:
+        """Names of the entries directly under ``folder/`` (one listing, page by page)."""
+        base = self.object_key(folder.rstrip("/")) + "/"
+        seen: set[str] = set()
+        for key, _ in self._listing(base):
+            name = key[len(base) :].split("/", 1)[0]
+            if name not in seen:
+                seen.add(name)
+                yield name
+
     def sweep(self, older_than_s: float, now: float | None = None) -> int:
         """Delete job folders and uploads whose newest object is older than ``older_than_s``.
 

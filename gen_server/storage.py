@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -57,9 +58,13 @@ def export_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/export/{name}"
 
 
+WATERMARK_INDEX = "watermarks"
+"""Folder of the watermark index: one entry per issued payload, named by its hex, holding the job id."""
+
+
 def watermark_key_for(payload: int) -> str:
     """Index entry: a detected watermark payload -> the job id that carries it."""
-    return f"watermarks/{payload:08x}"
+    return f"{WATERMARK_INDEX}/{payload:08x}"
 
 
 def upload_key(upload_id: str) -> str:
@@ -104,6 +109,10 @@ class ArtifactStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def names(self, folder: str) -> Iterator[str]:
+        """Names of the entries directly under ``folder/`` (files or sub-folders; none if it is absent)."""
+        ...
+
     def sweep(self, older_than_s: float, now: float | None = None) -> int: ...
     def check(self) -> None:
         """Raise ``StorageError`` when the store cannot be used (checked at startup)."""
@@ -157,6 +166,13 @@ class LocalStore:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+    def names(self, folder: str) -> Iterator[str]:
+        """Names of the entries directly under ``folder/`` (atomic writes' temporary files excluded)."""
+        path = self.path(folder.rstrip("/"))
+        if path.is_dir():
+            with os.scandir(path) as entries:
+                yield from (e.name for e in entries if not e.name.startswith("."))
 
     def sweep(self, older_than_s: float, now: float | None = None) -> int:
         """Delete job folders and uploads last modified more than ``older_than_s`` ago; returns how many."""

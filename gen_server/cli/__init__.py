@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="detect Soundry's watermark and check a file's C2PA credentials")
     verify.add_argument("file")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument(
+        "--job",
+        metavar="JOB_ID",
+        help="check FILE against this job's mark (finds marks too weak to find otherwise)",
+    )
     verify.set_defaults(func=cmd_verify)
     status = sub.add_parser("status", help="queues and workers of a running deployment")
     status.add_argument("--redis-url", help="default: SOUNDRY_REDIS_URL")

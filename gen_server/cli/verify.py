@@ -32,7 +32,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         key = checked_secrets(settings).watermark_key
-        found = detect_bytes(data, key, store, resolve_identity(settings))
+        found = detect_bytes(data, key, store, resolve_identity(settings), claim=args.job)
     except SoundryError as e:
         print(f"soundry: {path}: {e.message}", file=sys.stderr)
         return 2
@@ -47,6 +47,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                     "detected": d.detected,
                     "confidence": round(d.confidence, 3),
                     "payload": payload,
+                    "method": found.method,
                     "job_id": found.job_id,
                     "metadata_job_id": found.metadata_job_id,
                     "cloned_voice": clone.describe() if clone else None,
@@ -67,7 +68,11 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     elif d.detected:
         job = f", job {found.job_id}" if found.job_id else " (job not in this installation's storage)"
         job += f", {clone.describe()}" if clone else ""
-        print(f"{path}: Soundry watermark FOUND, payload {d.payload:08x}, confidence {d.confidence:.1f}{job}")
+        how = " (matched an issued payload: too weak to decode)" if d.informed else ""
+        print(
+            f"{path}: Soundry watermark FOUND{how}, payload {d.payload:08x}, "
+            f"confidence {d.confidence:.1f}{job}"
+        )
     else:
         print(f"{path}: no Soundry watermark found (confidence {d.confidence:.1f})")
     if not args.json:

@@ -157,6 +157,7 @@ DETECTION_VIEW: dict[str, Any] = {
     "detected": True,
     "confidence": 21.7,
     "payload": "5e1a9c07",
+    "method": "decoded",
     "job_id": JOB_ID,
     "metadata_job_id": JOB_ID,
     "spans": [{"start_s": 0.0, "end_s": 12.48, "payload": "5e1a9c07", "job_id": JOB_ID, "confidence": 31.2}],

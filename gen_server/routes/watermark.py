@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, UploadFile
+from fastapi import APIRouter, Depends, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,6 +72,13 @@ class DetectionView(BaseModel):
     detected: bool
     confidence: float = Field(description="Pilot correlation score; ~N(0,1) on unmarked audio")
     payload: str | None = Field(None, description="32-bit payload (hex) when detected")
+    method: Literal["decoded", "matched"] | None = Field(
+        None,
+        description="How the payload was found: decoded from the mark (anyone holding the key can), or "
+        "matched: too weak to decode, it matched one of the payloads this installation issued (or the "
+        "job named in the request) "
+        "(confidence is then that match's z-score, against a threshold for all issued payloads)",
+    )
     job_id: str | None = Field(None, description="The job that made the audio, when you may see it")
     metadata_job_id: str | None = Field(None, description="job_id tag found in the file's metadata, if any")
     c2pa: C2paView | None = Field(None, description="The file's C2PA Content Credentials, checked")
@@ -95,14 +103,28 @@ async def detect(
     file: UploadFile,
     service: Annotated[JobService, Depends(job_service)],
     who: Annotated[Caller, Depends(caller)],
+    job_id: Annotated[
+        str | None,
+        Form(
+            description="Check the file against this job's mark (one of yours): a single test, so marks "
+            "too weak to find among every payload issued (short crops, noisy copies) still confirm it"
+        ),
+    ] = None,
 ) -> DetectionView:
     """Decode the upload, look for the keyed watermark and map its payload back to a job; read and
     validate its C2PA manifest (trusting this installation's own CA)."""
+    if job_id is not None:
+        try:
+            await service.aget(job_id, who)
+        except NotFound as e:
+            raise NotFound(e.message, field="job_id") from e
     data = await read_file(file, MAX_DETECT_BYTES, "file")
     try:
         key = resolve(service.settings).watermark_key
         identity = resolve_identity(service.settings)
-        found = await run_in_threadpool(detect_bytes, data, key, service.store, identity)
+        found = await run_in_threadpool(
+            partial(detect_bytes, data, key, service.store, identity, claim=job_id)
+        )
     except InvalidInput as e:
         raise InvalidInput(e.message, field="file") from e
 
@@ -122,6 +144,7 @@ async def detect(
         detected=found.detection.detected,
         confidence=round(found.detection.confidence, 3),
         payload=f"{found.detection.payload:08x}" if found.detection.payload is not None else None,
+        method=found.method,
         job_id=job_id,
         metadata_job_id=found.metadata_job_id,
         c2pa=C2paView.of(found.c2pa),

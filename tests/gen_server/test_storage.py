@@ -88,6 +88,15 @@ def test_failed_write_raises_storage_error_and_keeps_nothing(tmp_path: Path) -> 
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
+def test_names_lists_one_folder_level(store: ArtifactStore) -> None:
+    for key in ("watermarks/0000beef", "watermarks/deadbeef", "jobs/a/audio.wav", "jobs/a/manifest.json"):
+        store.put(key, b"x")
+    store.put("jobs/b/audio.wav", b"x")
+    assert sorted(store.names("watermarks")) == ["0000beef", "deadbeef"]
+    assert sorted(store.names("jobs/")) == ["a", "b"]
+    assert list(store.names("never")) == []
+
+
 def test_delete_prefix_takes_the_folder_not_its_neighbours(store: ArtifactStore) -> None:
     for key in ("jobs/a/audio.wav", "jobs/a/manifest.json", "jobs/ab/audio.wav", "uploads/u"):
         store.put(key, b"x")

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from scipy import signal
 
+from gen_server import instance_secrets, provenance
 from gen_server.audio import watermark as wm
+from gen_server.audio.encode import encode
 from gen_server.audio.types import Audio
 from gen_server.audio.watermark import (
     DEFAULT_KEY,
@@ -20,6 +24,7 @@ from gen_server.audio.watermark import (
     crc16,
     payload_for_job,
 )
+from gen_server.storage import LocalStore, watermark_key_for
 
 
 def noisy_music(seed: int, duration_s: float = 6.0, sr: int = 44100, channels: int = 2) -> Audio:
@@ -215,3 +220,116 @@ def test_max_segment() -> None:
     assert wm._max_segment(np.array([-1.0, -2.0])) == (0, 0)
     blocked = np.array([2.0, -np.inf, 3.0])
     assert wm._max_segment(blocked) == (2, 3)
+
+
+DECOYS = np.random.default_rng(5).integers(0, 2**32, 5000).tolist()
+"""Payloads another 5,000 jobs were issued: informed detection tests them all."""
+
+
+def test_data_signs_follow_the_layout(marker: KeyedWatermarker) -> None:
+    """The affine shortcut that patterns payloads in bulk gives every payload's own group bits."""
+    payloads = np.array([0, 1, 0xFFFFFFFF, *DECOYS[:40]], dtype=np.uint32)
+    signs = marker._data_signs(payloads)
+    for payload, row in zip(payloads.tolist(), signs, strict=True):
+        bits = marker._layout.group_bits(payload)[:, wm.PILOT_GROUPS :].reshape(-1)
+        assert np.array_equal(row, 1.0 - 2.0 * bits)
+
+
+def test_threshold_grows_with_the_payloads_tested() -> None:
+    small, large = wm.IssuedPayloads(range(1000)), wm.IssuedPayloads(range(1_000_000))
+    assert 5.6 < small.threshold(16) < 5.8 and 6.7 < large.threshold(16) < 6.9
+    assert small.threshold(16, false_alarm=1e-6) > small.threshold(16)
+    assert len(wm.IssuedPayloads([7, 7, 8])) == 2
+
+
+@pytest.mark.parametrize("seed", [2, 5, 8])
+def test_informed_detection_reads_a_mark_too_weak_to_decode(marker: KeyedWatermarker, seed: int) -> None:
+    """A 4 s mark embedded 42 dB below the music (16 dB weaker than Soundry's) does not decode, but
+    its payload's pattern stands out among 5,001 issued payloads; other keys and unmarked audio
+    match none of them."""
+    original = noisy_music(seed, duration_s=4.0, channels=1)
+    payload = 0xC0FFEE42
+    weak = KeyedWatermarker(target_snr_db=42.0).embed(original, payload)
+    issued = wm.IssuedPayloads([*DECOYS, payload])
+    assert not marker.detect(weak).detected
+    found = marker.detect(weak, issued)
+    assert found.detected and found.informed and found.payload == payload
+    assert found.confidence >= issued.threshold(wm.INFORMED_ALIGNMENTS) and found.bit_errors is None
+    assert found.offset_s is not None and min(found.offset_s, wm.PERIOD_S - found.offset_s) < 0.01
+    assert not KeyedWatermarker(b"another key").detect(weak, issued).detected
+    assert not marker.detect(original, issued).detected
+
+
+def test_informed_detection_ignores_steady_sound(marker: KeyedWatermarker) -> None:
+    """Steady sound repeats the same group values in every period, which inflates a score normalised
+    per period (a 20 s tone scored ~15 against random payloads that way): the informed score stays
+    near its null whatever the host."""
+    sr = 16000
+    t = np.arange(20 * sr) / sr
+    issued = wm.IssuedPayloads(DECOYS)
+    hosts = [
+        0.3 * np.sin(2 * np.pi * 1234.5 * t),
+        sum(0.2 / k * np.sin(2 * np.pi * 50 * k * t + k) for k in range(1, 40)),  # mains hum
+        sum(0.1 * np.sin(2 * np.pi * f * t) for f in (311.0, 740.0, 1650.0, 2890.0)),
+    ]
+    for host in hosts:
+        scored = marker.detect(Audio.mono(host, sr), issued, false_alarm=1e9)  # report the best match
+        assert scored.informed and scored.confidence < 5.0 < issued.threshold(wm.INFORMED_ALIGNMENTS), scored
+
+
+def test_detect_endpoint_matches_a_weak_mark_to_its_job(api: TestClient) -> None:
+    """Through the API: a mark too weak to decode (made weaker step by step until it no longer decodes)
+    is matched against the server's watermark index and traced to its job (``method: matched``), and
+    confirmed when the request names its job (but not another job)."""
+    r = api.post("/v1/jobs", json={"kind": "sfx", "model": "dev-audiogen-tiny", "prompt": "hum", "seed": 7})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    svc = api.app.state.jobs  # type: ignore[attr-defined]
+    key = instance_secrets.watermark_key(svc.settings)
+    payload = payload_for_job(job_id, key)
+    for decoy in DECOYS[:300]:  # other jobs' entries (the worker writes one per job)
+        svc.store.put(watermark_key_for(decoy), f"other-{decoy:08x}".encode())
+    svc.store.put(watermark_key_for(payload), job_id.encode())
+    original = noisy_music(2, duration_s=4.0, channels=1)
+    for snr in range(36, 50):
+        weak = KeyedWatermarker(key, target_snr_db=snr).embed(original, payload)
+        if not KeyedWatermarker(key).detect(weak).detected:
+            break
+    body = api.post("/v1/watermark/detect", files={"file": ("weak.wav", encode(weak, "wav"))}).json()
+    assert body["detected"] and body["method"] == "matched", (snr, body)
+    assert body["payload"] == f"{payload:08x}" and body["job_id"] == job_id
+    wav = encode(weak, "wav")
+    body = api.post("/v1/watermark/detect", files={"file": ("w.wav", wav)}, data={"job_id": job_id}).json()
+    assert body["method"] == "matched" and body["job_id"] == job_id, body
+    other = api.post("/v1/jobs", json={"kind": "sfx", "model": "dev-audiogen-tiny", "prompt": "x"}).json()[
+        "id"
+    ]
+    body = api.post("/v1/watermark/detect", files={"file": ("w.wav", wav)}, data={"job_id": other}).json()
+    assert not body["detected"], body  # a claim is tested alone: another job's claim is not confirmed
+    r = api.post("/v1/watermark/detect", files={"file": ("w.wav", wav)}, data={"job_id": "no-such-job"})
+    assert r.status_code == 404 and r.json()["error"]["field"] == "job_id", r.text
+    strong = KeyedWatermarker(key).embed(original, payload)
+    body = api.post("/v1/watermark/detect", files={"file": ("x.wav", encode(strong, "wav"))}).json()
+    assert body["method"] == "decoded" and body["job_id"] == job_id
+    body = api.post("/v1/watermark/detect", files={"file": ("x.wav", encode(original, "wav"))}).json()
+    assert not body["detected"] and body["method"] is None
+
+
+def test_a_claim_confirms_a_mark_too_faint_for_the_index(tmp_path: Path) -> None:
+    """One claimed job is one test (threshold ~4.4 instead of ~5.5 for 301 issued payloads): a mark
+    made fainter until the index no longer finds it is still confirmed against its claimed job."""
+    key, job_id = "claim-test-key", "job-claim-test"
+    payload = payload_for_job(job_id, key.encode())
+    store = LocalStore(tmp_path)
+    for decoy in DECOYS[:300]:
+        store.put(watermark_key_for(decoy), b"other")
+    store.put(watermark_key_for(payload), job_id.encode())
+    original = noisy_music(2, duration_s=4.0, channels=1)
+    for snr in np.arange(40.0, 50.0, 0.5):
+        wav = encode(KeyedWatermarker(key.encode(), target_snr_db=float(snr)).embed(original, payload), "wav")
+        if not provenance.detect_bytes(wav, key, store).detection.detected:
+            break
+    claimed = provenance.detect_bytes(wav, key, store, claim=job_id)
+    assert claimed.method == "matched" and claimed.detection.payload == payload, snr
+    assert claimed.job_id == job_id
+    assert not provenance.detect_bytes(wav, key, store, claim="another-job").detection.detected

@@ -5,25 +5,31 @@ Six families are marked and attacked: three synthetic (speech-like, tonal music-
 Asterisk prompts (5 speakers, 8 kHz), Asterisk's music on hold (produced music, 8 kHz), and sparse
 effects (recorded game and desktop-theme events with 0.4-2.5 s of digital silence between them,
 5-15 s at 44.1 kHz, as AudioGen makes). Attacks: resampling to 16 kHz and 44.1 kHz, gain +6 dB and
--6 dB, a 3 s excerpt at a random offset (3 per clip; for effects one holding at least 1 s of sound),
-MP3 and Opus at 64 kbit/s (through our own encode/decode) and white noise at 25 dB SNR. Asserted
-(recovery = the exact payload comes back):
+-6 dB, a 3 s excerpt at a random offset (3 per clip; for effects only excerpts holding at least 1 s
+of sound: a clip whose sound is too spread out to give one gives none, counted and printed), MP3 and
+Opus at 64 kbit/s (through our own encode/decode) and white noise at 25 dB SNR.
 
-* speech-like, noise-like, real speech, real music: >= 95 % after resample/gain, >= 90 % after
-  crop/MP3/Opus/noise (>= 95 % after crops for the synthetic ones);
-* tonal music-like: >= 80 % after each attack;
-* sparse effects: the floors in ``REQUIRED`` (measured, below #23's targets of >= 95 % after
-  MP3/Opus/noise and >= 90 % after crops: see ``EFFECTS_TARGET``, printed beside the table);
+Each attacked clip is looked at three ways, one table each: *decoded* (the payload read from the
+mark alone, as anyone holding the key can), *the server's detection* (decoded, or matched among the
+payloads in its watermark index: the clip's own and ``ISSUED`` others, 100,000 at full size), and
+*against a claimed job* (a request naming the job: one payload tested). Asserted:
+
+* decoded, speech-like, noise-like, real speech, real music: >= 95 % after resample/gain, >= 90 %
+  after crop/MP3/Opus/noise (>= 95 % after crops for the synthetic ones); tonal music-like: >= 80 %;
+* sparse effects: the measured floors in ``REQUIRED`` (decoded) and ``REQUIRED_MATCHED`` (the
+  server's detection); #23's targets (>= 95 % after MP3/Opus/noise, >= 90 % after crops,
+  ``EFFECTS_TARGET``) are printed under each table;
 * SNR of marked vs original >= 25 dB on every clip;
-* false detections on unmarked 3 s excerpts (half real recordings) <= 1 in 1,000.
+* false detections on unmarked 3 s excerpts (half real recordings), decoded or matched among the
+  issued payloads, <= 1 in 1,000.
 
 Recovery for excerpts of 1.5, 3, 5 and 10 s is printed, not asserted. Run with ``-s`` to see the
 tables (they are printed with capture disabled, so CI logs show them too).
 
-The suite runs a quick size (4 clips per synthetic family, 10 per real one, 1,000 unmarked excerpts:
-about 45 s on 2 shared cores); the full measurement (20 clips per family, 40 effects, 5,000
-excerpts, about 4 minutes) runs with ``SOUNDRY_WATERMARK_TRIALS=full``; its figures are in
-benchmarks/results/watermark.md.
+The suite runs a quick size (4 clips per synthetic family, 10 per real one, 2,000 other issued
+payloads, 1,000 unmarked excerpts: about 45 s on 2 shared cores); the full measurement (20 clips per
+family, 40 effects, 100,000 issued payloads, 5,000 excerpts, about 15 minutes) runs with
+``SOUNDRY_WATERMARK_TRIALS=full``; its figures are in benchmarks/results/watermark.md.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from scipy import signal
 from gen_server.audio.encode import decode, encode
 from gen_server.audio.postprocess import resample
 from gen_server.audio.types import Audio
-from gen_server.audio.watermark import KeyedWatermarker
+from gen_server.audio.watermark import INFORMED_ALIGNMENTS, IssuedPayloads, KeyedWatermarker
 from tests.gen_server import watermark_audio
 
 FloatArray = npt.NDArray[np.float64]
@@ -53,7 +59,10 @@ FAMILIES = SYNTHETIC + REAL
 CLIPS_PER_FAMILY = {f: (40 if f == "effects" else 20) if FULL else (10 if f in REAL else 4) for f in FAMILIES}
 CROPS_PER_CLIP = 3
 CROP_MIN_SOUND_S = 1.0  # a crop of sparse effects holds at least this much sound
-FALSE_POSITIVE_TRIALS = 5000 if FULL else 1000
+FALSE_POSITIVE_TRIALS = 5000 if FULL else 600
+ISSUED = 100_000 if FULL else 2_000
+"""Other payloads in the server's watermark index while each clip is checked (a busy installation:
+informed detection tests every one, and its threshold rises with their number)."""
 EXCERPT_LENGTHS_S = (1.5, 3.0, 5.0, 10.0)
 ATTACKS = (
     "resample_16k",
@@ -78,8 +87,19 @@ REQUIRED = {
         for a in ATTACKS
     },
 }
+REQUIRED_MATCHED = {
+    # measured floors of the server's detection (full size: 97.5 % resample/gain, 95 % MP3, 92.5 % Opus,
+    # 85 % noise, 84.8 % crops)
+    "effects": {
+        a: {"crop_3s": 0.70, "noise_25dB": 0.75, "opus_64k": 0.85, "mp3_64k": 0.85}.get(a, 0.90)
+        for a in ATTACKS
+    },
+}
 EFFECTS_TARGET = {a: (0.90 if a == "crop_3s" else 0.95) for a in ATTACKS}
-"""#23's targets for sparse effects, not reached yet (printed beside the measured figures)."""
+"""#23's targets for sparse effects (printed under each table; met against a claimed job)."""
+REQUIRED_CLAIMED = {
+    "effects": EFFECTS_TARGET if FULL else {a: (0.80 if a == "crop_3s" else 0.90) for a in ATTACKS}
+}
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
@@ -215,16 +235,17 @@ DURATION_S = {family: ((5.0, 15.0) if family == "effects" else (10.0, 30.0)) for
 # ------------------------------------------------------------------------------------ attacks
 
 
-def excerpt(audio: Audio, rng: np.random.Generator, seconds: float, min_sound_s: float = 0.0) -> Audio:
-    """A ``seconds`` excerpt at a random offset, holding at least ``min_sound_s`` of sound if any does."""
+def excerpt(audio: Audio, rng: np.random.Generator, seconds: float, min_sound_s: float = 0.0) -> Audio | None:
+    """A ``seconds`` excerpt at a random offset holding at least ``min_sound_s`` of sound; ``None`` when
+    100 tries found none (a clip whose sound is too spread out to give such a crop)."""
     n = min(audio.frames, round(seconds * audio.sample_rate))
     for _ in range(100):
         start = int(rng.integers(0, audio.frames - n + 1))
         part = Audio(audio.samples[:, start : start + n], audio.sample_rate)
         mono = part.samples.mean(axis=0).astype(np.float64)
         if min_sound_s <= 0 or watermark_audio.active_seconds(mono, audio.sample_rate) >= min_sound_s:
-            break
-    return part
+            return part
+    return None
 
 
 def attack(audio: Audio, name: str, rng: np.random.Generator) -> Audio:
@@ -251,9 +272,16 @@ def attack(audio: Audio, name: str, rng: np.random.Generator) -> Audio:
 @dataclass
 class Results:
     recovered: dict[str, dict[str, list[bool]]] = field(default_factory=dict)
+    """Decoded (blind: anyone holding the key)."""
+    matched: dict[str, dict[str, list[bool]]] = field(default_factory=dict)
+    """Decoded, or matched among the issued payloads (the server's detection)."""
+    claimed: dict[str, dict[str, list[bool]]] = field(default_factory=dict)
+    """Decoded, or matched against the clip's own job (a request naming the job it claims)."""
+    no_crop: dict[str, int] = field(default_factory=dict)
     by_length: dict[str, dict[float, list[bool]]] = field(default_factory=dict)
     snr_db: dict[str, list[float]] = field(default_factory=dict)
     unmarked16: dict[str, list[FloatArray]] = field(default_factory=dict)
+    others: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -267,10 +295,14 @@ def results(marker: KeyedWatermarker) -> Results:
     res = Results()
     clock: dict[str, float] = dict.fromkeys(("generate", "embed", "attack", "detect"), 0.0)
     watermark_audio.require_all()
+    others = np.random.default_rng(3).integers(0, 2**32, ISSUED).tolist()
     for family_index, family in enumerate(FAMILIES):
         make = GENERATORS[family]
         min_sound_s = CROP_MIN_SOUND_S if family == "effects" else 0.0
         res.recovered[family] = {a: [] for a in ATTACKS}
+        res.matched[family] = {a: [] for a in ATTACKS}
+        res.claimed[family] = {a: [] for a in ATTACKS}
+        res.no_crop[family] = 0
         res.by_length[family] = {s: [] for s in EXCERPT_LENGTHS_S}
         res.snr_db[family] = []
         for i in range(CLIPS_PER_FAMILY[family]):
@@ -281,6 +313,7 @@ def results(marker: KeyedWatermarker) -> Results:
             mono16 = resample(original, 16000).samples[0].astype(np.float64)
             res.unmarked16.setdefault(family, []).append(mono16)
             payload = int(rng.integers(0, 2**32))
+            issued = IssuedPayloads([*others, payload])
             clock["generate"] += time.process_time() - t
             t = time.process_time()
             marked = marker.embed(original, payload)
@@ -298,16 +331,25 @@ def results(marker: KeyedWatermarker) -> Results:
                         else attack(marked, name, rng)
                     )
                     clock["attack"] += time.process_time() - t
+                    if attacked is None:
+                        res.no_crop[family] += 1
+                        continue
                     t = time.process_time()
-                    res.recovered[family][name].append(marker.detect(attacked).payload == payload)
+                    found = marker.detect(attacked, issued)
+                    res.recovered[family][name].append(found.payload == payload and not found.informed)
+                    res.matched[family][name].append(found.payload == payload)
+                    if found.payload != payload:  # a claim is one test: found whenever the index is
+                        found = marker.detect(attacked, IssuedPayloads([payload]))
+                    res.claimed[family][name].append(found.payload == payload)
                     clock["detect"] += time.process_time() - t
             for seconds in EXCERPT_LENGTHS_S:
                 t = time.process_time()
-                res.by_length[family][seconds].append(
-                    marker.detect(excerpt(marked, rng, seconds)).payload == payload
-                )
+                part = excerpt(marked, rng, seconds)
+                assert part is not None
+                res.by_length[family][seconds].append(marker.detect(part).payload == payload)
                 clock["detect"] += time.process_time() - t
     res.seconds = clock
+    res.others = others
     return res
 
 
@@ -326,22 +368,50 @@ def test_snr_of_every_clip(results: Results, capsys: pytest.CaptureFixture[str])
         assert min(values) >= 25.0, (family, min(values))
 
 
-def test_recovery_after_attacks(results: Results, capsys: pytest.CaptureFixture[str]) -> None:
-    header = f"{'family':12s}" + "".join(f"{a:>14s}" for a in ATTACKS)
-    lines = ["\nwatermark recovery (exact 32-bit payload), per family and attack:", header]
+def _table(title: str, recovered: dict[str, dict[str, list[bool]]]) -> list[str]:
+    lines = [title, f"{'family':12s}" + "".join(f"{a:>14s}" for a in ATTACKS)]
     for family in FAMILIES:
-        row = results.recovered[family]
+        row = recovered[family]
         lines.append(f"{family:12s}" + "".join(f"{100 * _rate(row[a]):11.1f} % " for a in ATTACKS))
         lines.append(f"{'  (n)':12s}" + "".join(f"{len(row[a]):14d}" for a in ATTACKS))
     lines.append(f"{'#23 effects':12s}" + "".join(f"{100 * EFFECTS_TARGET[a]:11.0f} % " for a in ATTACKS))
+    return lines
+
+
+def _shortfalls(
+    recovered: dict[str, dict[str, list[bool]]], required: dict[str, dict[str, float]]
+) -> list[str]:
+    return [
+        f"{family}/{name}: {100 * _rate(recovered[family][name]):.1f} % < {100 * need:.0f} %"
+        for family, needs in required.items()
+        for name, need in needs.items()
+        if _rate(recovered[family][name]) < need
+    ]
+
+
+def test_recovery_after_attacks(results: Results, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _table(
+        "\nwatermark recovery, decoded (the exact 32-bit payload; anyone holding the key):", results.recovered
+    )
+    lines += _table(
+        f"\nwatermark recovery by the server: decoded, or matched among {ISSUED + 1:,} issued payloads:",
+        results.matched,
+    )
+    lines += _table(
+        "\nwatermark recovery against the job a request names (one payload tested):", results.claimed
+    )
+    spread = ", ".join(f"{f} {n}" for f, n in results.no_crop.items() if n)
+    if spread:
+        lines.append(
+            f"crops not taken (no 3 s window of the clip holds {CROP_MIN_SOUND_S:g} s of sound): {spread}"
+        )
     with capsys.disabled():
         print("\n".join(lines))
-    failures = [
-        f"{family}/{name}: {100 * _rate(results.recovered[family][name]):.1f} % < {100 * need:.0f} %"
-        for family in FAMILIES
-        for name, need in REQUIRED[family].items()
-        if _rate(results.recovered[family][name]) < need
-    ]
+    failures = (
+        _shortfalls(results.recovered, REQUIRED)
+        + _shortfalls(results.matched, REQUIRED_MATCHED)
+        + _shortfalls(results.claimed, REQUIRED_CLAIMED)
+    )
     assert not failures, failures
 
 
@@ -375,7 +445,11 @@ def test_false_positives_on_unmarked_audio(
                 break
         return a[start : start + n]
 
-    false, scores = 0, []
+    issued = IssuedPayloads(results.others)
+    threshold = issued.threshold(INFORMED_ALIGNMENTS)
+    false, matched, best_matches = 0, 0, []
+    claims, claimed = 0, 0  # a request naming a job: one payload tested (every 4th excerpt in quick runs)
+    claim_threshold = IssuedPayloads([0]).threshold(INFORMED_ALIGNMENTS)
     t = time.process_time()
     for i in range(FALSE_POSITIVE_TRIALS):
         x = draw(REAL if i % 2 else SYNTHETIC) * rng.uniform(0.1, 3.0)
@@ -383,14 +457,26 @@ def test_false_positives_on_unmarked_audio(
             x = x + draw(FAMILIES) * rng.uniform(0.1, 1.0)
         if rng.random() < 0.5:
             x = x[::-1]
-        found = marker.detect(Audio.mono(x, 16000))
-        false += found.detected
-        scores.append(found.confidence)
+        # with no false-alarm limit the informed step reports its best match, whatever its score
+        audio = Audio.mono(x, 16000)
+        found = marker.detect(audio, issued, false_alarm=1e9)
+        if found.informed:
+            best_matches.append(found.confidence)
+            matched += found.confidence >= threshold
+        else:
+            false += found.detected
+        if FULL or i % 4 == 0:
+            claims += 1
+            claimed += marker.detect(audio, IssuedPayloads([int(rng.integers(0, 2**32))])).detected
     elapsed = time.process_time() - t
+    z = np.array(best_matches)
     with capsys.disabled():
         print(
-            f"\nwatermark false detections: {false} in {FALSE_POSITIVE_TRIALS} unmarked 3 s excerpts "
-            f"(pilot score p50 {np.median(scores):.2f}, p99 {np.percentile(scores, 99):.2f}, "
-            f"max {max(scores):.2f}); {1000 * elapsed / FALSE_POSITIVE_TRIALS:.1f} ms CPU per detection"
+            f"\nwatermark false detections in {FALSE_POSITIVE_TRIALS} unmarked 3 s excerpts: "
+            f"{false} decoded, {matched} matched among {len(issued):,} issued payloads (best match's z "
+            f"p50 {np.median(z):.2f}, p99 {np.percentile(z, 99):.2f}, max {z.max():.2f}; threshold "
+            f"{threshold:.2f}); {claimed} of {claims} claims of a random job confirmed (threshold "
+            f"{claim_threshold:.2f}); {1000 * elapsed / FALSE_POSITIVE_TRIALS:.1f} ms CPU per excerpt"
         )
-    assert false <= FALSE_POSITIVE_TRIALS // 1000
+    assert false + matched <= FALSE_POSITIVE_TRIALS // 1000
+    assert claimed <= max(1, claims // 1000)
