@@ -158,7 +158,7 @@ def test_verify_finds_watermark_in_downloaded_mp3(
     out = verify("--json")
     assert out.returncode == 0, out.stdout + out.stderr
     found = json.loads(out.stdout.strip().splitlines()[-1])
-    assert found["detected"] and found["job_id"] == job.id
+    assert found["detected"] and found["job_id"] == job.id and found["method"] == "decoded"
     assert found["payload"] == job.result.watermark_payload
     c2pa = found["c2pa"]
     assert c2pa["valid"] and c2pa["trusted"] and c2pa["altered"] is False, c2pa
@@ -166,11 +166,11 @@ def test_verify_finds_watermark_in_downloaded_mp3(
     generation = c2pa["generation"]
     assert generation["job_id"] == job.id and generation["model"] == job.model
     assert generation["licence"] and generation["watermark_payload"] == job.result.watermark_payload
-    text = verify()
+    text = verify("--job", job.id)  # checked against its own job (decoded anyway: the mark is strong)
     assert text.returncode == 0, text.stdout + text.stderr
     assert "Soundry watermark FOUND" in text.stdout and "C2PA: valid, signed by Soundry signer" in text.stdout
     r = client._http.post("/v1/watermark/detect", files={"file": ("x.mp3", mp3.read_bytes())})
-    assert r.status_code == 200 and r.json()["job_id"] == job.id
+    assert r.status_code == 200 and r.json()["job_id"] == job.id and r.json()["method"] == "decoded"
     assert r.json()["c2pa"]["valid"] and r.json()["c2pa"]["generation"]["job_id"] == job.id
     spans = r.json()["spans"]  # located detection: where the mark is, and whose
     assert [s["payload"] for s in spans] == [job.result.watermark_payload] and spans[0]["job_id"] == job.id
