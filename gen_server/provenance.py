@@ -17,9 +17,11 @@ from gen_server.errors import NotFound
 from gen_server.storage import WATERMARK_INDEX, ArtifactStore, watermark_key_for
 
 MAX_DETECT_S = 1800.0
+ISSUED_RECHECK_S = 2.0
+"""A detection that found nothing lists the index again when its listing is older than this."""
 ISSUED_FRESH_S = 30.0
-"""How long a listing of the watermark index serves detections before it is listed again (a job made
-since is still found when its mark decodes, as strong marks do)."""
+"""How long a listing of the watermark index serves detections before it is listed again (a detection
+that finds nothing re-lists sooner, :data:`ISSUED_RECHECK_S`)."""
 _CONTAINER_GUESS = (("RIFF", "wav"), ("fLaC", "flac"), ("OggS", "ogg"), ("ID3", "mp3"))
 
 
@@ -69,10 +71,10 @@ class _IssuedIndex:
             weakref.WeakKeyDictionary()
         )
 
-    def of(self, store: ArtifactStore) -> IssuedPayloads:
+    def of(self, store: ArtifactStore, max_age_s: float = ISSUED_FRESH_S) -> IssuedPayloads:
         with self._lock:
             read = self._read.get(store)
-            if read is None or time.monotonic() - read[0] > ISSUED_FRESH_S:  # listed on first use
+            if read is None or time.monotonic() - read[0] > max_age_s:  # listed on first use
                 read = (time.monotonic(), IssuedPayloads(lambda: _payloads(store.names(WATERMARK_INDEX))))
                 self._read[store] = read
             return read[1]
@@ -115,6 +117,11 @@ def detect_bytes(
     else:
         issued = issued_index.of(store) if store is not None else None
     detection = marker.detect(audio, issued)
+    if not detection.detected and claim is None and store is not None:
+        newer = issued_index.of(store, ISSUED_RECHECK_S)
+        if newer is not issued:  # the listing it matched against may predate the job: list again
+            issued = newer
+            detection = marker.detect(audio, issued)
     spans = marker.locate(audio, whole=detection, issued=issued)  # a clip inside a recording, ...
     if not detection.detected and spans:  # found only in a part: report the strongest stretch
         best = max(spans, key=lambda span: span.confidence)

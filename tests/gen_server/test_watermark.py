@@ -333,3 +333,25 @@ def test_a_claim_confirms_a_mark_too_faint_for_the_index(tmp_path: Path) -> None
     assert claimed.method == "matched" and claimed.detection.payload == payload, snr
     assert claimed.job_id == job_id
     assert not provenance.detect_bytes(wav, key, store, claim="another-job").detection.detected
+
+
+def test_a_job_made_after_the_index_was_listed_is_still_matched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index listing is kept between detections; one that finds nothing lists it again (here at
+    once), so a weak copy of a job made since the last listing is still traced."""
+    monkeypatch.setattr(provenance, "ISSUED_RECHECK_S", 0.0)
+    key, job_id = "index-test-key", "job-made-later"
+    payload = payload_for_job(job_id, key.encode())
+    store = LocalStore(tmp_path)
+    for decoy in DECOYS[:300]:
+        store.put(watermark_key_for(decoy), b"other")
+    original = noisy_music(2, duration_s=4.0, channels=1)
+    assert not provenance.detect_bytes(encode(original, "wav"), key, store).detection.detected  # listed
+    store.put(watermark_key_for(payload), job_id.encode())  # the worker indexes the new job
+    for snr in range(36, 50):
+        weak = KeyedWatermarker(key.encode(), target_snr_db=snr).embed(original, payload)
+        if not KeyedWatermarker(key.encode()).detect(weak).detected:
+            break
+    found = provenance.detect_bytes(encode(weak, "wav"), key, store)
+    assert found.method == "matched" and found.job_id == job_id, snr
