@@ -262,10 +262,10 @@ def test_informed_detection_reads_a_mark_too_weak_to_decode(marker: KeyedWaterma
 
 def test_informed_detection_ignores_steady_sound(marker: KeyedWatermarker) -> None:
     """Steady sound repeats the same group values in every period, which inflates a score normalised
-    per period (a 20 s tone scored ~15 against random payloads that way): the informed score stays
+    per period (a 12-20 s tone scored ~15 against random payloads that way): the informed score stays
     near its null whatever the host."""
     sr = 16000
-    t = np.arange(20 * sr) / sr
+    t = np.arange(12 * sr) / sr
     issued = wm.IssuedPayloads(DECOYS)
     hosts = [
         0.3 * np.sin(2 * np.pi * 1234.5 * t),
@@ -325,7 +325,7 @@ def test_a_claim_confirms_a_mark_too_faint_for_the_index(tmp_path: Path) -> None
         store.put(watermark_key_for(decoy), b"other")
     store.put(watermark_key_for(payload), job_id.encode())
     original = noisy_music(2, duration_s=4.0, channels=1)
-    for snr in np.arange(40.0, 50.0, 0.5):
+    for snr in np.arange(42.0, 50.0, 0.5):
         wav = encode(KeyedWatermarker(key.encode(), target_snr_db=float(snr)).embed(original, payload), "wav")
         if not provenance.detect_bytes(wav, key, store).detection.detected:
             break
