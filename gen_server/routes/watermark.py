@@ -103,9 +103,10 @@ async def detect(
     file: UploadFile,
     service: Annotated[JobService, Depends(job_service)],
     who: Annotated[Caller, Depends(caller)],
-    job_id: Annotated[
+    claim: Annotated[
         str | None,
         Form(
+            alias="job_id",
             description="Check the file against this job's mark (one of yours): a single test, so marks "
             "too weak to find among every payload issued (short crops, noisy copies) still confirm it"
         ),
@@ -113,9 +114,9 @@ async def detect(
 ) -> DetectionView:
     """Decode the upload, look for the keyed watermark and map its payload back to a job; read and
     validate its C2PA manifest (trusting this installation's own CA)."""
-    if job_id is not None:
+    if claim is not None:
         try:
-            await service.aget(job_id, who)
+            await service.aget(claim, who)
         except NotFound as e:
             raise NotFound(e.message, field="job_id") from e
     data = await read_file(file, MAX_DETECT_BYTES, "file")
@@ -123,7 +124,7 @@ async def detect(
         key = resolve(service.settings).watermark_key
         identity = resolve_identity(service.settings)
         found = await run_in_threadpool(
-            partial(detect_bytes, data, key, service.store, identity, claim=job_id)
+            partial(detect_bytes, data, key, service.store, identity, claim=claim)
         )
     except InvalidInput as e:
         raise InvalidInput(e.message, field="file") from e
