@@ -373,7 +373,12 @@ class Signing:
     """``allowed``, ``conditional`` or ``not_allowed`` (the catalog's words; a scene: its strictest)."""
 
     def assertion(self, spec: JobSpec, payload: int, **extra: Any) -> dict[str, Any]:
-        """The ``org.soundry.generation`` assertion of a file of ``spec`` (``extra`` added)."""
+        """The ``org.soundry.generation`` assertion of a file of ``spec`` (``extra`` added).
+
+        ``cloned_voice`` says whether the speech imitates a real person's voice (a library voice or
+        raw references); which voice it is stays out: the manifest is public to whoever has the file,
+        and only the job's owner may learn the voice (as the detect endpoint does).
+        """
         return {
             "generator": GENERATOR,
             "kind": spec.kind,
@@ -383,6 +388,7 @@ class Signing:
             "job_id": spec.job_id,
             "seed": spec.seed,
             "watermark_payload": f"{payload:08x}",
+            "cloned_voice": bool(spec.voice_id or spec.reference_uploads),
             **extra,
         }
 

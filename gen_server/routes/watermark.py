@@ -108,7 +108,7 @@ async def detect(
         Form(
             alias="job_id",
             description="Check the file against this job's mark (one of yours): a single test, so marks "
-            "too weak to find among every payload issued (short crops, noisy copies) still confirm it"
+            "too weak to find among every payload issued (short crops, noisy copies) still confirm it",
         ),
     ] = None,
 ) -> DetectionView:

@@ -166,6 +166,7 @@ def test_verify_finds_watermark_in_downloaded_mp3(
     generation = c2pa["generation"]
     assert generation["job_id"] == job.id and generation["model"] == job.model
     assert generation["licence"] and generation["watermark_payload"] == job.result.watermark_payload
+    assert generation["cloned_voice"] is False
     text = verify("--job", job.id)  # checked against its own job (decoded anyway: the mark is strong)
     assert text.returncode == 0, text.stdout + text.stderr
     assert "Soundry watermark FOUND" in text.stdout and "C2PA: valid, signed by Soundry signer" in text.stdout

@@ -211,6 +211,9 @@ def test_consented_voice_is_created_used_marked_and_deleted(
     assert mine["clone"] is True and mine["cloned_voice"] == f"cloned voice {voice_id}"
     theirs = http.post("/v1/watermark/detect", files=files, headers=bob).json()
     assert theirs["clone"] is True and theirs["cloned_voice"] is None and theirs["job_id"] is None
+    # the file's public C2PA manifest discloses a clone, not which voice
+    generation = theirs["c2pa"]["generation"]
+    assert generation["cloned_voice"] is True and voice_id not in json.dumps(theirs["c2pa"])
     out = tmp_path / "cloned.wav"
     out.write_bytes(audio)
     args = build_parser().parse_args(["verify", str(out)])

@@ -305,7 +305,9 @@ def test_detect_endpoint_matches_a_weak_mark_to_its_job(api: TestClient) -> None
         "id"
     ]
     body = api.post("/v1/watermark/detect", files={"file": ("w.wav", wav)}, data={"job_id": other}).json()
-    assert not body["detected"], body  # a claim is tested alone: another job's claim is not confirmed
+    # a claim is tested alone: another job's claim is never confirmed (a part of the file may still
+    # decode to the job that did make it, which is then reported)
+    assert body["job_id"] != other and body["payload"] in (None, f"{payload:08x}"), body
     r = api.post("/v1/watermark/detect", files={"file": ("w.wav", wav)}, data={"job_id": "no-such-job"})
     assert r.status_code == 404 and r.json()["error"]["field"] == "job_id", r.text
     strong = KeyedWatermarker(key).embed(original, payload)
