@@ -61,4 +61,5 @@ def test_finish_signs_the_stored_file(fmt: str, dev_entries: dict[str, ModelEntr
         "job_id": spec.job_id,
         "seed": 3,
         "watermark_payload": result.watermark_payload,
+        "cloned_voice": False,
     }
