@@ -357,3 +357,11 @@ def test_a_job_made_after_the_index_was_listed_is_still_matched(
             break
     found = provenance.detect_bytes(encode(weak, "wav"), key, store)
     assert found.method == "matched" and found.job_id == job_id, snr
+
+
+def test_locate_keeps_informed_windows_within_budget() -> None:
+    """A long file against a large index: its windows are searched blind rather than testing every
+    payload in every window (600 windows x 1,000,000 payloads would be minutes of CPU)."""
+    small, large = wm.IssuedPayloads(range(1000)), wm.IssuedPayloads(range(1_000_000))
+    assert wm._within_budget(small, 600) is small and wm._within_budget(large, 1) is large
+    assert wm._within_budget(large, 600) is None and wm._within_budget(None, 1) is None
