@@ -256,8 +256,13 @@ def test_protected_voice_is_refused(
     protected.add(server_dir, "joe", joe.say("This is a protected person speaking.", seed=9))
     try:
         alice = keys.auth(keys.alice)
-        issued, consent = joe.read_phrase(http, alice, seed=11)
-        err = refused(create(http, alice, joe_references, consent, issued["code"]))
-        assert "'protected'" in err["message"] and err["field"] == "reference_uploads", err
+        for attempt in range(3):  # a synthetic reading may also fail another check first (quality: one
+            # speaker at 0.74 against 0.75 in one CI run): read a new phrase then
+            issued, consent = joe.read_phrase(http, alice, seed=11 + 10 * attempt)
+            err = refused(create(http, alice, joe_references, consent, issued["code"]))
+            assert "'protected'" in err["message"], err  # named among the failed checks, always
+            if err["message"].startswith("consent check 'protected'"):
+                break
+        assert err["field"] == "reference_uploads", err
     finally:
         (protected.protected_dir(server_dir) / "joe.wav").unlink()
