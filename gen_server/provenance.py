@@ -75,9 +75,19 @@ class _IssuedIndex:
         with self._lock:
             read = self._read.get(store)
             if read is None or time.monotonic() - read[0] > max_age_s:  # listed on first use
-                read = (time.monotonic(), IssuedPayloads(lambda: _payloads(store.names(WATERMARK_INDEX))))
+                listing = IssuedPayloads(
+                    lambda: _payloads(store.names(WATERMARK_INDEX)),
+                    relist=lambda old: self._newer(store, old),
+                )
+                read = (time.monotonic(), listing)
                 self._read[store] = read
             return read[1]
+
+    def _newer(self, store: ArtifactStore, old: IssuedPayloads) -> IssuedPayloads | None:
+        """A listing newer than ``old`` when ``old`` is over :data:`ISSUED_RECHECK_S` old (a detection
+        that found nothing: the job it comes from may have been indexed since), else ``None``."""
+        newer = self.of(store, ISSUED_RECHECK_S)
+        return None if newer is old else newer
 
 
 def _payloads(names: Iterable[str]) -> Iterator[int]:
@@ -116,12 +126,9 @@ def detect_bytes(
         issued: IssuedPayloads | None = IssuedPayloads([payload_for_job(claim, key.encode())])
     else:
         issued = issued_index.of(store) if store is not None else None
-    detection = marker.detect(audio, issued)
-    if not detection.detected and claim is None and store is not None:
-        newer = issued_index.of(store, ISSUED_RECHECK_S)
-        if newer is not issued:  # the listing it matched against may predate the job: list again
-            issued = newer
-            detection = marker.detect(audio, issued)
+    detection = marker.detect(audio, issued)  # a miss lists the index again (jobs made since)
+    if claim is None and store is not None:
+        issued = issued_index.of(store)  # that newer listing, if the detection made one
     spans = marker.locate(audio, whole=detection, issued=issued)  # a clip inside a recording, ...
     if not detection.detected and spans:  # found only in a part: report the strongest stretch
         best = max(spans, key=lambda span: span.confidence)

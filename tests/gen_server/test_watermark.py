@@ -359,6 +359,37 @@ def test_a_job_made_after_the_index_was_listed_is_still_matched(
     assert found.method == "matched" and found.job_id == job_id, snr
 
 
+def test_a_miss_tests_only_the_payloads_listed_since(marker: KeyedWatermarker) -> None:
+    """When no listed payload matches, the listing's source is asked once for a newer one, and only
+    the payloads it adds are tested (at the threshold of the newer listing's size), on the same
+    search: the audio is not searched again."""
+    original = noisy_music(5, duration_s=4.0, channels=1)
+    payload = 0x5EED1234
+    weak = KeyedWatermarker(target_snr_db=42.0).embed(original, payload)
+    asked: list[wm.IssuedPayloads] = []
+    newer = wm.IssuedPayloads([*DECOYS, payload])
+
+    def relist(old: wm.IssuedPayloads) -> wm.IssuedPayloads | None:
+        asked.append(old)
+        return newer if old is not newer else None
+
+    listed = wm.IssuedPayloads(DECOYS, relist=relist)
+    searches = 0
+    search = marker._search
+
+    def counted(*args: object) -> tuple[object, object]:
+        nonlocal searches
+        searches += 1
+        return search(*args)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(marker, "_search", counted)
+        found = marker.detect(weak, listed)
+    assert found.informed and found.payload == payload and asked == [listed] and searches == 1
+    assert found.confidence >= newer.threshold(wm.INFORMED_ALIGNMENTS)
+    assert not marker.detect(original, listed).detected and asked == [listed, listed]
+
+
 def test_locate_keeps_informed_windows_within_budget() -> None:
     """A long file against a large index: its windows are searched blind rather than testing every
     payload in every window (600 windows x 1,000,000 payloads would be minutes of CPU)."""
