@@ -33,16 +33,7 @@ from scipy import signal
 
 from benchmarks.common import load_average, machine_info
 from gen_server.audio.types import Audio
-from gen_server.audio.watermark import (
-    BAND_BINS,
-    FS,
-    INFORMED_ALIGNMENTS,
-    LO_BIN,
-    N_BANDS,
-    N_FFT,
-    IssuedPayloads,
-    KeyedWatermarker,
-)
+from gen_server.audio.watermark import BANDS, INFORMED_ALIGNMENTS, IssuedPayloads, KeyedWatermarker
 from tests.gen_server import test_watermark_robustness as suite
 from tests.gen_server import watermark_audio
 
@@ -50,7 +41,7 @@ RESULTS = Path(__file__).parent / "results"
 ISSUED = 100_001
 ATTACKS = ("resample_16k", "crop_3s", "mp3_64k", "opus_64k", "noise_25dB")
 FAMILY_INDEX = suite.FAMILIES.index("effects")
-MARK_BAND_HZ = (LO_BIN * FS / N_FFT, (LO_BIN + N_BANDS * BAND_BINS) * FS / N_FFT)
+MARK_BAND_HZ = BANDS.hz
 
 
 def band_share(x: np.ndarray, sr: int) -> float:

@@ -4,15 +4,20 @@ Pure numpy/soxr (no torch): the workers embed, and the API can detect.
 
 Features (computed on a 16 kHz mono mix, whatever the input rate):
 
-* *Tiles* of 250 Hz x 32 ms cover 250-6250 Hz (24 bands). A *chip* is the log-energy contrast of two
-  time-adjacent tiles of one band, ``L[b, 2c] - L[b, 2c + 1]`` (dB), under a floor 25 dB below the
-  two tiles' mean level, minus its mean over the bands (cancels gain and broadband onsets), through a
-  redescending function (onsets and outliers weigh little). Contrasts do not change with gain,
-  resampling, a codec's delay or where an excerpt was cut.
-* A *column* is one pair of tiles (64 ms) across the 24 bands. Its chips form 6 keyed groups of 4
-  (keyed bands and chip signs): one *pilot* group and five data groups. 24 columns make a *period* of
-  1.536 s whose 120 data groups hold the 108 coded bits (12 of them twice); the period repeats over
-  the whole clip.
+* *Tiles* of 125 Hz x 32 ms cover 125-6125 Hz (48 bands, :data:`BANDS`). A *chip* is the log-energy
+  contrast of two time-adjacent tiles of one band, ``L[b, 2c] - L[b, 2c + 1]`` (dB), under a floor
+  25 dB below the two tiles' mean level, minus its mean over the bands (cancels gain and broadband
+  onsets), through a redescending function (onsets and outliers weigh little). Contrasts do not
+  change with gain, resampling, a codec's delay or where an excerpt was cut.
+* A *column* is one pair of tiles (64 ms) across the 48 bands. Its chips form 12 keyed groups of 4
+  (keyed bands and chip signs): one *pilot* group and eleven data groups. 24 columns make a *period*
+  of 1.536 s whose 264 data groups hold the 108 coded bits (each two or three times); the period
+  repeats over the whole clip.
+* Marks made before 2026-12-04 used 250 Hz bands over 250-6250 Hz (24 bands, 6 groups a column,
+  :data:`LEGACY_BANDS`); detection reads both plans (``Detection.legacy``). The finer plan doubles
+  the groups a second of sound spreads over and adds 125-250 Hz: sparse effects whose sound is a few
+  narrow low bands carry twice the live chips, and the informed score's ceiling (the square root of
+  the data groups) rises from 11 to 16 (figures in benchmarks/results/watermark.md).
 
 Coding: ``payload (32 bits) + CRC-16 (16 bits, XOR a key-derived mask)`` through a rate-1/2, K=7
 convolutional code (zero tail, 108 coded bits) with a soft-decision Viterbi decoder.
@@ -23,21 +28,20 @@ contrasts do not interfere. The move is made with per-tile gains on the STFT (th
 the host's own spectrum), in closed-loop rounds that measure what the detector will see, under a
 budget of :data:`TARGET_SNR_DB` below the host, spread over 0.5 s windows in proportion to the host's
 energy (groups that do not fit move part way). The residual is made at 16 kHz and added to the
-original at its own rate; content above 6.25 kHz is untouched.
+original at its own rate; content below 125 Hz and above 6.125 kHz is untouched.
 
 Detection folds all periods of the clip into soft values (cosine of each group's lattice phase,
 weighted by how live its tiles are and by the reliability ``exp(-2 pi^2 var / step^2)`` the noise of a
 per-band noise-floor estimate predicts, so noise-filled pauses of sparse effects weigh ~0), scores
-1152 alignments (2 ms steps over a period) with the pilot, refines the best to 1 ms, Viterbi-decodes
+768 alignments (2 ms steps over a period) with the pilot, refines the best to 1 ms, Viterbi-decodes
 the best candidates and reports a payload only when the pilot z-score reaches
 :data:`PILOT_THRESHOLD` (3.0) and the keyed CRC matches on one of at most :data:`MAX_DECODES` (6)
-decoded alignments: at most 6 x 2**-16 false passes per unmarked clip (0 in 5,000 measured).
-Marks embedded before these detection changes (same layout and embedder) still read.
+decoded alignments per band plan: at most 2 x 6 x 2**-16 false passes per unmarked clip.
 
 Informed detection: when no payload decodes and the caller knows the payloads it issued (the
 server's watermark index, :class:`IssuedPayloads`), each one's full data pattern is correlated with
-the folded data groups at the best pilot alignments; a match counts when its z-score clears a
-threshold set for the number of payloads and alignments tested (false detections per clip
+the folded data groups at the best pilot alignments of both plans; a match counts when its z-score
+clears a threshold set for the number of payloads and alignments tested (false detections per clip
 :data:`INFORMED_FALSE_ALARM`). A pattern test needs no error-correcting margin, so it reads marks too
 weak to decode: sparse effects after a codec or noise, short crops (figures in
 benchmarks/results/watermark.md); one claimed job is a single test, with a lower threshold still.
@@ -83,13 +87,9 @@ DEFAULT_KEY: Final[bytes] = b"soundry-default-watermark-key-v1"
 FS: Final[int] = 16000
 N_FFT: Final[int] = 256
 HOP: Final[int] = 128
-LO_BIN: Final[int] = 4  # 250 Hz
-BAND_BINS: Final[int] = 4  # 250 Hz bands
-N_BANDS: Final[int] = 24  # up to 6250 Hz
 TILE_HOPS: Final[int] = 4  # 32 ms tiles
 TILE_SAMPLES: Final[int] = TILE_HOPS * HOP
 GROUP_SIZE: Final[int] = 4
-GROUPS_PER_COLUMN: Final[int] = N_BANDS // GROUP_SIZE
 PILOT_GROUPS: Final[int] = 1  # group 0 of each column is the pilot
 COLUMNS: Final[int] = 24
 PERIOD_TILES: Final[int] = 2 * COLUMNS
@@ -154,8 +154,45 @@ INFORMED_CHUNK: Final[int] = 1 << 16
 INFORMED_SEARCH_S: Final[float] = 120.0
 """Clips up to this long are searched whole (not only their loudest 9.3 s) before informed detection."""
 
-if COLUMNS * (GROUPS_PER_COLUMN - PILOT_GROUPS) < CODED_BITS:  # pragma: no cover - layout sanity
-    raise RuntimeError("a period must hold every coded bit")
+
+@dataclass(frozen=True, slots=True)
+class Bands:
+    """The frequency bands of a layout: ``count`` bands of ``bins`` STFT bins (62.5 Hz each) from bin
+    ``lo``; each column of the layout has ``count // GROUP_SIZE`` groups, the first one the pilot.
+
+    Attributes:
+        lo: First STFT bin.
+        bins: Bins per band.
+        count: Number of bands.
+        label: Mixed into the key when the layout is drawn (marks of different plans never agree).
+    """
+
+    lo: int
+    bins: int
+    count: int
+    label: bytes
+
+    @property
+    def groups(self) -> int:
+        """Groups per column."""
+        return self.count // GROUP_SIZE
+
+    @property
+    def hz(self) -> tuple[float, float]:
+        """Lowest and highest frequency the bands cover."""
+        return self.lo * FS / N_FFT, (self.lo + self.count * self.bins) * FS / N_FFT
+
+
+BANDS: Final[Bands] = Bands(lo=2, bins=2, count=48, label=b"v2:")
+"""125-6125 Hz in 125 Hz bands, 12 groups per column: the layout marks are made with since 2026-12-04
+(twice the groups of :data:`LEGACY_BANDS` in the same period, and the 125-250 Hz band: sparse effects
+whose sound is a few narrow low bands carry twice the live chips; benchmarks/results/watermark.md)."""
+LEGACY_BANDS: Final[Bands] = Bands(lo=4, bins=4, count=24, label=b"")
+"""250-6250 Hz in 250 Hz bands, 6 groups per column: the layout of marks made before; still read."""
+
+for _plan in (BANDS, LEGACY_BANDS):  # pragma: no cover - layout sanity
+    if _plan.count % GROUP_SIZE or COLUMNS * (_plan.groups - PILOT_GROUPS) < CODED_BITS:
+        raise RuntimeError("a period must hold every coded bit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,12 +203,13 @@ class Detection:
         detected: A payload was recovered (pilot score above threshold and CRC intact).
         payload: The 32-bit payload when detected, else ``None``.
         confidence: Pilot z-score of the best alignment: about N(0, 1) per alignment on unmarked audio
-            (the best of 1152 alignments is typically 3-4), 5-6 on an intact 3 s excerpt and growing
+            (the best of 768 alignments is typically 3-4), 5-6 on an intact 3 s excerpt and growing
             with the square root of the length.
         offset_s: Where a watermark period starts in the input (s), when detected.
         bit_errors: Coded bits whose soft decision disagrees with the decoded codeword, when detected.
         informed: The payload was not decoded but matched among the issued payloads given to
             :meth:`KeyedWatermarker.detect` (``confidence`` is then that match's z-score).
+        legacy: The mark was made with :data:`LEGACY_BANDS` (before 2026-12-04).
     """
 
     detected: bool
@@ -180,6 +218,70 @@ class Detection:
     offset_s: float | None = None
     bit_errors: int | None = None
     informed: bool = False
+    legacy: bool = False
+
+
+@dataclass(slots=True)
+class _Search:
+    """One layout's alignment search of a clip (kept from blind decoding for informed detection).
+
+    Attributes:
+        first: First sample of the searched excerpt.
+        length: Its length (the whole clip when ``length`` equals the clip's).
+        scores: Pilot score of every alignment ``[d, s]``.
+        grid: Folded soft values of every alignment, made when asked for.
+        noise: Per-band noise floor.
+        folds: Chip features per sub-tile offset (:meth:`KeyedWatermarker._fold_at`'s cache).
+    """
+
+    first: int
+    length: int
+    scores: Floats
+    grid: _Grid
+    noise: FloatArray
+    folds: dict[int, tuple[Floats, Floats, Floats]]
+
+
+class _Grid:
+    """Chip features ``[d, bands, n]`` of every sub-tile offset ``d`` of a search (contrasts of the tile
+    pairs starting at every tile), folded for one alignment when asked for: a search scores every
+    alignment by its pilot groups, and only the few it decodes or matches need every group."""
+
+    def __init__(self, reader: KeyedWatermarker, values: Floats, live: Floats, var: Floats) -> None:
+        self._reader, self._values, self._live, self._var = reader, values, live, var
+
+    def at(self, d: int, s: int) -> FloatArray:
+        """Folded soft values ``[2, COLUMNS, groups]`` (sums, sums of squares) of alignment ``(d, s)``:
+        the pairs starting at tiles ``t`` with ``t + s`` even, of pattern column
+        ``((t + s) % PERIOD_TILES) // 2``."""
+        t = np.arange(s % 2, self._values.shape[-1], 2)
+        columns = ((t + s) % PERIOD_TILES) // 2
+        soft = self._reader._group_soft(
+            self._values[d][:, t], self._live[d][:, t], self._var[d][:, t], columns
+        )
+        out = np.zeros((2, COLUMNS, self._reader._bands.groups))
+        np.add.at(out[0], columns, soft)
+        np.add.at(out[1], columns, soft**2)
+        return out
+
+
+def _fold_shifts(soft: Floats, groups: int) -> Floats:
+    """Soft values of ``groups`` groups of every pattern column at every tile pair (``[..., COLUMNS *
+    groups, n]``, row ``j * groups + g``) folded over periods for every shift ``s`` (pattern column
+    ``j`` starting at tile ``(2 j - s) mod PERIOD_TILES``): ``[..., PERIOD_TILES, 2, COLUMNS, groups]``
+    (sums, sums of squares)."""
+    both = np.stack([soft, soft**2], axis=-3)  # [..., 2, rows, n]
+    whole = both.shape[-1] // PERIOD_TILES * PERIOD_TILES
+    folded = np.zeros((*both.shape[:-1], PERIOD_TILES), dtype=both.dtype)
+    if whole:
+        folded += both[..., :whole].reshape(*both.shape[:-1], -1, PERIOD_TILES).sum(axis=-2)
+    rest = both.shape[-1] - whole
+    if rest:
+        folded[..., :rest] += both[..., whole:]
+    by_group = np.swapaxes(folded.reshape(*folded.shape[:-2], COLUMNS, groups, PERIOD_TILES), -3, -2)
+    idx = (2 * np.arange(COLUMNS)[None, :] - np.arange(PERIOD_TILES)[:, None]) % PERIOD_TILES  # [s, j]
+    picked = by_group[..., np.arange(COLUMNS)[None, :], idx]  # [..., 2, groups, s, j]
+    return np.moveaxis(picked, (-4, -3, -2, -1), (-3, -1, -4, -2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,22 +547,26 @@ def _istft(spec: Complexes, length: int) -> FloatArray:
     return (out / np.maximum(norm, 0.5))[:length]
 
 
-def _band_energy(spec: Complexes) -> Floats:
-    """``[N_BANDS, frames]`` energy per band and STFT frame."""
-    part = spec[:, LO_BIN : LO_BIN + N_BANDS * BAND_BINS]
+def _band_energy(spec: Complexes, bands: Bands) -> Floats:
+    """``[bands.count, frames]`` energy per band and STFT frame."""
+    part = spec[:, bands.lo : bands.lo + bands.count * bands.bins]
     power = part.real**2 + part.imag**2
-    return np.ascontiguousarray(power.reshape(power.shape[0], N_BANDS, BAND_BINS).sum(axis=2).T)
+    return np.ascontiguousarray(power.reshape(power.shape[0], bands.count, bands.bins).sum(axis=2).T)
 
 
-def _tiles(x: FloatArray) -> FloatArray:
-    """``[N_BANDS, tiles]`` tile energies, tile ``k`` starting at sample ``k * TILE_SAMPLES``."""
-    band = _band_energy(_frames(x, HOP))
+def _tiles_of(band: Floats) -> Floats:
+    """``[bands, tiles]`` tile energies from per-frame band energies (``TILE_HOPS`` frames a tile)."""
     usable = band.shape[1] // TILE_HOPS
-    return np.asarray(band[:, : usable * TILE_HOPS].reshape(N_BANDS, usable, TILE_HOPS).sum(axis=2))
+    return np.asarray(band[:, : usable * TILE_HOPS].reshape(band.shape[0], usable, TILE_HOPS).sum(axis=2))
+
+
+def _tiles(x: FloatArray, bands: Bands) -> FloatArray:
+    """``[bands.count, tiles]`` tile energies, tile ``k`` starting at sample ``k * TILE_SAMPLES``."""
+    return np.asarray(_tiles_of(_band_energy(_frames(x, HOP), bands)))
 
 
 def _contrasts(tiles: Floats) -> tuple[Floats, Floats, Floats]:
-    """Raw contrasts, tile liveness and floors for adjacent tiles, each ``[..., N_BANDS, tiles - 1]``.
+    """Raw contrasts, tile liveness and floors for adjacent tiles, each ``[..., bands, tiles - 1]``.
 
     The floor under both tiles of a pair is ``FLOOR_DB`` below their mean level over the bands, so a
     contrast depends on nothing outside its 64 ms (crops and gain leave it unchanged).
@@ -488,17 +594,17 @@ def _dpsi(d: Floats) -> Floats:
 
 
 def _noise_floor(tiles: FloatArray) -> FloatArray:
-    """``[N_BANDS, 1]`` noise estimate per band: a low percentile of the excerpt's tile energies.
+    """``[bands, 1]`` noise estimate per band: a low percentile of the excerpt's tile energies.
 
     Pauses expose added noise; on dense signals the estimate errs high, which only evens the weights.
     """
     if tiles.shape[-1] == 0:
-        return np.zeros((N_BANDS, 1))
+        return np.zeros((tiles.shape[0], 1))
     return np.asarray(np.percentile(tiles, NOISE_PERCENTILE, axis=-1, keepdims=True))
 
 
 def _chip_features(tiles: Floats, noise: Floats) -> tuple[Floats, Floats, Floats]:
-    """Chip values, liveness and noise variance (dB^2), each ``[..., N_BANDS, tiles - 1]``.
+    """Chip values, liveness and noise variance (dB^2), each ``[..., bands, tiles - 1]``.
 
     The variance is about ``TILE_NOISE_DB2`` times each tile's noise-to-signal ratio (``noise`` per
     band), scaled by how much the tile counts above its floor, plus ``CODEC_NOISE_DB2``.
@@ -520,32 +626,36 @@ class _Layout:
     bit (a keyed permutation interleaves the code over the period).
     """
 
-    def __init__(self, key: bytes, step_db: float) -> None:
+    def __init__(self, key: bytes, step_db: float, bands: Bands) -> None:
         rng = np.random.default_rng(
-            int.from_bytes(hashlib.sha256(b"soundry-wm-layout:" + key).digest()[:8], "big")
+            int.from_bytes(hashlib.sha256(b"soundry-wm-layout:" + bands.label + key).digest()[:8], "big")
         )
         self.step = step_db
+        self.bands = bands
+        n_bands, n_groups = bands.count, bands.groups
         # matrix[j] maps the chips of pattern column j to its group sums, with the chip signs
-        matrix = np.zeros((COLUMNS, N_BANDS, GROUPS_PER_COLUMN))
-        group = np.zeros((COLUMNS, N_BANDS), dtype=np.int64)
+        matrix = np.zeros((COLUMNS, n_bands, n_groups))
+        group = np.zeros((COLUMNS, n_bands), dtype=np.int64)
         for j in range(COLUMNS):
-            bands = rng.permutation(N_BANDS)
-            signs = rng.choice([-1.0, 1.0], size=N_BANDS)
-            for g in range(GROUPS_PER_COLUMN):
-                members = bands[g * GROUP_SIZE : (g + 1) * GROUP_SIZE]
+            order = rng.permutation(n_bands)
+            signs = rng.choice([-1.0, 1.0], size=n_bands)
+            for g in range(n_groups):
+                members = order[g * GROUP_SIZE : (g + 1) * GROUP_SIZE]
                 matrix[j, members, g] = signs[members]
                 group[j, members] = g
         self.matrix = matrix
-        self.chip_sign = matrix.sum(axis=2)  # [COLUMNS, N_BANDS]
+        self.chip_sign = matrix.sum(axis=2)  # [COLUMNS, bands]
         self.chip_group = group
-        self.dither = rng.uniform(0.0, step_db, size=(COLUMNS, GROUPS_PER_COLUMN))
+        self.dither = rng.uniform(0.0, step_db, size=(COLUMNS, n_groups))
         self.pilot_bits = rng.integers(0, 2, size=(COLUMNS, PILOT_GROUPS))
-        self.scramble = rng.integers(0, 2, size=(COLUMNS, GROUPS_PER_COLUMN))
-        n_data = COLUMNS * (GROUPS_PER_COLUMN - PILOT_GROUPS)
+        self.scramble = rng.integers(0, 2, size=(COLUMNS, n_groups))
+        n_data = COLUMNS * (n_groups - PILOT_GROUPS)
         slots = rng.permutation(np.arange(n_data) % CODED_BITS)  # spare slots repeat some coded bits
-        self.slot_bit = np.full((COLUMNS, GROUPS_PER_COLUMN), -1, dtype=np.int64)
-        self.slot_bit[:, PILOT_GROUPS:] = slots.reshape(COLUMNS, GROUPS_PER_COLUMN - PILOT_GROUPS)
-        self.crc_mask = int.from_bytes(hashlib.sha256(b"soundry-wm-crc:" + key).digest()[:2], "big")
+        self.slot_bit = np.full((COLUMNS, n_groups), -1, dtype=np.int64)
+        self.slot_bit[:, PILOT_GROUPS:] = slots.reshape(COLUMNS, n_groups - PILOT_GROUPS)
+        self.crc_mask = int.from_bytes(
+            hashlib.sha256(b"soundry-wm-crc:" + bands.label + key).digest()[:2], "big"
+        )
 
     def info_bits(self, payload: int) -> IntArray:
         crc = crc16(payload.to_bytes(4, "big")) ^ self.crc_mask
@@ -557,7 +667,7 @@ class _Layout:
         return payload if crc == crc16(payload.to_bytes(4, "big")) ^ self.crc_mask else None
 
     def group_bits(self, payload: int) -> IntArray:
-        """``[COLUMNS, GROUPS_PER_COLUMN]`` bit each group carries (pilot or scrambled coded bit)."""
+        """``[COLUMNS, groups]`` bit each group carries (pilot or scrambled coded bit)."""
         coded = _CODE.encode(self.info_bits(payload))
         bits = np.where(self.slot_bit >= 0, coded[np.maximum(self.slot_bit, 0)] ^ self.scramble, 0)
         bits[:, :PILOT_GROUPS] = self.pilot_bits
@@ -565,8 +675,10 @@ class _Layout:
 
     @cached_property
     def matrix_t(self) -> npt.NDArray[np.float32]:
-        """``[COLUMNS * GROUPS_PER_COLUMN, N_BANDS]`` chips-to-group-sums for every pattern column."""
-        return np.ascontiguousarray(self.matrix.transpose(0, 2, 1).reshape(-1, N_BANDS), dtype=np.float32)
+        """``[COLUMNS * groups, bands]`` chips-to-group-sums for every pattern column."""
+        return np.ascontiguousarray(
+            self.matrix.transpose(0, 2, 1).reshape(-1, self.bands.count), dtype=np.float32
+        )
 
     @cached_property
     def pilot_sign(self) -> FloatArray:
@@ -574,7 +686,7 @@ class _Layout:
 
     @cached_property
     def data_sign(self) -> FloatArray:
-        """``[COLUMNS, GROUPS_PER_COLUMN - PILOT_GROUPS]`` sign undoing the scrambling of each data slot."""
+        """``[COLUMNS, groups - PILOT_GROUPS]`` sign undoing the scrambling of each data slot."""
         return np.asarray(1.0 - 2.0 * self.scramble[:, PILOT_GROUPS:], dtype=np.float64)
 
 
@@ -589,6 +701,8 @@ class KeyedWatermarker:
         target_snr_db: Host-to-watermark power ratio the result keeps at least (dB).
         step_db: Lattice step of the group sums (dB of contrast); detection needs the same value.
         iterations: Closed-loop embedding rounds.
+        bands: The band plan marks are made with (:data:`BANDS`); detection also reads marks made
+            with :data:`LEGACY_BANDS` (before 2026-12-04).
 
     Raises:
         ValueError: Empty key.
@@ -601,6 +715,7 @@ class KeyedWatermarker:
         target_snr_db: float = TARGET_SNR_DB,
         step_db: float = STEP_DB,
         iterations: int = 6,
+        bands: Bands = BANDS,
     ) -> None:
         if not key:
             raise ValueError("watermark key must not be empty")
@@ -608,7 +723,15 @@ class KeyedWatermarker:
         self.target_snr_db = target_snr_db
         self.step_db = step_db
         self.iterations = max(1, iterations)
-        self._layout = _Layout(key, step_db)
+        self._bands = bands
+        self._layout = _Layout(key, step_db, bands)
+
+    @cached_property
+    def _readers(self) -> tuple[KeyedWatermarker, ...]:
+        """This layout's reader, then the legacy layout's (marks made before the current plan)."""
+        if self._bands == LEGACY_BANDS:
+            return (self,)
+        return (self, KeyedWatermarker(self.key, step_db=self.step_db, bands=LEGACY_BANDS))
 
     def __repr__(self) -> str:
         return f"KeyedWatermarker(key=<{len(self.key)} bytes>, target_snr_db={self.target_snr_db})"
@@ -656,8 +779,7 @@ class KeyedWatermarker:
         """Residual at 16 kHz (``host``'s length) with mean power at most ``max_power``."""
         spec = _frames(host, HOP)
         n_tiles = spec.shape[0] // TILE_HOPS
-        band = _band_energy(spec)
-        tiles = band[:, : n_tiles * TILE_HOPS].reshape(N_BANDS, n_tiles, TILE_HOPS).sum(axis=2)
+        tiles = np.asarray(_tiles_of(_band_energy(spec, self._bands))[:, :n_tiles], dtype=np.float64)
         pairs = n_tiles // 2
         if pairs == 0 or max_power <= 0 or not np.any(tiles):
             return np.zeros_like(host)
@@ -666,12 +788,13 @@ class KeyedWatermarker:
         cols = np.arange(pairs) % COLUMNS
         matrix = lay.matrix[cols]  # [pairs, bands, groups]
         chip_sign = lay.chip_sign[cols].T  # [bands, pairs]
-        inst = (np.arange(pairs)[None, :] * GROUPS_PER_COLUMN + lay.chip_group[cols].T).reshape(-1)
-        n_inst = pairs * GROUPS_PER_COLUMN
+        n_groups = self._bands.groups
+        inst = (np.arange(pairs)[None, :] * n_groups + lay.chip_group[cols].T).reshape(-1)
+        n_inst = pairs * n_groups
         target = (lay.dither + step / 2 * lay.group_bits(payload))[cols].reshape(-1)
 
         # 0.5 s budget windows, each with its share of the host's energy
-        win_of_inst = np.arange(n_inst) // (GROUPS_PER_COLUMN * BUDGET_COLUMNS)
+        win_of_inst = np.arange(n_inst) // (n_groups * BUDGET_COLUMNS)
         n_win = int(win_of_inst[-1]) + 1
         span = BUDGET_COLUMNS * 2 * TILE_SAMPLES
         energy = np.pad(host**2, (0, max(0, n_win * span - host.size)))[: n_win * span]
@@ -695,7 +818,7 @@ class KeyedWatermarker:
             return np.asarray(np.clip(lam[inst] * resp / w, -MAX_STEP_DB, MAX_STEP_DB))
 
         def synth(push: FloatArray) -> FloatArray:
-            return self._synth(spec, self._gains(push, pairs, n_tiles), host.size)
+            return self._synth(spec, self._gains(push, pairs, n_tiles), host.size, self._bands)
 
         # 1. each group's move to the nearest lattice point of its bit
         sums0, resp0 = measure(tiles)
@@ -710,7 +833,7 @@ class KeyedWatermarker:
         # 3. closed loop: synthesise, re-measure what the detector will see, correct
         push = np.clip(pushes(goal, sums0, resp0), -MAX_PUSH_DB, MAX_PUSH_DB)
         for _ in range(self.iterations - 1):
-            sums, resp = measure(_tiles(host + synth(push)))
+            sums, resp = measure(_tiles(host + synth(push), self._bands))
             push = np.clip(push + pushes(goal, sums, resp), -MAX_PUSH_DB, MAX_PUSH_DB)
         residual = synth(push)
         power = float(np.mean(residual**2))
@@ -724,10 +847,11 @@ class KeyedWatermarker:
 
     @staticmethod
     def _gains(push: FloatArray, pairs: int, n_tiles: int) -> FloatArray:
-        """Per-tile gains (dB, ``[N_BANDS, n_tiles]``) for chip pushes (dB of contrast)."""
-        gain_db = np.zeros((N_BANDS, n_tiles))
-        gain_db[:, 0 : 2 * pairs : 2] = push.reshape(N_BANDS, pairs) / 2
-        gain_db[:, 1 : 2 * pairs : 2] = -push.reshape(N_BANDS, pairs) / 2
+        """Per-tile gains (dB, ``[bands, n_tiles]``) for chip pushes (dB of contrast, ``[bands * pairs]``)."""
+        n_bands = push.size // pairs
+        gain_db = np.zeros((n_bands, n_tiles))
+        gain_db[:, 0 : 2 * pairs : 2] = push.reshape(n_bands, pairs) / 2
+        gain_db[:, 1 : 2 * pairs : 2] = -push.reshape(n_bands, pairs) / 2
         return gain_db
 
     @staticmethod
@@ -758,15 +882,15 @@ class KeyedWatermarker:
         return fraction(np.where(free, -40.0, hi))
 
     @staticmethod
-    def _synth(spec: Complexes, gain_db: FloatArray, length: int) -> FloatArray:
-        """Residual of applying per-tile gains (dB, ``[N_BANDS, tiles]``) to the host's STFT."""
+    def _synth(spec: Complexes, gain_db: FloatArray, length: int, bands: Bands) -> FloatArray:
+        """Residual of applying per-tile gains (dB, ``[bands.count, tiles]``) to the host's STFT."""
         n_frames = spec.shape[0]
-        frame_gain = np.zeros((N_BANDS, n_frames))
+        frame_gain = np.zeros((bands.count, n_frames))
         used = min(n_frames, gain_db.shape[1] * TILE_HOPS)
         frame_gain[:, :used] = np.repeat(gain_db, TILE_HOPS, axis=1)[:, :used]
         cell = np.zeros((n_frames, spec.shape[1]))
-        cell[:, LO_BIN : LO_BIN + N_BANDS * BAND_BINS] = np.repeat(
-            (10 ** (frame_gain / 20) - 1.0).T, BAND_BINS, 1
+        cell[:, bands.lo : bands.lo + bands.count * bands.bins] = np.repeat(
+            (10 ** (frame_gain / 20) - 1.0).T, bands.bins, 1
         )
         return _istft(spec * cell, length)
 
@@ -794,32 +918,45 @@ class KeyedWatermarker:
             return Detection(False, None, 0.0)
         first = self._search_window(host)
         excerpt = host[first : first + int(SEARCH_S * FS)]
-        band = _band_energy(_frames(excerpt.astype(np.float32), HOP // SUBSTEPS))  # [bands, frames]
-        if excerpt.size == host.size:  # every SUBSTEPS-th frame is the HOP grid
-            grid = band[:, ::SUBSTEPS]
-            usable = grid.shape[1] // TILE_HOPS
-            tiles = grid[:, : usable * TILE_HOPS].reshape(N_BANDS, usable, TILE_HOPS).sum(axis=2)
-            noise = _noise_floor(tiles.astype(np.float64))
+        fine = _frames(excerpt.astype(np.float32), HOP // SUBSTEPS)  # one STFT for every layout
+        searches: list[_Search] = []
+        best = 0.0
+        for reader in self._readers:
+            found, search = reader._blind(host, first, excerpt.size, fine)
+            if found.detected:
+                return found
+            best = max(best, found.confidence)
+            searches.append(search)
+        matched = (
+            self._informed(host, searches, issued, false_alarm)
+            if issued is not None and len(issued)
+            else None
+        )
+        return matched if matched is not None else Detection(False, None, best)
+
+    def _blind(self, host: FloatArray, first: int, length: int, fine: Complexes) -> tuple[Detection, _Search]:
+        """Search this layout's alignments in ``host[first : first + length]`` (``fine``: its STFT with
+        hop ``HOP // SUBSTEPS``) and decode the best; the search is kept for informed detection."""
+        band = _band_energy(fine, self._bands)  # [bands, frames]
+        if length == host.size:  # every SUBSTEPS-th frame is the HOP grid
+            noise = _noise_floor(_tiles_of(band[:, ::SUBSTEPS]).astype(np.float64))
         else:
-            noise = _noise_floor(_tiles(host))
-        scores, softs = self._search(band, noise)
+            noise = _noise_floor(_tiles(host, self._bands))
+        scores, grid = self._search(band, noise)
+        search = _Search(first, length, scores, grid, noise, {})
         order = np.argsort(-scores, axis=None)[:CANDIDATES]
         best = float(scores.reshape(-1)[order[0]])
         decoded = 0
-        folds: dict[int, tuple[Floats, Floats, Floats]] = {}
         for rank, flat_index in enumerate(order):
             d, s = (int(v) for v in np.unravel_index(int(flat_index), scores.shape))
             if scores[d, s] < PILOT_THRESHOLD - SEARCH_SLACK:
                 break
             start = self._start(first, d, s)
-            if excerpt.size == host.size:
-                soft = softs[d, s].astype(np.float64)
-            else:
-                soft = self._fold_at(host, start, noise, folds)
+            soft = grid.at(d, s) if length == host.size else self._fold_at(host, start, noise, search.folds)
             score = float(self._pilot_score(soft))
             if rank == 0:  # the grid is 2 ms: look 1 ms either side of the best alignment
                 for shift in (-HOP // SUBSTEPS // 2, HOP // SUBSTEPS // 2):
-                    other = self._fold_at(host, start + shift, noise, folds)
+                    other = self._fold_at(host, start + shift, noise, search.folds)
                     other_score = float(self._pilot_score(other))
                     if other_score > score:
                         score, start, soft = other_score, start + shift, other
@@ -829,16 +966,15 @@ class KeyedWatermarker:
             payload, errors = self._decode(soft)
             decoded += 1
             if payload is not None:
-                return Detection(True, payload, score, (start % PERIOD_SAMPLES) / FS, errors)
+                offset = (start % PERIOD_SAMPLES) / FS
+                return Detection(True, payload, score, offset, errors, legacy=self._is_legacy), search
             if decoded >= MAX_DECODES:
                 break
-        if issued is not None and len(issued):
-            found = self._informed(
-                host, (first, excerpt.size, scores, softs), noise, folds, issued, false_alarm
-            )
-            if found is not None:
-                return found
-        return Detection(False, None, best)
+        return Detection(False, None, best), search
+
+    @property
+    def _is_legacy(self) -> bool:
+        return self._bands == LEGACY_BANDS
 
     @staticmethod
     def _start(first: int, d: int, s: int) -> int:
@@ -859,21 +995,29 @@ class KeyedWatermarker:
         return int(np.argmax(sums)) * block if sums.size else 0
 
     def _group_soft(
-        self, values: Floats, live: Floats, var: Floats, columns: IntArray | None = None
+        self,
+        values: Floats,
+        live: Floats,
+        var: Floats,
+        columns: IntArray | None = None,
+        rows: IntArray | None = None,
     ) -> Floats:
-        """Soft values (positive: bit 0) of groups from chip features ``[..., N_BANDS, n]``.
+        """Soft values (positive: bit 0) of groups from chip features ``[..., bands, n]``.
 
         With ``columns`` (pattern column of each of the ``n`` tile pairs): ``[..., n, groups]``.
-        Without: every pattern column at every position, ``[..., COLUMNS * groups, n]``.
+        Without: every pattern column at every position, ``[..., COLUMNS * groups, n]`` (row
+        ``j * groups + g``), or only the ``rows`` given.
         """
         lay = self._layout
         if columns is None:
-            m = lay.matrix_t.astype(values.dtype, copy=False)
+            m = lay.matrix_t if rows is None else lay.matrix_t[rows]
+            m = m.astype(values.dtype, copy=False)
             m_abs = np.abs(m)
             sums = np.matmul(m, values)
             group_var = np.matmul(m_abs, var.astype(values.dtype, copy=False))
             group_live = np.matmul(m_abs, live.astype(values.dtype, copy=False)) / GROUP_SIZE
-            dither = lay.dither.reshape(-1, 1).astype(values.dtype)
+            dither = lay.dither.reshape(-1, 1) if rows is None else lay.dither.reshape(-1, 1)[rows]
+            dither = dither.astype(values.dtype)
         else:
             sel = lay.matrix[columns]  # [n, bands, groups]
             sums = np.einsum("...bn,nbg->...ng", values, sel)
@@ -885,17 +1029,17 @@ class KeyedWatermarker:
         weight = group_live * np.exp((-2 * np.pi**2 / lay.step**2) * group_var)
         return np.asarray(weight * np.cos((2 * np.pi / lay.step) * (sums - dither)))
 
-    def _search(self, band: Floats, noise: FloatArray) -> tuple[Floats, Floats]:
+    def _search(self, band: Floats, noise: FloatArray) -> tuple[Floats, _Grid]:
         """Score every alignment on a 2 ms grid, from band energies of an STFT with hop
-        ``HOP // SUBSTEPS`` (``[N_BANDS, frames]``).
+        ``HOP // SUBSTEPS`` (``[bands, frames]``).
 
         Alignment ``(d, s)``: a period starts at sample ``d * HOP // SUBSTEPS + ((-s) % PERIOD_TILES) *
         TILE_SAMPLES``. The fine STFT gives the tiles of every sub-tile offset ``d``: every
-        ``SUBSTEPS``-th frame is the embedder's frame grid shifted by ``d`` steps.
+        ``SUBSTEPS``-th frame is the embedder's frame grid shifted by ``d`` steps. Only the pilot
+        groups are scored here; the folded soft values of an alignment are made when asked for.
 
         Returns:
-            Pilot scores ``[TILE_HOPS * SUBSTEPS, PERIOD_TILES]`` and folded soft values
-            ``[TILE_HOPS * SUBSTEPS, PERIOD_TILES, 2, COLUMNS, groups]`` (sums, sums of squares).
+            Pilot scores ``[TILE_HOPS * SUBSTEPS, PERIOD_TILES]`` and the alignments' soft values.
         """
         span = SUBSTEPS * (TILE_HOPS - 1)
         g = band[:, : band.shape[1] - span].copy()
@@ -903,24 +1047,10 @@ class KeyedWatermarker:
             g += band[:, i * SUBSTEPS : band.shape[1] - span + i * SUBSTEPS]
         per_tile = TILE_HOPS * SUBSTEPS
         k = g.shape[1] // per_tile
-        tiles = g[:, : k * per_tile].reshape(N_BANDS, k, per_tile).transpose(2, 0, 1)  # [d, bands, k]
+        tiles = g[:, : k * per_tile].reshape(g.shape[0], k, per_tile).transpose(2, 0, 1)  # [d, bands, k]
         values, live, var = _chip_features(tiles, noise.astype(np.float32))
-        soft = self._group_soft(values, live, var)  # [d, COLUMNS * groups, k - 1], column-major
-        both = np.stack([soft, soft**2], axis=1)  # [d, 2, COLUMNS * groups, k - 1]
-        whole = both.shape[-1] // PERIOD_TILES * PERIOD_TILES
-        folded = np.zeros((*both.shape[:3], PERIOD_TILES), dtype=both.dtype)
-        if whole:
-            folded += both[..., :whole].reshape(*both.shape[:3], -1, PERIOD_TILES).sum(axis=3)
-        rest = both.shape[-1] - whole
-        if rest:
-            folded[..., :rest] += both[..., whole:]
-        folded = folded.reshape(per_tile, 2, COLUMNS, GROUPS_PER_COLUMN, PERIOD_TILES).transpose(
-            0, 1, 3, 2, 4
-        )
-        # shift s: pattern column j starts at tile (2 j - s) mod PERIOD_TILES
-        idx = (2 * np.arange(COLUMNS)[None, :] - np.arange(PERIOD_TILES)[:, None]) % PERIOD_TILES  # [s, j]
-        softs = folded[..., np.arange(COLUMNS)[None, :], idx].transpose(0, 3, 1, 4, 2)  # [d, s, 2, j, g]
-        return self._pilot_score(softs), softs
+        pilot = self._group_soft(values, live, var, rows=np.arange(COLUMNS) * self._bands.groups)
+        return self._pilot_score(_fold_shifts(pilot, PILOT_GROUPS)), _Grid(self, values, live, var)
 
     # -- located detection -----------------------------------------------------------------------
 
@@ -957,18 +1087,19 @@ class KeyedWatermarker:
         host = _to_mono16(audio)
         if host.size < N_FFT + 3 * TILE_SAMPLES or not np.any(host):
             return []
-        noise = _noise_floor(_tiles(host))
-        found: dict[tuple[int, int], float] = {}  # (payload, period start) -> best pilot score
+        found: dict[tuple[int, int, bool], float] = {}  # (payload, period start, legacy) -> confidence
 
         def note(detection: Detection, first: int) -> None:
             if detection.payload is None or detection.offset_s is None:
                 return
             start = (first + round(detection.offset_s * FS)) % PERIOD_SAMPLES
-            for payload, other in found:
+            for payload, other, legacy in found:
                 gap = abs(start - other) % PERIOD_SAMPLES
-                if payload == detection.payload and min(gap, PERIOD_SAMPLES - gap) <= HOP // SUBSTEPS:
+                if (payload, legacy) == (detection.payload, detection.legacy) and min(
+                    gap, PERIOD_SAMPLES - gap
+                ) <= HOP // SUBSTEPS:
                     return
-            found[(detection.payload, start)] = detection.confidence
+            found[(detection.payload, start, detection.legacy)] = detection.confidence
 
         windows = [
             (first, length)
@@ -986,8 +1117,12 @@ class KeyedWatermarker:
                 first,
             )
         spans: list[Span] = []
-        for payload, start in found:
-            spans.extend(self._spans(host, payload, start, noise))
+        noise: dict[bool, FloatArray] = {}
+        for payload, start, legacy in found:
+            reader = self._readers[-1] if legacy else self
+            if legacy not in noise:
+                noise[legacy] = _noise_floor(_tiles(host, reader._bands))
+            spans.extend(reader._spans(host, payload, start, noise[legacy]))
         return sorted(spans, key=lambda span: span.start_s)
 
     def _spans(self, host: FloatArray, payload: int, start: int, noise: FloatArray) -> list[Span]:
@@ -1025,12 +1160,12 @@ class KeyedWatermarker:
         """
         start %= PERIOD_SAMPLES
         lead = start % TILE_SAMPLES
-        tiles = _tiles(host[lead:])
+        tiles = _tiles(host[lead:], self._bands)
         first_tile = (start - lead) // TILE_SAMPLES
         t = np.arange(first_tile % 2, tiles.shape[1] - 1, 2)
         columns = ((t - first_tile) % PERIOD_TILES) // 2
         if t.size == 0:
-            return t, columns, np.zeros((0, GROUPS_PER_COLUMN))
+            return t, columns, np.zeros((0, self._bands.groups))
         values, live, var = _chip_features(tiles[:, : t[-1] + 2], noise)
         soft = np.asarray(self._group_soft(values[:, t], live[:, t], var[:, t], columns), dtype=np.float64)
         return lead + t * TILE_SAMPLES, columns, soft
@@ -1049,11 +1184,11 @@ class KeyedWatermarker:
         lead = start % TILE_SAMPLES
         features = cache.get(lead) if cache is not None else None
         if features is None:
-            features = _chip_features(_tiles(host[lead:]), noise)
+            features = _chip_features(_tiles(host[lead:], self._bands), noise)
             if cache is not None:
                 cache[lead] = features
         values, live, var = features
-        out = np.zeros((2, COLUMNS, GROUPS_PER_COLUMN))
+        out = np.zeros((2, COLUMNS, self._bands.groups))
         first_tile = (start - lead) // TILE_SAMPLES  # pattern tile 0 is this tile (mod the period)
         t = np.arange(first_tile % 2, values.shape[1], 2)  # pairs start on even pattern tiles
         if t.size == 0:
@@ -1091,43 +1226,48 @@ class KeyedWatermarker:
         return np.where(bits, np.float32(-1.0), np.float32(1.0))
 
     def _informed(
-        self,
-        host: FloatArray,
-        search: tuple[int, int, Floats, Floats],
-        noise: FloatArray,
-        folds: dict[int, tuple[Floats, Floats, Floats]],
-        issued: IssuedPayloads,
-        false_alarm: float,
+        self, host: FloatArray, searches: list[_Search], issued: IssuedPayloads, false_alarm: float
     ) -> Detection | None:
-        """Informed detection after blind decoding failed: the best :data:`INFORMED_ALIGNMENTS` by
-        pilot score (of the whole clip, up to :data:`INFORMED_SEARCH_S`), folded, against ``issued``.
-
-        ``search`` is the blind search's ``(first sample, excerpt length, scores, softs)``."""
-        first, length, scores, softs = search
-        if length < host.size <= INFORMED_SEARCH_S * FS:  # a weak mark: search the whole clip
-            first, length = 0, host.size
-            scores, softs = self._search(
-                _band_energy(_frames(host.astype(np.float32), HOP // SUBSTEPS)), noise
-            )
-        aligned = []
-        for flat_index in np.argsort(-scores, axis=None)[:INFORMED_ALIGNMENTS]:
-            d, s = (int(v) for v in np.unravel_index(int(flat_index), scores.shape))
-            start = self._start(first, d, s)
-            soft = (
-                softs[d, s].astype(np.float64)
-                if length == host.size
-                else self._fold_at(host, start, noise, folds)
-            )
-            aligned.append((start, soft))
-        found = self._identify(aligned, issued, issued.threshold(len(aligned), false_alarm))
+        """Informed detection after blind decoding failed: in each layout (``searches``, one per
+        reader), the best :data:`INFORMED_ALIGNMENTS` by pilot score (of the whole clip, up to
+        :data:`INFORMED_SEARCH_S`), folded, against ``issued``; the threshold counts every test."""
+        whole: Complexes | None = None
+        aligned: list[list[tuple[int, Floats]]] = []
+        for reader, search in zip(self._readers, searches, strict=True):
+            first, length, scores, grid = search.first, search.length, search.scores, search.grid
+            if length < host.size <= INFORMED_SEARCH_S * FS:  # a weak mark: search the whole clip
+                if whole is None:
+                    whole = _frames(host.astype(np.float32), HOP // SUBSTEPS)
+                first, length = 0, host.size
+                scores, grid = reader._search(_band_energy(whole, reader._bands), search.noise)
+            candidates: list[tuple[int, Floats]] = []
+            for flat_index in np.argsort(-scores, axis=None)[:INFORMED_ALIGNMENTS]:
+                d, s = (int(v) for v in np.unravel_index(int(flat_index), scores.shape))
+                start = reader._start(first, d, s)
+                soft = (
+                    grid.at(d, s)
+                    if length == host.size
+                    else reader._fold_at(host, start, search.noise, search.folds)
+                )
+                candidates.append((start, soft))
+            aligned.append(candidates)
+        tests = sum(len(candidates) for candidates in aligned)
+        found = self._match(aligned, issued, issued.threshold(tests, false_alarm))
         later = issued.relisted() if found is None else None
         if later is not None:  # jobs indexed since the listing: tested at the new listing's threshold
             fresh = np.setdiff1d(later.values, issued.values, assume_unique=True)
             if fresh.size:
-                found = self._identify(
-                    aligned, IssuedPayloads(fresh), later.threshold(len(aligned), false_alarm)
-                )
+                found = self._match(aligned, IssuedPayloads(fresh), later.threshold(tests, false_alarm))
         return found
+
+    def _match(
+        self, aligned: list[list[tuple[int, Floats]]], issued: IssuedPayloads, threshold: float
+    ) -> Detection | None:
+        """The best match over the layouts' candidate alignments (``aligned``, one list per reader)."""
+        found = [
+            reader._identify(a, issued, threshold) for reader, a in zip(self._readers, aligned, strict=True)
+        ]
+        return max((f for f in found if f is not None), key=lambda f: f.confidence, default=None)
 
     def _identify(
         self, aligned: list[tuple[int, Floats]], issued: IssuedPayloads, threshold: float
@@ -1162,7 +1302,8 @@ class KeyedWatermarker:
                 best_z, best = float(z[i, a]), (int(chunk[i]), aligned[a][0])
         if best_z < threshold:
             return None
-        return Detection(True, best[0], best_z, (best[1] % PERIOD_SAMPLES) / FS, None, informed=True)
+        offset = (best[1] % PERIOD_SAMPLES) / FS
+        return Detection(True, best[0], best_z, offset, None, informed=True, legacy=self._is_legacy)
 
     def _decode(self, soft: Floats) -> tuple[int | None, int]:
         """Viterbi-decode folded soft values: (payload if the CRC holds, coded-bit disagreements)."""

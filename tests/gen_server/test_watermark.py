@@ -27,6 +27,18 @@ from gen_server.audio.watermark import (
 from gen_server.storage import LocalStore, watermark_key_for
 
 
+def too_weak_to_decode(
+    original: Audio, payload: int, key: bytes = wm.DEFAULT_KEY, bands: wm.Bands = wm.BANDS
+) -> Audio:
+    """``original`` marked with ``payload`` (with ``bands``) just below what blind decoding reads (the
+    mark made weaker 1 dB at a time from 36 dB below the music, Soundry's being 26 dB)."""
+    for snr in range(36, 70):
+        weak = KeyedWatermarker(key, target_snr_db=snr, bands=bands).embed(original, payload)
+        if not KeyedWatermarker(key).detect(weak).detected:
+            return weak
+    raise AssertionError("the mark decoded at every strength tried")
+
+
 def noisy_music(seed: int, duration_s: float = 6.0, sr: int = 44100, channels: int = 2) -> Audio:
     """Band-limited noise under a few harmonic notes: dense enough to carry the mark everywhere."""
     rng = np.random.default_rng(seed)
@@ -169,7 +181,7 @@ def test_convolutional_code_corrects_errors() -> None:
 
 
 def test_keyed_crc_rejects_other_keys() -> None:
-    a, b = wm._Layout(b"a", wm.STEP_DB), wm._Layout(b"b", wm.STEP_DB)
+    a, b = wm._Layout(b"a", wm.STEP_DB, wm.BANDS), wm._Layout(b"b", wm.STEP_DB, wm.BANDS)
     info = a.info_bits(12345)
     assert a.check(info) == 12345
     assert a.crc_mask == b.crc_mask or b.check(info) is None
@@ -214,6 +226,29 @@ def test_locate_finds_two_clips_in_an_unmarked_recording(marker: KeyedWatermarke
     assert marker.locate(Audio(np.zeros((1, 0), np.float32), sr)) == []
 
 
+def test_marks_made_before_the_band_plan_changed_still_read(marker: KeyedWatermarker) -> None:
+    """Marks made with the legacy plan (250 Hz bands, before 2026-12-04) are decoded, matched when too
+    weak to decode, and located by today's watermarker, which reports them as ``legacy``; a mark of
+    the current plan is never read as a legacy one (the layouts are drawn apart)."""
+    legacy = KeyedWatermarker(bands=wm.LEGACY_BANDS)
+    original = noisy_music(3, duration_s=6.0, channels=1)
+    payload = 0x1E6AC1
+    old = legacy.embed(original, payload)
+    found = marker.detect(old)
+    assert found.detected and found.payload == payload and found.legacy and not found.informed
+    weak = too_weak_to_decode(original, payload, bands=wm.LEGACY_BANDS)
+    matched = marker.detect(weak, wm.IssuedPayloads([*DECOYS, payload]))
+    assert matched.informed and matched.legacy and matched.payload == payload
+    recording = noisy_music(4, duration_s=20.0, channels=1)
+    inside = recording.samples.copy()
+    at = 7 * recording.sample_rate
+    inside[:, at : at + old.frames] = old.samples
+    (span,) = marker.locate(Audio(inside, recording.sample_rate))
+    assert span.payload == payload and abs(span.start_s - 7.0) <= 0.5 and abs(span.end_s - 13.0) <= 0.5
+    new = marker.detect(marker.embed(original, payload))
+    assert new.payload == payload and not new.legacy
+
+
 def test_max_segment() -> None:
     gain = np.array([-1.0, 2.0, -0.5, 3.0, -5.0, 1.0])
     assert wm._max_segment(gain) == (1, 4)
@@ -244,12 +279,11 @@ def test_threshold_grows_with_the_payloads_tested() -> None:
 
 @pytest.mark.parametrize("seed", [2, 5, 8])
 def test_informed_detection_reads_a_mark_too_weak_to_decode(marker: KeyedWatermarker, seed: int) -> None:
-    """A 4 s mark embedded 42 dB below the music (16 dB weaker than Soundry's) does not decode, but
-    its payload's pattern stands out among 5,001 issued payloads; other keys and unmarked audio
-    match none of them."""
+    """A 4 s mark too weak to decode still has its payload's pattern stand out among 5,001 issued
+    payloads; other keys and unmarked audio match none of them."""
     original = noisy_music(seed, duration_s=4.0, channels=1)
     payload = 0xC0FFEE42
-    weak = KeyedWatermarker(target_snr_db=42.0).embed(original, payload)
+    weak = too_weak_to_decode(original, payload)
     issued = wm.IssuedPayloads([*DECOYS, payload])
     assert not marker.detect(weak).detected
     found = marker.detect(weak, issued)
@@ -291,12 +325,9 @@ def test_detect_endpoint_matches_a_weak_mark_to_its_job(api: TestClient) -> None
         svc.store.put(watermark_key_for(decoy), f"other-{decoy:08x}".encode())
     svc.store.put(watermark_key_for(payload), job_id.encode())
     original = noisy_music(2, duration_s=4.0, channels=1)
-    for snr in range(36, 50):
-        weak = KeyedWatermarker(key, target_snr_db=snr).embed(original, payload)
-        if not KeyedWatermarker(key).detect(weak).detected:
-            break
+    weak = too_weak_to_decode(original, payload, key)
     body = api.post("/v1/watermark/detect", files={"file": ("weak.wav", encode(weak, "wav"))}).json()
-    assert body["detected"] and body["method"] == "matched", (snr, body)
+    assert body["detected"] and body["method"] == "matched", body
     assert body["payload"] == f"{payload:08x}" and body["job_id"] == job_id
     wav = encode(weak, "wav")
     body = api.post("/v1/watermark/detect", files={"file": ("w.wav", wav)}, data={"job_id": job_id}).json()
@@ -327,10 +358,12 @@ def test_a_claim_confirms_a_mark_too_faint_for_the_index(tmp_path: Path) -> None
         store.put(watermark_key_for(decoy), b"other")
     store.put(watermark_key_for(payload), job_id.encode())
     original = noisy_music(2, duration_s=4.0, channels=1)
-    for snr in np.arange(42.0, 50.0, 0.5):
+    for snr in np.arange(42.0, 64.0, 0.5):
         wav = encode(KeyedWatermarker(key.encode(), target_snr_db=float(snr)).embed(original, payload), "wav")
         if not provenance.detect_bytes(wav, key, store).detection.detected:
             break
+    else:
+        raise AssertionError("the index found the mark at every strength tried")
     claimed = provenance.detect_bytes(wav, key, store, claim=job_id)
     assert claimed.method == "matched" and claimed.detection.payload == payload, snr
     assert claimed.job_id == job_id
@@ -351,12 +384,9 @@ def test_a_job_made_after_the_index_was_listed_is_still_matched(
     original = noisy_music(2, duration_s=4.0, channels=1)
     assert not provenance.detect_bytes(encode(original, "wav"), key, store).detection.detected  # listed
     store.put(watermark_key_for(payload), job_id.encode())  # the worker indexes the new job
-    for snr in range(36, 50):
-        weak = KeyedWatermarker(key.encode(), target_snr_db=snr).embed(original, payload)
-        if not KeyedWatermarker(key.encode()).detect(weak).detected:
-            break
+    weak = too_weak_to_decode(original, payload, key.encode())
     found = provenance.detect_bytes(encode(weak, "wav"), key, store)
-    assert found.method == "matched" and found.job_id == job_id, snr
+    assert found.method == "matched" and found.job_id == job_id, found
 
 
 def test_a_miss_tests_only_the_payloads_listed_since(marker: KeyedWatermarker) -> None:
@@ -365,7 +395,7 @@ def test_a_miss_tests_only_the_payloads_listed_since(marker: KeyedWatermarker) -
     search: the audio is not searched again."""
     original = noisy_music(5, duration_s=4.0, channels=1)
     payload = 0x5EED1234
-    weak = KeyedWatermarker(target_snr_db=42.0).embed(original, payload)
+    weak = too_weak_to_decode(original, payload)
     asked: list[wm.IssuedPayloads] = []
     newer = wm.IssuedPayloads([*DECOYS, payload])
 
