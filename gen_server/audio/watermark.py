@@ -14,10 +14,10 @@ Features (computed on a 16 kHz mono mix, whatever the input rate):
   of 1.536 s whose 264 data groups hold the 108 coded bits (each two or three times); the period
   repeats over the whole clip.
 * Marks made before 2026-12-04 used 250 Hz bands over 250-6250 Hz (24 bands, 6 groups a column,
-  :data:`LEGACY_BANDS`); detection reads both plans (``Detection.legacy``). The finer plan doubles
-  the groups a second of sound spreads over and adds 125-250 Hz: sparse effects whose sound is a few
-  narrow low bands carry twice the live chips, and the informed score's ceiling (the square root of
-  the data groups) rises from 11 to 16 (figures in benchmarks/results/watermark.md).
+  :data:`LEGACY_BANDS`); detection decodes and locates both plans (``Detection.legacy``). The finer
+  plan doubles the groups a second of sound spreads over and adds 125-250 Hz: sparse effects whose
+  sound is a few narrow low bands carry twice the live chips, and the informed score's ceiling (the
+  square root of the data groups) rises from 11 to 16 (figures in benchmarks/results/watermark.md).
 
 Coding: ``payload (32 bits) + CRC-16 (16 bits, XOR a key-derived mask)`` through a rate-1/2, K=7
 convolutional code (zero tail, 108 coded bits) with a soft-decision Viterbi decoder.
@@ -40,8 +40,9 @@ decoded alignments per band plan: at most 2 x 6 x 2**-16 false passes per unmark
 
 Informed detection: when no payload decodes and the caller knows the payloads it issued (the
 server's watermark index, :class:`IssuedPayloads`), each one's full data pattern is correlated with
-the folded data groups at the best pilot alignments of both plans; a match counts when its z-score
-clears a threshold set for the number of payloads and alignments tested (false detections per clip
+the folded data groups at the best pilot alignments (of the current plan: weak legacy marks are not
+matched); a match counts when its z-score clears a threshold set for the number of payloads and
+alignments tested (false detections per clip
 :data:`INFORMED_FALSE_ALARM`). A pattern test needs no error-correcting margin, so it reads marks too
 weak to decode: sparse effects after a codec or noise, short crops (figures in
 benchmarks/results/watermark.md); one claimed job is a single test, with a lower threshold still.
@@ -726,6 +727,12 @@ class KeyedWatermarker:
         self._bands = bands
         self._layout = _Layout(key, step_db, bands)
 
+    @property
+    def informed_tests(self) -> int:
+        """Alignments at which informed detection tests each issued payload: the ``alignments`` of
+        :meth:`IssuedPayloads.threshold`."""
+        return INFORMED_ALIGNMENTS
+
     @cached_property
     def _readers(self) -> tuple[KeyedWatermarker, ...]:
         """This layout's reader, then the legacy layout's (marks made before the current plan)."""
@@ -919,16 +926,15 @@ class KeyedWatermarker:
         first = self._search_window(host)
         excerpt = host[first : first + int(SEARCH_S * FS)]
         fine = _frames(excerpt.astype(np.float32), HOP // SUBSTEPS)  # one STFT for every layout
-        searches: list[_Search] = []
-        best = 0.0
-        for reader in self._readers:
+        best, searches = 0.0, []
+        for reader in self._readers:  # this plan first, then the legacy one
             found, search = reader._blind(host, first, excerpt.size, fine)
             if found.detected:
                 return found
             best = max(best, found.confidence)
             searches.append(search)
         matched = (
-            self._informed(host, searches, issued, false_alarm)
+            self._informed(host, searches[0], issued, false_alarm)
             if issued is not None and len(issued)
             else None
         )
@@ -1226,48 +1232,37 @@ class KeyedWatermarker:
         return np.where(bits, np.float32(-1.0), np.float32(1.0))
 
     def _informed(
-        self, host: FloatArray, searches: list[_Search], issued: IssuedPayloads, false_alarm: float
+        self, host: FloatArray, search: _Search, issued: IssuedPayloads, false_alarm: float
     ) -> Detection | None:
-        """Informed detection after blind decoding failed: in each layout (``searches``, one per
-        reader), the best :data:`INFORMED_ALIGNMENTS` by pilot score (of the whole clip, up to
-        :data:`INFORMED_SEARCH_S`), folded, against ``issued``; the threshold counts every test."""
-        whole: Complexes | None = None
-        aligned: list[list[tuple[int, Floats]]] = []
-        for reader, search in zip(self._readers, searches, strict=True):
-            first, length, scores, grid = search.first, search.length, search.scores, search.grid
-            if length < host.size <= INFORMED_SEARCH_S * FS:  # a weak mark: search the whole clip
-                if whole is None:
-                    whole = _frames(host.astype(np.float32), HOP // SUBSTEPS)
-                first, length = 0, host.size
-                scores, grid = reader._search(_band_energy(whole, reader._bands), search.noise)
-            candidates: list[tuple[int, Floats]] = []
-            for flat_index in np.argsort(-scores, axis=None)[:INFORMED_ALIGNMENTS]:
-                d, s = (int(v) for v in np.unravel_index(int(flat_index), scores.shape))
-                start = reader._start(first, d, s)
-                soft = (
-                    grid.at(d, s)
-                    if length == host.size
-                    else reader._fold_at(host, start, search.noise, search.folds)
-                )
-                candidates.append((start, soft))
-            aligned.append(candidates)
-        tests = sum(len(candidates) for candidates in aligned)
-        found = self._match(aligned, issued, issued.threshold(tests, false_alarm))
+        """Informed detection after blind decoding failed: the best :data:`INFORMED_ALIGNMENTS` by
+        pilot score (of the whole clip, up to :data:`INFORMED_SEARCH_S`), folded, against ``issued``.
+
+        ``search`` is this plan's blind search; marks of the legacy plan are not matched (they were
+        all made before the index could hold many; testing them too would raise every threshold)."""
+        first, length, scores, grid = search.first, search.length, search.scores, search.grid
+        if length < host.size <= INFORMED_SEARCH_S * FS:  # a weak mark: search the whole clip
+            first, length = 0, host.size
+            whole = _band_energy(_frames(host.astype(np.float32), HOP // SUBSTEPS), self._bands)
+            scores, grid = self._search(whole, search.noise)
+        aligned: list[tuple[int, Floats]] = []
+        for flat_index in np.argsort(-scores, axis=None)[:INFORMED_ALIGNMENTS]:
+            d, s = (int(v) for v in np.unravel_index(int(flat_index), scores.shape))
+            start = self._start(first, d, s)
+            soft = (
+                grid.at(d, s)
+                if length == host.size
+                else self._fold_at(host, start, search.noise, search.folds)
+            )
+            aligned.append((start, soft))
+        found = self._identify(aligned, issued, issued.threshold(len(aligned), false_alarm))
         later = issued.relisted() if found is None else None
         if later is not None:  # jobs indexed since the listing: tested at the new listing's threshold
             fresh = np.setdiff1d(later.values, issued.values, assume_unique=True)
             if fresh.size:
-                found = self._match(aligned, IssuedPayloads(fresh), later.threshold(tests, false_alarm))
+                found = self._identify(
+                    aligned, IssuedPayloads(fresh), later.threshold(len(aligned), false_alarm)
+                )
         return found
-
-    def _match(
-        self, aligned: list[list[tuple[int, Floats]]], issued: IssuedPayloads, threshold: float
-    ) -> Detection | None:
-        """The best match over the layouts' candidate alignments (``aligned``, one list per reader)."""
-        found = [
-            reader._identify(a, issued, threshold) for reader, a in zip(self._readers, aligned, strict=True)
-        ]
-        return max((f for f in found if f is not None), key=lambda f: f.confidence, default=None)
 
     def _identify(
         self, aligned: list[tuple[int, Floats]], issued: IssuedPayloads, threshold: float
@@ -1302,8 +1297,7 @@ class KeyedWatermarker:
                 best_z, best = float(z[i, a]), (int(chunk[i]), aligned[a][0])
         if best_z < threshold:
             return None
-        offset = (best[1] % PERIOD_SAMPLES) / FS
-        return Detection(True, best[0], best_z, offset, None, informed=True, legacy=self._is_legacy)
+        return Detection(True, best[0], best_z, (best[1] % PERIOD_SAMPLES) / FS, None, informed=True)
 
     def _decode(self, soft: Floats) -> tuple[int | None, int]:
         """Viterbi-decode folded soft values: (payload if the CRC holds, coded-bit disagreements)."""

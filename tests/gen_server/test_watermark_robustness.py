@@ -48,7 +48,7 @@ from scipy import signal
 from gen_server.audio.encode import decode, encode
 from gen_server.audio.postprocess import resample
 from gen_server.audio.types import Audio
-from gen_server.audio.watermark import INFORMED_ALIGNMENTS, IssuedPayloads, KeyedWatermarker
+from gen_server.audio.watermark import IssuedPayloads, KeyedWatermarker
 from tests.gen_server import watermark_audio
 
 FloatArray = npt.NDArray[np.float64]
@@ -82,22 +82,28 @@ REQUIRED = {
     "music": dict.fromkeys(ATTACKS, 0.80),
     "real_speech": {a: (0.90 if a in (*LOSSY, "crop_3s") else 0.95) for a in ATTACKS},
     "real_music": {a: (0.90 if a in (*LOSSY, "crop_3s") else 0.95) for a in ATTACKS},
-    # measured floors (full size: 92.5 % resample/gain, 87.5 % MP3/Opus, 77.5 % noise, 66.7 % crops)
+    # measured floors (full size, 125 Hz band plan: 95 % resample/gain/Opus, 90 % MP3, 79 % crops,
+    # 77.5 % noise; quick size: crops 67 %)
     "effects": {
-        a: {"crop_3s": 0.25, "noise_25dB": 0.70, "mp3_64k": 0.80, "opus_64k": 0.80}.get(a, 0.85)
+        a: {"crop_3s": 0.60, "noise_25dB": 0.70, "mp3_64k": 0.85, "opus_64k": 0.85}.get(a, 0.90)
         for a in ATTACKS
     },
 }
 REQUIRED_MATCHED = {
-    # measured floors of the server's detection (full size: 97.5 % resample/gain/MP3, 92.5 % Opus,
-    # 87.5 % noise, 87.6 % crops)
-    "effects": {a: {"crop_3s": 0.70, "noise_25dB": 0.75}.get(a, 0.85) for a in ATTACKS},
+    # the server's detection, full size: #23's targets (measured 100 % resample/gain/MP3, 97.5 % Opus,
+    # 91.4 % crops) except noise (measured 90 %, floor 87.5 %: 3 of the 4 clips missed hold under 2 s
+    # of sound, the 4th has two thirds of its power outside 125-6125 Hz); quick size: fewer clips
+    "effects": (
+        {a: (0.875 if a == "noise_25dB" else (0.90 if a == "crop_3s" else 0.95)) for a in ATTACKS}
+        if FULL
+        else {a: (0.80 if a == "crop_3s" else 0.90) for a in ATTACKS}
+    ),
 }
 REQUIRED_CLAIMED = {
-    # measured floors against a claimed job (full size: 100 % resample/gain/MP3/Opus, 98.1 % crops,
-    # 92.5 % noise; quick size: fewer clips, lower floors)
+    # measured floors against a claimed job (full size: 100 % resample/gain/MP3, 97.5 % Opus, 94.3 %
+    # crops, 92.5 % noise; quick size: fewer clips, lower floors)
     "effects": {
-        a: (0.90 if a == "noise_25dB" else 0.95) if FULL else (0.80 if a == "crop_3s" else 0.90)
+        a: (0.90 if a in ("noise_25dB", "crop_3s") else 0.95) if FULL else (0.80 if a == "crop_3s" else 0.90)
         for a in ATTACKS
     }
 }
@@ -449,10 +455,10 @@ def test_false_positives_on_unmarked_audio(
         return a[start : start + n]
 
     issued = IssuedPayloads(results.others)
-    threshold = issued.threshold(INFORMED_ALIGNMENTS)
+    threshold = issued.threshold(marker.informed_tests)
     false, matched, best_matches = 0, 0, []
     claims, claimed = 0, 0  # a request naming a job: one payload tested (every 2nd excerpt in quick runs)
-    claim_threshold = IssuedPayloads([0]).threshold(INFORMED_ALIGNMENTS)
+    claim_threshold = IssuedPayloads([0]).threshold(marker.informed_tests)
     t = time.process_time()
     for i in range(FALSE_POSITIVE_TRIALS):
         x = draw(REAL if i % 2 else SYNTHETIC) * rng.uniform(0.1, 3.0)
