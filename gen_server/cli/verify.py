@@ -68,7 +68,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     elif d.detected:
         job = f", job {found.job_id}" if found.job_id else " (job not in this installation's storage)"
         job += f", {clone.describe()}" if clone else ""
-        how = " (matched an issued payload: too weak to decode)" if d.informed else ""
+        matched = "the claimed job's payload" if args.job else "an issued payload"
+        how = f" (matched {matched}: too weak to decode)" if d.informed else ""
         print(
             f"{path}: Soundry watermark FOUND{how}, payload {d.payload:08x}, "
             f"confidence {d.confidence:.1f}{job}"

@@ -367,6 +367,38 @@ def test_a_claim_confirms_a_mark_too_faint_for_the_index(tmp_path: Path) -> None
     assert not provenance.detect_bytes(wav, key, store, claim="another-job").detection.detected
 
 
+def test_verify_says_what_a_weak_mark_matched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``soundry verify`` on a mark too weak to decode: matched among the index's payloads, or, with
+    ``--job``, against that job's payload; the message says which."""
+    from gen_server.cli import main as cli_main
+    from gen_server.settings import get_settings
+    from gen_server.storage import open_store
+
+    monkeypatch.setenv("SOUNDRY_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        key, job_id = instance_secrets.watermark_key(settings), "job-verify-weak"
+        payload = payload_for_job(job_id, key)
+        open_store(settings).put(watermark_key_for(payload), job_id.encode())
+        weak = tmp_path / "weak.wav"
+        weak.write_bytes(
+            encode(too_weak_to_decode(noisy_music(2, duration_s=4.0, channels=1), payload, key), "wav")
+        )
+        assert cli_main(["verify", str(weak)]) == 0
+        assert (
+            f"(matched an issued payload: too weak to decode), payload {payload:08x}"
+            in capsys.readouterr().out
+        )
+        assert cli_main(["verify", str(weak), "--job", job_id]) == 0
+        out = capsys.readouterr().out
+        assert "(matched the claimed job's payload: too weak to decode)" in out and job_id in out
+    finally:
+        get_settings.cache_clear()
+
+
 def test_a_job_made_after_the_index_was_listed_is_still_matched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
