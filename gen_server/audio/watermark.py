@@ -1129,7 +1129,13 @@ class KeyedWatermarker:
             if legacy not in noise:
                 noise[legacy] = _noise_floor(_tiles(host, reader._bands))
             spans.extend(reader._spans(host, payload, start, noise[legacy]))
-        return sorted(spans, key=lambda span: span.start_s)
+        kept: list[Span] = []  # one payload found at two alignments 1-2 ms apart gives the same stretch twice
+        for span in sorted(spans, key=lambda span: -span.confidence):
+            if not any(
+                k.payload == span.payload and k.start_s < span.end_s and span.start_s < k.end_s for k in kept
+            ):
+                kept.append(span)
+        return sorted(kept, key=lambda span: span.start_s)
 
     def _spans(self, host: FloatArray, payload: int, start: int, noise: FloatArray) -> list[Span]:
         """Marked stretches of ``host`` for ``payload`` on the period grid starting at ``start``."""
