@@ -16,7 +16,7 @@ from typing import Any
 from gen_server.audio import Audio
 from gen_server.audio.encode import decode, encode
 from gen_server.audio.postprocess import apply_chain
-from gen_server.audio.watermark import Watermarker, payload_for_job
+from gen_server.audio.watermark import Watermarker, bands_for, payload_for_job
 from gen_server.content_credentials import Signing, sign_job_file
 from gen_server.contract.result import JobResult, SpeechCheck, WordTiming
 from gen_server.contract.spec import JobSpec
@@ -125,7 +125,7 @@ def finish(
     shaped = editing.shape(spec, audio)
     audio = apply_chain(shaped.audio, spec.post, spec.kind, to_loop=shaped.loop is not None)
     payload = payload_for_job(spec.job_id, watermark_key)
-    audio = watermarker.embed(audio, payload)
+    audio = watermarker.embed(audio, payload, bands=bands_for(spec.kind))
     audio, loop = editing.cut_loop(shaped, audio)
     analysis = editing.analysis_of(spec, audio)
     tags = {

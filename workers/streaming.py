@@ -30,7 +30,7 @@ import redis
 from gen_server.audio import Audio
 from gen_server.audio.postprocess import stream_chain
 from gen_server.audio.stream_encode import pcm16
-from gen_server.audio.watermark import Watermarker, payload_for_job
+from gen_server.audio.watermark import Watermarker, bands_for, payload_for_job
 from gen_server.contract.spec import JobSpec
 from gen_server.records import keys
 
@@ -82,7 +82,8 @@ class StreamPublisher:
 
     def _publish(self, audio: Audio) -> None:
         chunk = stream_chain(audio, self._spec.post, self._spec.kind)
-        chunk = self._watermarker.embed(chunk, self._payload, at_s=self._offset / chunk.sample_rate)
+        at_s = self._offset / chunk.sample_rate
+        chunk = self._watermarker.embed(chunk, self._payload, at_s=at_s, bands=bands_for(self._spec.kind))
         pcm = pcm16(chunk.samples)
         step = max(int(MAX_PIECE_S * chunk.sample_rate), 1)
         pipe = self._redis.pipeline()

@@ -4,20 +4,21 @@ Pure numpy/soxr (no torch): the workers embed, and the API can detect.
 
 Features (computed on a 16 kHz mono mix, whatever the input rate):
 
-* *Tiles* of 125 Hz x 32 ms cover 125-6125 Hz (48 bands, :data:`BANDS`). A *chip* is the log-energy
-  contrast of two time-adjacent tiles of one band, ``L[b, 2c] - L[b, 2c + 1]`` (dB), under a floor
-  25 dB below the two tiles' mean level, minus its mean over the bands (cancels gain and broadband
-  onsets), through a redescending function (onsets and outliers weigh little). Contrasts do not
-  change with gain, resampling, a codec's delay or where an excerpt was cut.
-* A *column* is one pair of tiles (64 ms) across the 48 bands. Its chips form 12 keyed groups of 4
-  (keyed bands and chip signs): one *pilot* group and eleven data groups. 24 columns make a *period*
-  of 1.536 s whose 264 data groups hold the 108 coded bits (each two or three times); the period
-  repeats over the whole clip.
-* Marks made before 2026-12-04 used 250 Hz bands over 250-6250 Hz (24 bands, 6 groups a column,
-  :data:`LEGACY_BANDS`); detection decodes and locates both plans (``Detection.legacy``). The finer
-  plan doubles the groups a second of sound spreads over and adds 125-250 Hz: sparse effects whose
-  sound is a few narrow low bands carry twice the live chips, and the informed score's ceiling (the
-  square root of the data groups) rises from 11 to 16 (figures in benchmarks/results/watermark.md).
+* *Tiles* of 250 Hz x 32 ms cover 250-6250 Hz (24 bands, :data:`WIDE_BANDS`; sound effects: 125 Hz
+  x 32 ms over 125-6125 Hz, 48 bands, :data:`FINE_BANDS`). A *chip* is the log-energy contrast of two
+  time-adjacent tiles of one band, ``L[b, 2c] - L[b, 2c + 1]`` (dB), under a floor 25 dB below the
+  two tiles' mean level, minus its mean over the bands (cancels gain and broadband onsets), through a
+  redescending function (onsets and outliers weigh little). Contrasts do not change with gain,
+  resampling, a codec's delay or where an excerpt was cut.
+* A *column* is one pair of tiles (64 ms) across the bands. Its chips form keyed groups of 4 (keyed
+  bands and chip signs): one *pilot* group and five data groups (eleven in the fine plan). 24 columns
+  make a *period* of 1.536 s whose 120 (264) data groups hold the 108 coded bits (some two or three
+  times); the period repeats over the whole clip.
+* Why two plans: the fine plan doubles the groups a second of sound spreads over and adds 125-250 Hz,
+  so sparse effects whose sound is a few narrow low bands carry about twice the live chips, and the
+  informed score's ceiling (the square root of the data groups) rises from 11 to 16; on dense sound
+  (speech, music) after a crop, noise and MP3 together it reads worse (figures in
+  benchmarks/results/watermark.md). Detection decodes, matches and locates both (``Detection.fine``).
 
 Coding: ``payload (32 bits) + CRC-16 (16 bits, XOR a key-derived mask)`` through a rate-1/2, K=7
 convolutional code (zero tail, 108 coded bits) with a soft-decision Viterbi decoder.
@@ -28,7 +29,7 @@ contrasts do not interfere. The move is made with per-tile gains on the STFT (th
 the host's own spectrum), in closed-loop rounds that measure what the detector will see, under a
 budget of :data:`TARGET_SNR_DB` below the host, spread over 0.5 s windows in proportion to the host's
 energy (groups that do not fit move part way). The residual is made at 16 kHz and added to the
-original at its own rate; content below 125 Hz and above 6.125 kHz is untouched.
+original at its own rate; content outside the plan's bands is untouched.
 
 Detection folds all periods of the clip into soft values (cosine of each group's lattice phase,
 weighted by how live its tiles are and by the reliability ``exp(-2 pi^2 var / step^2)`` the noise of a
@@ -36,13 +37,12 @@ per-band noise-floor estimate predicts, so noise-filled pauses of sparse effects
 768 alignments (2 ms steps over a period) with the pilot, refines the best to 1 ms, Viterbi-decodes
 the best candidates and reports a payload only when the pilot z-score reaches
 :data:`PILOT_THRESHOLD` (3.0) and the keyed CRC matches on one of at most :data:`MAX_DECODES` (6)
-decoded alignments per band plan: at most 2 x 6 x 2**-16 false passes per unmarked clip.
+decoded alignments per plan: at most 2 x 6 x 2**-16 false passes per unmarked clip.
 
 Informed detection: when no payload decodes and the caller knows the payloads it issued (the
 server's watermark index, :class:`IssuedPayloads`), each one's full data pattern is correlated with
-the folded data groups at the best pilot alignments (of the current plan: weak legacy marks are not
-matched); a match counts when its z-score clears a threshold set for the number of payloads and
-alignments tested (false detections per clip
+the folded data groups at the best pilot alignments of both plans; a match counts when its z-score
+clears a threshold set for the number of payloads and alignments tested (false detections per clip
 :data:`INFORMED_FALSE_ALARM`). A pattern test needs no error-correcting margin, so it reads marks too
 weak to decode: sparse effects after a codec or noise, short crops (figures in
 benchmarks/results/watermark.md); one claimed job is a single test, with a lower threshold still.
@@ -184,14 +184,24 @@ class Bands:
         return self.lo * FS / N_FFT, (self.lo + self.count * self.bins) * FS / N_FFT
 
 
-BANDS: Final[Bands] = Bands(lo=2, bins=2, count=48, label=b"v2:")
-"""125-6125 Hz in 125 Hz bands, 12 groups per column: the layout marks are made with since 2026-12-04
-(twice the groups of :data:`LEGACY_BANDS` in the same period, and the 125-250 Hz band: sparse effects
-whose sound is a few narrow low bands carry twice the live chips; benchmarks/results/watermark.md)."""
-LEGACY_BANDS: Final[Bands] = Bands(lo=4, bins=4, count=24, label=b"")
-"""250-6250 Hz in 250 Hz bands, 6 groups per column: the layout of marks made before; still read."""
+WIDE_BANDS: Final[Bands] = Bands(lo=4, bins=4, count=24, label=b"")
+"""250-6250 Hz in 250 Hz bands, 6 groups a column: the default plan (speech, music, scenes; every mark
+made before 2026-12-04)."""
+FINE_BANDS: Final[Bands] = Bands(lo=2, bins=2, count=48, label=b"v2:")
+"""125-6125 Hz in 125 Hz bands, 12 groups a column: the plan of sound effects (``bands_for("sfx")``).
+Twice the groups a second of sound spreads over and the 125-250 Hz band: sparse effects whose sound is
+a few narrow low bands carry about twice the live chips. On dense sound (speech, music) under a crop
+plus noise plus MP3 it reads worse than the wide plan (125 Hz bands leak into each other under the
+256-point window, so a move costs more energy): benchmarks/results/watermark.md."""
+PLANS: Final[tuple[Bands, ...]] = (WIDE_BANDS, FINE_BANDS)
 
-for _plan in (BANDS, LEGACY_BANDS):  # pragma: no cover - layout sanity
+
+def bands_for(kind: str) -> Bands:
+    """The band plan a job of ``kind`` is marked with: :data:`FINE_BANDS` for sound effects."""
+    return FINE_BANDS if kind == "sfx" else WIDE_BANDS
+
+
+for _plan in PLANS:  # pragma: no cover - layout sanity
     if _plan.count % GROUP_SIZE or COLUMNS * (_plan.groups - PILOT_GROUPS) < CODED_BITS:
         raise RuntimeError("a period must hold every coded bit")
 
@@ -210,7 +220,7 @@ class Detection:
         bit_errors: Coded bits whose soft decision disagrees with the decoded codeword, when detected.
         informed: The payload was not decoded but matched among the issued payloads given to
             :meth:`KeyedWatermarker.detect` (``confidence`` is then that match's z-score).
-        legacy: The mark was made with :data:`LEGACY_BANDS` (before 2026-12-04).
+        fine: The mark was made with :data:`FINE_BANDS` (sound effects), not :data:`WIDE_BANDS`.
     """
 
     detected: bool
@@ -219,7 +229,7 @@ class Detection:
     offset_s: float | None = None
     bit_errors: int | None = None
     informed: bool = False
-    legacy: bool = False
+    fine: bool = False
 
 
 @dataclass(slots=True)
@@ -308,7 +318,9 @@ class Span:
 class Watermarker(Protocol):
     """Embeds and detects a 32-bit payload."""
 
-    def embed(self, audio: Audio, payload: int, *, at_s: float = 0.0) -> Audio: ...
+    def embed(
+        self, audio: Audio, payload: int, *, at_s: float = 0.0, bands: Bands | None = None
+    ) -> Audio: ...
 
     def detect(self, audio: Audio) -> Detection: ...
 
@@ -702,8 +714,8 @@ class KeyedWatermarker:
         target_snr_db: Host-to-watermark power ratio the result keeps at least (dB).
         step_db: Lattice step of the group sums (dB of contrast); detection needs the same value.
         iterations: Closed-loop embedding rounds.
-        bands: The band plan marks are made with (:data:`BANDS`); detection also reads marks made
-            with :data:`LEGACY_BANDS` (before 2026-12-04).
+        bands: The band plan marks are made with unless :meth:`embed` is told otherwise; detection
+            reads every plan in :data:`PLANS`.
 
     Raises:
         ValueError: Empty key.
@@ -716,7 +728,7 @@ class KeyedWatermarker:
         target_snr_db: float = TARGET_SNR_DB,
         step_db: float = STEP_DB,
         iterations: int = 6,
-        bands: Bands = BANDS,
+        bands: Bands = WIDE_BANDS,
     ) -> None:
         if not key:
             raise ValueError("watermark key must not be empty")
@@ -729,23 +741,29 @@ class KeyedWatermarker:
 
     @property
     def informed_tests(self) -> int:
-        """Alignments at which informed detection tests each issued payload: the ``alignments`` of
-        :meth:`IssuedPayloads.threshold`."""
-        return INFORMED_ALIGNMENTS
+        """Alignments at which informed detection tests each issued payload (in every plan): the
+        ``alignments`` of :meth:`IssuedPayloads.threshold`."""
+        return INFORMED_ALIGNMENTS * len(self._readers)
 
     @cached_property
     def _readers(self) -> tuple[KeyedWatermarker, ...]:
-        """This layout's reader, then the legacy layout's (marks made before the current plan)."""
-        if self._bands == LEGACY_BANDS:
-            return (self,)
-        return (self, KeyedWatermarker(self.key, step_db=self.step_db, bands=LEGACY_BANDS))
+        """A reader per plan in :data:`PLANS`, this one first."""
+        others = (
+            KeyedWatermarker(self.key, target_snr_db=self.target_snr_db, step_db=self.step_db, bands=b)
+            for b in PLANS
+            if b != self._bands
+        )
+        return (self, *others)
+
+    def _reader(self, bands: Bands) -> KeyedWatermarker:
+        return next(reader for reader in self._readers if reader._bands == bands)
 
     def __repr__(self) -> str:
         return f"KeyedWatermarker(key=<{len(self.key)} bytes>, target_snr_db={self.target_snr_db})"
 
     # -- embedding -------------------------------------------------------------------------------
 
-    def embed(self, audio: Audio, payload: int, *, at_s: float = 0.0) -> Audio:
+    def embed(self, audio: Audio, payload: int, *, at_s: float = 0.0, bands: Bands | None = None) -> Audio:
         """Add a watermark carrying ``payload``.
 
         Args:
@@ -755,6 +773,7 @@ class KeyedWatermarker:
             payload: Unsigned 32-bit integer.
             at_s: Where ``audio`` starts in a longer stream, seconds: the mark is laid on that stream's
                 period grid, so chunks marked one by one (streamed audio) read as one mark when joined.
+            bands: The band plan (:func:`bands_for` the job's kind); this watermarker's by default.
 
         Returns:
             Marked audio, same shape and rate, with a residual at least ``target_snr_db`` below the
@@ -763,6 +782,8 @@ class KeyedWatermarker:
         Raises:
             ValueError: ``payload`` out of range.
         """
+        if bands is not None and bands != self._bands:
+            return self._reader(bands).embed(audio, payload, at_s=at_s)
         if not 0 <= payload < 2**32:
             raise ValueError(f"payload must fit in 32 bits, got {payload}")
         if audio.frames == 0:
@@ -927,14 +948,14 @@ class KeyedWatermarker:
         excerpt = host[first : first + int(SEARCH_S * FS)]
         fine = _frames(excerpt.astype(np.float32), HOP // SUBSTEPS)  # one STFT for every layout
         best, searches = 0.0, []
-        for reader in self._readers:  # this plan first, then the legacy one
+        for reader in self._readers:
             found, search = reader._blind(host, first, excerpt.size, fine)
             if found.detected:
                 return found
             best = max(best, found.confidence)
             searches.append(search)
         matched = (
-            self._informed(host, searches[0], issued, false_alarm)
+            self._informed(host, searches, issued, false_alarm)
             if issued is not None and len(issued)
             else None
         )
@@ -973,14 +994,14 @@ class KeyedWatermarker:
             decoded += 1
             if payload is not None:
                 offset = (start % PERIOD_SAMPLES) / FS
-                return Detection(True, payload, score, offset, errors, legacy=self._is_legacy), search
+                return Detection(True, payload, score, offset, errors, fine=self._is_fine), search
             if decoded >= MAX_DECODES:
                 break
         return Detection(False, None, best), search
 
     @property
-    def _is_legacy(self) -> bool:
-        return self._bands == LEGACY_BANDS
+    def _is_fine(self) -> bool:
+        return self._bands == FINE_BANDS
 
     @staticmethod
     def _start(first: int, d: int, s: int) -> int:
@@ -1093,19 +1114,19 @@ class KeyedWatermarker:
         host = _to_mono16(audio)
         if host.size < N_FFT + 3 * TILE_SAMPLES or not np.any(host):
             return []
-        found: dict[tuple[int, int, bool], float] = {}  # (payload, period start, legacy) -> confidence
+        found: dict[tuple[int, int, bool], float] = {}  # (payload, period start, fine) -> confidence
 
         def note(detection: Detection, first: int) -> None:
             if detection.payload is None or detection.offset_s is None:
                 return
             start = (first + round(detection.offset_s * FS)) % PERIOD_SAMPLES
-            for payload, other, legacy in found:
+            for payload, other, fine in found:
                 gap = abs(start - other) % PERIOD_SAMPLES
-                if (payload, legacy) == (detection.payload, detection.legacy) and min(
+                if (payload, fine) == (detection.payload, detection.fine) and min(
                     gap, PERIOD_SAMPLES - gap
                 ) <= HOP // SUBSTEPS:
                     return
-            found[(detection.payload, start, detection.legacy)] = detection.confidence
+            found[(detection.payload, start, detection.fine)] = detection.confidence
 
         windows = [
             (first, length)
@@ -1124,11 +1145,11 @@ class KeyedWatermarker:
             )
         spans: list[Span] = []
         noise: dict[bool, FloatArray] = {}
-        for payload, start, legacy in found:
-            reader = self._readers[-1] if legacy else self
-            if legacy not in noise:
-                noise[legacy] = _noise_floor(_tiles(host, reader._bands))
-            spans.extend(reader._spans(host, payload, start, noise[legacy]))
+        for payload, start, fine in found:
+            reader = self._reader(FINE_BANDS if fine else WIDE_BANDS)
+            if fine not in noise:
+                noise[fine] = _noise_floor(_tiles(host, reader._bands))
+            spans.extend(reader._spans(host, payload, start, noise[fine]))
         kept: list[Span] = []  # one payload found at two alignments 1-2 ms apart gives the same stretch twice
         for span in sorted(spans, key=lambda span: -span.confidence):
             if not any(
@@ -1238,37 +1259,48 @@ class KeyedWatermarker:
         return np.where(bits, np.float32(-1.0), np.float32(1.0))
 
     def _informed(
-        self, host: FloatArray, search: _Search, issued: IssuedPayloads, false_alarm: float
+        self, host: FloatArray, searches: list[_Search], issued: IssuedPayloads, false_alarm: float
     ) -> Detection | None:
-        """Informed detection after blind decoding failed: the best :data:`INFORMED_ALIGNMENTS` by
-        pilot score (of the whole clip, up to :data:`INFORMED_SEARCH_S`), folded, against ``issued``.
-
-        ``search`` is this plan's blind search; marks of the legacy plan are not matched (they were
-        all made before the index could hold many; testing them too would raise every threshold)."""
-        first, length, scores, grid = search.first, search.length, search.scores, search.grid
-        if length < host.size <= INFORMED_SEARCH_S * FS:  # a weak mark: search the whole clip
-            first, length = 0, host.size
-            whole = _band_energy(_frames(host.astype(np.float32), HOP // SUBSTEPS), self._bands)
-            scores, grid = self._search(whole, search.noise)
-        aligned: list[tuple[int, Floats]] = []
-        for flat_index in np.argsort(-scores, axis=None)[:INFORMED_ALIGNMENTS]:
-            d, s = (int(v) for v in np.unravel_index(int(flat_index), scores.shape))
-            start = self._start(first, d, s)
-            soft = (
-                grid.at(d, s)
-                if length == host.size
-                else self._fold_at(host, start, search.noise, search.folds)
-            )
-            aligned.append((start, soft))
-        found = self._identify(aligned, issued, issued.threshold(len(aligned), false_alarm))
+        """Informed detection after blind decoding failed: in each plan (``searches``, one per reader),
+        the best :data:`INFORMED_ALIGNMENTS` by pilot score (of the whole clip, up to
+        :data:`INFORMED_SEARCH_S`), folded, against ``issued``; the threshold counts every test."""
+        whole: Complexes | None = None
+        aligned: list[list[tuple[int, Floats]]] = []
+        for reader, search in zip(self._readers, searches, strict=True):
+            first, length, scores, grid = search.first, search.length, search.scores, search.grid
+            if length < host.size <= INFORMED_SEARCH_S * FS:  # a weak mark: search the whole clip
+                if whole is None:
+                    whole = _frames(host.astype(np.float32), HOP // SUBSTEPS)
+                first, length = 0, host.size
+                scores, grid = reader._search(_band_energy(whole, reader._bands), search.noise)
+            candidates: list[tuple[int, Floats]] = []
+            for flat_index in np.argsort(-scores, axis=None)[:INFORMED_ALIGNMENTS]:
+                d, s = (int(v) for v in np.unravel_index(int(flat_index), scores.shape))
+                start = reader._start(first, d, s)
+                soft = (
+                    grid.at(d, s)
+                    if length == host.size
+                    else reader._fold_at(host, start, search.noise, search.folds)
+                )
+                candidates.append((start, soft))
+            aligned.append(candidates)
+        tests = sum(len(candidates) for candidates in aligned)
+        found = self._match(aligned, issued, issued.threshold(tests, false_alarm))
         later = issued.relisted() if found is None else None
         if later is not None:  # jobs indexed since the listing: tested at the new listing's threshold
             fresh = np.setdiff1d(later.values, issued.values, assume_unique=True)
             if fresh.size:
-                found = self._identify(
-                    aligned, IssuedPayloads(fresh), later.threshold(len(aligned), false_alarm)
-                )
+                found = self._match(aligned, IssuedPayloads(fresh), later.threshold(tests, false_alarm))
         return found
+
+    def _match(
+        self, aligned: list[list[tuple[int, Floats]]], issued: IssuedPayloads, threshold: float
+    ) -> Detection | None:
+        """The best match over the plans' candidate alignments (``aligned``, one list per reader)."""
+        found = [
+            reader._identify(a, issued, threshold) for reader, a in zip(self._readers, aligned, strict=True)
+        ]
+        return max((f for f in found if f is not None), key=lambda f: f.confidence, default=None)
 
     def _identify(
         self, aligned: list[tuple[int, Floats]], issued: IssuedPayloads, threshold: float
@@ -1303,7 +1335,8 @@ class KeyedWatermarker:
                 best_z, best = float(z[i, a]), (int(chunk[i]), aligned[a][0])
         if best_z < threshold:
             return None
-        return Detection(True, best[0], best_z, (best[1] % PERIOD_SAMPLES) / FS, None, informed=True)
+        offset = (best[1] % PERIOD_SAMPLES) / FS
+        return Detection(True, best[0], best_z, offset, None, informed=True, fine=self._is_fine)
 
     def _decode(self, soft: Floats) -> tuple[int | None, int]:
         """Viterbi-decode folded soft values: (payload if the CRC holds, coded-bit disagreements)."""

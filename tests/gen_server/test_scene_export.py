@@ -26,7 +26,7 @@ from gen_server.audio.encode import encode
 from gen_server.audio.mix import Clip, MixResult, clip_for, master, mix
 from gen_server.audio.postprocess import loudness_lufs
 from gen_server.audio.stems import STEM_PEAK_DBFS, stem, stem_levels
-from gen_server.audio.watermark import Detection
+from gen_server.audio.watermark import Bands, Detection
 from gen_server.contract.catalog import Catalog, build_catalog
 from gen_server.contract.result import JobResult, WordTiming
 from gen_server.contract.scene import ScenePlan
@@ -141,7 +141,7 @@ def clips_for(plan: ScenePlan, audios: list[Audio]) -> list[Clip]:
 class NoMark:
     """A watermarker that leaves the audio alone (the sums are checked sample by sample)."""
 
-    def embed(self, audio: Audio, payload: int, *, at_s: float = 0.0) -> Audio:
+    def embed(self, audio: Audio, payload: int, *, at_s: float = 0.0, bands: Bands | None = None) -> Audio:
         return audio
 
     def detect(self, audio: Audio) -> Detection:  # pragma: no cover - not used

@@ -28,7 +28,7 @@ from gen_server.storage import LocalStore, watermark_key_for
 
 
 def too_weak_to_decode(
-    original: Audio, payload: int, key: bytes = wm.DEFAULT_KEY, bands: wm.Bands = wm.BANDS
+    original: Audio, payload: int, key: bytes = wm.DEFAULT_KEY, bands: wm.Bands = wm.WIDE_BANDS
 ) -> Audio:
     """``original`` marked with ``payload`` (with ``bands``) just below what blind decoding reads (the
     mark made weaker 1 dB at a time from 36 dB below the music, Soundry's being 26 dB)."""
@@ -181,7 +181,7 @@ def test_convolutional_code_corrects_errors() -> None:
 
 
 def test_keyed_crc_rejects_other_keys() -> None:
-    a, b = wm._Layout(b"a", wm.STEP_DB, wm.BANDS), wm._Layout(b"b", wm.STEP_DB, wm.BANDS)
+    a, b = wm._Layout(b"a", wm.STEP_DB, wm.WIDE_BANDS), wm._Layout(b"b", wm.STEP_DB, wm.WIDE_BANDS)
     info = a.info_bits(12345)
     assert a.check(info) == 12345
     assert a.crc_mask == b.crc_mask or b.check(info) is None
@@ -226,24 +226,33 @@ def test_locate_finds_two_clips_in_an_unmarked_recording(marker: KeyedWatermarke
     assert marker.locate(Audio(np.zeros((1, 0), np.float32), sr)) == []
 
 
-def test_marks_made_before_the_band_plan_changed_still_read(marker: KeyedWatermarker) -> None:
-    """Marks made with the legacy plan (250 Hz bands, before 2026-12-04) are decoded and located by
-    today's watermarker, which reports them as ``legacy``; a mark of the current plan is never read
-    as a legacy one (the layouts are drawn apart)."""
-    legacy = KeyedWatermarker(bands=wm.LEGACY_BANDS)
+def test_sound_effects_are_marked_with_the_fine_plan_and_read_by_any_watermarker(
+    marker: KeyedWatermarker,
+) -> None:
+    """A mark of the fine plan (sound effects) is decoded, matched when too weak to decode, and located
+    by the default watermarker, which reports it as ``fine``; the wide plan's marks are not (the two
+    layouts are drawn apart, and ``bands_for`` picks the fine plan for sound effects only)."""
+    assert (
+        wm.bands_for("sfx") == wm.FINE_BANDS
+        and wm.bands_for("speech") == wm.bands_for("music") == wm.WIDE_BANDS
+    )
     original = noisy_music(3, duration_s=6.0, channels=1)
     payload = 0x1E6AC1
-    old = legacy.embed(original, payload)
-    found = marker.detect(old)
-    assert found.detected and found.payload == payload and found.legacy and not found.informed
+    fine = marker.embed(original, payload, bands=wm.FINE_BANDS)
+    assert not np.array_equal(fine.samples, marker.embed(original, payload).samples)
+    found = marker.detect(fine)
+    assert found.detected and found.payload == payload and found.fine and not found.informed
+    weak = too_weak_to_decode(original, payload, bands=wm.FINE_BANDS)
+    matched = marker.detect(weak, wm.IssuedPayloads([*DECOYS, payload]))
+    assert matched.informed and matched.fine and matched.payload == payload
     recording = noisy_music(4, duration_s=20.0, channels=1)
     inside = recording.samples.copy()
     at = 7 * recording.sample_rate
-    inside[:, at : at + old.frames] = old.samples
+    inside[:, at : at + fine.frames] = fine.samples
     (span,) = marker.locate(Audio(inside, recording.sample_rate))
     assert span.payload == payload and abs(span.start_s - 7.0) <= 0.5 and abs(span.end_s - 13.0) <= 0.5
-    new = marker.detect(marker.embed(original, payload))
-    assert new.payload == payload and not new.legacy
+    wide = marker.detect(marker.embed(original, payload))
+    assert wide.payload == payload and not wide.fine
 
 
 def test_max_segment() -> None:

@@ -1,6 +1,7 @@
 """Located detection (``KeyedWatermarker.locate``) on real recordings.
 
-* A marked clip (real music, speech or sparse effects, 4-12 s) spliced at a random offset into a
+* A marked clip (real music, speech or sparse effects, 4-12 s, each marked with the plan its job kind
+  gets) spliced at a random offset into a
   longer unmarked real recording (music or speech, 40 s): the span carrying its payload must start
   and end within 0.5 s of the clip's ends in >= 90 % of trials. A clip of sparse effects is trimmed
   to start and end with sound (silence carries no mark, so it cannot be located).
@@ -23,7 +24,7 @@ import pytest
 
 from gen_server.audio.postprocess import resample
 from gen_server.audio.types import Audio
-from gen_server.audio.watermark import KeyedWatermarker, Span
+from gen_server.audio.watermark import KeyedWatermarker, Span, bands_for
 from tests.gen_server import watermark_audio
 
 FloatArray = npt.NDArray[np.float64]
@@ -62,7 +63,7 @@ def _clip(rng: np.random.Generator, kind: str) -> tuple[FloatArray, int]:
 
 def _marked(marker: KeyedWatermarker, rng: np.random.Generator, kind: str, payload: int) -> FloatArray:
     x, sr = _clip(rng, kind)
-    out = marker.embed(Audio.mono(x, sr), payload)
+    out = marker.embed(Audio.mono(x, sr), payload, bands=bands_for("sfx" if kind == "effects" else kind))
     return resample(out, RATE).samples[0].astype(np.float64)
 
 

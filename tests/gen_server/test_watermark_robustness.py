@@ -48,7 +48,7 @@ from scipy import signal
 from gen_server.audio.encode import decode, encode
 from gen_server.audio.postprocess import resample
 from gen_server.audio.types import Audio
-from gen_server.audio.watermark import IssuedPayloads, KeyedWatermarker
+from gen_server.audio.watermark import IssuedPayloads, KeyedWatermarker, bands_for
 from tests.gen_server import watermark_audio
 
 FloatArray = npt.NDArray[np.float64]
@@ -325,7 +325,9 @@ def results(marker: KeyedWatermarker) -> Results:
             issued = IssuedPayloads([*others, payload])
             clock["generate"] += time.process_time() - t
             t = time.process_time()
-            marked = marker.embed(original, payload)
+            marked = marker.embed(
+                original, payload, bands=bands_for("sfx" if family == "effects" else family)
+            )
             clock["embed"] += time.process_time() - t
             residual = marked.samples.astype(np.float64) - original.samples
             res.snr_db[family].append(
