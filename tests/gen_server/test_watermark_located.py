@@ -32,7 +32,7 @@ FloatArray = npt.NDArray[np.float64]
 FULL = os.environ.get("SOUNDRY_WATERMARK_TRIALS") == "full"
 TRIALS = 60 if FULL else 15
 PAIRS = 20 if FULL else 4
-UNMARKED = 40 if FULL else 8
+UNMARKED = 40 if FULL else 5
 TOLERANCE_S = 0.5
 RATE = 16000
 
