@@ -265,15 +265,7 @@ class _Grid:
         """Folded soft values ``[2, COLUMNS, groups]`` (sums, sums of squares) of alignment ``(d, s)``:
         the pairs starting at tiles ``t`` with ``t + s`` even, of pattern column
         ``((t + s) % PERIOD_TILES) // 2``."""
-        t = np.arange(s % 2, self._values.shape[-1], 2)
-        columns = ((t + s) % PERIOD_TILES) // 2
-        soft = self._reader._group_soft(
-            self._values[d][:, t], self._live[d][:, t], self._var[d][:, t], columns
-        )
-        out = np.zeros((2, COLUMNS, self._reader._bands.groups))
-        np.add.at(out[0], columns, soft)
-        np.add.at(out[1], columns, soft**2)
-        return out
+        return self._reader._fold(self._values[d], self._live[d], self._var[d], first_tile=-s)
 
 
 def _fold_shifts(soft: Floats, groups: int) -> Floats:
@@ -1220,10 +1212,14 @@ class KeyedWatermarker:
             features = _chip_features(_tiles(host[lead:], self._bands), noise)
             if cache is not None:
                 cache[lead] = features
-        values, live, var = features
+        return self._fold(*features, first_tile=(start - lead) // TILE_SAMPLES)
+
+    def _fold(self, values: Floats, live: Floats, var: Floats, *, first_tile: int) -> FloatArray:
+        """Folded ``[2, COLUMNS, groups]`` soft values (sums, sums of squares) from chip features of
+        the tile pairs starting at every tile (``[bands, n]``), pattern tile 0 being tile
+        ``first_tile`` (modulo the period)."""
         out = np.zeros((2, COLUMNS, self._bands.groups))
-        first_tile = (start - lead) // TILE_SAMPLES  # pattern tile 0 is this tile (mod the period)
-        t = np.arange(first_tile % 2, values.shape[1], 2)  # pairs start on even pattern tiles
+        t = np.arange(first_tile % 2, values.shape[-1], 2)  # pairs start on even pattern tiles
         if t.size == 0:
             return out
         columns = ((t - first_tile) % PERIOD_TILES) // 2
