@@ -11,14 +11,17 @@ Features (computed on a 16 kHz mono mix, whatever the input rate):
   redescending function (onsets and outliers weigh little). Contrasts do not change with gain,
   resampling, a codec's delay or where an excerpt was cut.
 * A *column* is one pair of tiles (64 ms) across the bands. Its chips form keyed groups of 4 (keyed
-  bands and chip signs): one *pilot* group and five data groups (eleven in the fine plan). 24 columns
-  make a *period* of 1.536 s whose 120 (264) data groups hold the 108 coded bits (some two or three
-  times); the period repeats over the whole clip.
+  bands and chip signs): one *pilot* group and five data groups (fine plan: two pilots and ten data
+  groups). 24 columns make a *period* of 1.536 s whose 120 (240) data groups hold the 108 coded bits
+  (some two or three times); the period repeats over the whole clip.
 * Why two plans: the fine plan doubles the groups a second of sound spreads over and adds 125-250 Hz,
   so sparse effects whose sound is a few narrow low bands carry about twice the live chips, and the
-  informed score's ceiling (the square root of the data groups) rises from 11 to 16; on dense sound
-  (speech, music) after a crop, noise and MP3 together it reads worse (figures in
-  benchmarks/results/watermark.md). Detection decodes, matches and locates both (``Detection.fine``).
+  informed score's ceiling (the square root of the data groups) rises from 11 to 15.5; its second
+  pilot lets the search find the alignment of 1-2 s of sound under noise (the one pilot of 12 groups
+  scored at noise level there), and its detection weighs noisy tiles down harder (pauses give sparse
+  effects a true noise floor). On dense sound (speech, music) after a crop, noise and MP3 together the
+  fine plan reads worse (figures in benchmarks/results/watermark.md). Detection decodes, matches and
+  locates both (``Detection.fine``).
 
 Coding: ``payload (32 bits) + CRC-16 (16 bits, XOR a key-derived mask)`` through a rate-1/2, K=7
 convolutional code (zero tail, 108 coded bits) with a soft-decision Viterbi decoder.
@@ -91,7 +94,6 @@ HOP: Final[int] = 128
 TILE_HOPS: Final[int] = 4  # 32 ms tiles
 TILE_SAMPLES: Final[int] = TILE_HOPS * HOP
 GROUP_SIZE: Final[int] = 4
-PILOT_GROUPS: Final[int] = 1  # group 0 of each column is the pilot
 COLUMNS: Final[int] = 24
 PERIOD_TILES: Final[int] = 2 * COLUMNS
 PERIOD_SAMPLES: Final[int] = PERIOD_TILES * TILE_SAMPLES
@@ -159,19 +161,24 @@ INFORMED_SEARCH_S: Final[float] = 120.0
 @dataclass(frozen=True, slots=True)
 class Bands:
     """The frequency bands of a layout: ``count`` bands of ``bins`` STFT bins (62.5 Hz each) from bin
-    ``lo``; each column of the layout has ``count // GROUP_SIZE`` groups, the first one the pilot.
+    ``lo``; each column of the layout has ``count // GROUP_SIZE`` groups, the first ``pilots`` of them
+    pilots (known bits: the alignment search scores them).
 
     Attributes:
         lo: First STFT bin.
         bins: Bins per band.
         count: Number of bands.
         label: Mixed into the key when the layout is drawn (marks of different plans never agree).
+        pilots: Pilot groups per column.
+        noise_db2: Chip variance (dB^2) per unit of a tile's noise-to-signal ratio, in detection.
     """
 
     lo: int
     bins: int
     count: int
     label: bytes
+    pilots: int = 1
+    noise_db2: float = TILE_NOISE_DB2
 
     @property
     def groups(self) -> int:
@@ -187,10 +194,15 @@ class Bands:
 WIDE_BANDS: Final[Bands] = Bands(lo=4, bins=4, count=24, label=b"")
 """250-6250 Hz in 250 Hz bands, 6 groups a column: the default plan (speech, music, scenes; every mark
 made before 2026-12-04)."""
-FINE_BANDS: Final[Bands] = Bands(lo=2, bins=2, count=48, label=b"v2:")
-"""125-6125 Hz in 125 Hz bands, 12 groups a column: the plan of sound effects (``bands_for("sfx")``).
-Twice the groups a second of sound spreads over and the 125-250 Hz band: sparse effects whose sound is
-a few narrow low bands carry about twice the live chips. On dense sound (speech, music) under a crop
+FINE_BANDS: Final[Bands] = Bands(lo=2, bins=2, count=48, label=b"v3:", pilots=2, noise_db2=10.0)
+"""125-6125 Hz in 125 Hz bands, 12 groups a column (two pilots): the plan of sound effects
+(``bands_for("sfx")``). Twice the groups a second of sound spreads over and the 125-250 Hz band: sparse
+effects whose sound is a few narrow low bands carry about twice the live chips. The second pilot and
+``noise_db2`` 10 (not 5) found the alignment and the payload of 1-2 s of sound after noise at 25 dB SNR
+(server row 90-95 -> 92.5-100 % over four keys, benchmarks/results/watermark_effects.md); on dense noisy
+music ``noise_db2`` 10 lowers the pilot score (7.1 -> 5.7 on the round-trip test's clip), so the wide
+plan keeps 5. Label ``v3:``: sound effects marked with the one-pilot fine plan (``v2:``, on main for
+one day, 2026-12-04, no release) are no longer read. On dense sound (speech, music) under a crop
 plus noise plus MP3 it reads worse than the wide plan (125 Hz bands leak into each other under the
 256-point window, so a move costs more energy): benchmarks/results/watermark.md."""
 PLANS: Final[tuple[Bands, ...]] = (WIDE_BANDS, FINE_BANDS)
@@ -202,7 +214,7 @@ def bands_for(kind: str) -> Bands:
 
 
 for _plan in PLANS:  # pragma: no cover - layout sanity
-    if _plan.count % GROUP_SIZE or COLUMNS * (_plan.groups - PILOT_GROUPS) < CODED_BITS:
+    if _plan.count % GROUP_SIZE or COLUMNS * (_plan.groups - _plan.pilots) < CODED_BITS:
         raise RuntimeError("a period must hold every coded bit")
 
 
@@ -608,16 +620,16 @@ def _noise_floor(tiles: FloatArray) -> FloatArray:
     return np.asarray(np.percentile(tiles, NOISE_PERCENTILE, axis=-1, keepdims=True))
 
 
-def _chip_features(tiles: Floats, noise: Floats) -> tuple[Floats, Floats, Floats]:
+def _chip_features(tiles: Floats, noise: Floats, noise_db2: float) -> tuple[Floats, Floats, Floats]:
     """Chip values, liveness and noise variance (dB^2), each ``[..., bands, tiles - 1]``.
 
-    The variance is about ``TILE_NOISE_DB2`` times each tile's noise-to-signal ratio (``noise`` per
+    The variance is about ``noise_db2`` times each tile's noise-to-signal ratio (``noise`` per
     band), scaled by how much the tile counts above its floor, plus ``CODEC_NOISE_DB2``.
     """
     d, live, floor = _contrasts(tiles)
     a, b = tiles[..., :-1], tiles[..., 1:]
     la, lb = a / (a + floor), b / (b + floor)
-    var = TILE_NOISE_DB2 * (la**2 * noise / (a + floor) + lb**2 * noise / (b + floor)) + CODEC_NOISE_DB2
+    var = noise_db2 * (la**2 * noise / (a + floor) + lb**2 * noise / (b + floor)) + CODEC_NOISE_DB2
     return _psi(d), live, var
 
 
@@ -652,12 +664,13 @@ class _Layout:
         self.chip_sign = matrix.sum(axis=2)  # [COLUMNS, bands]
         self.chip_group = group
         self.dither = rng.uniform(0.0, step_db, size=(COLUMNS, n_groups))
-        self.pilot_bits = rng.integers(0, 2, size=(COLUMNS, PILOT_GROUPS))
+        pilots = bands.pilots
+        self.pilot_bits = rng.integers(0, 2, size=(COLUMNS, pilots))
         self.scramble = rng.integers(0, 2, size=(COLUMNS, n_groups))
-        n_data = COLUMNS * (n_groups - PILOT_GROUPS)
+        n_data = COLUMNS * (n_groups - pilots)
         slots = rng.permutation(np.arange(n_data) % CODED_BITS)  # spare slots repeat some coded bits
         self.slot_bit = np.full((COLUMNS, n_groups), -1, dtype=np.int64)
-        self.slot_bit[:, PILOT_GROUPS:] = slots.reshape(COLUMNS, n_groups - PILOT_GROUPS)
+        self.slot_bit[:, pilots:] = slots.reshape(COLUMNS, n_groups - pilots)
         self.crc_mask = int.from_bytes(
             hashlib.sha256(b"soundry-wm-crc:" + bands.label + key).digest()[:2], "big"
         )
@@ -675,7 +688,7 @@ class _Layout:
         """``[COLUMNS, groups]`` bit each group carries (pilot or scrambled coded bit)."""
         coded = _CODE.encode(self.info_bits(payload))
         bits = np.where(self.slot_bit >= 0, coded[np.maximum(self.slot_bit, 0)] ^ self.scramble, 0)
-        bits[:, :PILOT_GROUPS] = self.pilot_bits
+        bits[:, : self.bands.pilots] = self.pilot_bits
         return bits
 
     @cached_property
@@ -691,8 +704,8 @@ class _Layout:
 
     @cached_property
     def data_sign(self) -> FloatArray:
-        """``[COLUMNS, groups - PILOT_GROUPS]`` sign undoing the scrambling of each data slot."""
-        return np.asarray(1.0 - 2.0 * self.scramble[:, PILOT_GROUPS:], dtype=np.float64)
+        """``[COLUMNS, data groups]`` sign undoing the scrambling of each data slot."""
+        return np.asarray(1.0 - 2.0 * self.scramble[:, self.bands.pilots :], dtype=np.float64)
 
 
 # ------------------------------------------------------------------------------------ watermarker
@@ -1067,9 +1080,11 @@ class KeyedWatermarker:
         per_tile = TILE_HOPS * SUBSTEPS
         k = g.shape[1] // per_tile
         tiles = g[:, : k * per_tile].reshape(g.shape[0], k, per_tile).transpose(2, 0, 1)  # [d, bands, k]
-        values, live, var = _chip_features(tiles, noise.astype(np.float32))
-        pilot = self._group_soft(values, live, var, rows=np.arange(COLUMNS) * self._bands.groups)
-        return self._pilot_score(_fold_shifts(pilot, PILOT_GROUPS)), _Grid(self, values, live, var)
+        values, live, var = _chip_features(tiles, noise.astype(np.float32), self._bands.noise_db2)
+        pilots = self._bands.pilots
+        rows = (np.arange(COLUMNS)[:, None] * self._bands.groups + np.arange(pilots)).reshape(-1)
+        pilot = self._group_soft(values, live, var, rows=rows)
+        return self._pilot_score(_fold_shifts(pilot, pilots)), _Grid(self, values, live, var)
 
     # -- located detection -----------------------------------------------------------------------
 
@@ -1191,7 +1206,7 @@ class KeyedWatermarker:
         columns = ((t - first_tile) % PERIOD_TILES) // 2
         if t.size == 0:
             return t, columns, np.zeros((0, self._bands.groups))
-        values, live, var = _chip_features(tiles[:, : t[-1] + 2], noise)
+        values, live, var = _chip_features(tiles[:, : t[-1] + 2], noise, self._bands.noise_db2)
         soft = np.asarray(self._group_soft(values[:, t], live[:, t], var[:, t], columns), dtype=np.float64)
         return lead + t * TILE_SAMPLES, columns, soft
 
@@ -1209,7 +1224,7 @@ class KeyedWatermarker:
         lead = start % TILE_SAMPLES
         features = cache.get(lead) if cache is not None else None
         if features is None:
-            features = _chip_features(_tiles(host[lead:], self._bands), noise)
+            features = _chip_features(_tiles(host[lead:], self._bands), noise, self._bands.noise_db2)
             if cache is not None:
                 cache[lead] = features
         return self._fold(*features, first_tile=(start - lead) // TILE_SAMPLES)
@@ -1230,7 +1245,7 @@ class KeyedWatermarker:
 
     def _pilot_score(self, soft: Floats) -> Floats:
         """Pilot z-score: folded pilot soft values against the pilot bits over their null deviation."""
-        pilot = soft[..., :PILOT_GROUPS]
+        pilot = soft[..., : self._bands.pilots]
         num = np.sum(pilot[..., 0, :, :] * self._layout.pilot_sign, axis=(-2, -1))
         den = np.sqrt(np.sum(pilot[..., 1, :, :], axis=(-2, -1))) + 1e-12
         return np.asarray(num / den)
@@ -1241,10 +1256,11 @@ class KeyedWatermarker:
         value and mask is affine, the code and scrambling linear): group ``g`` carries
         ``parity(payload & masks[g]) XOR c[g]``; returns ``(masks, c)``, each ``[data groups]``."""
         lay = self._layout
-        c = lay.group_bits(0)[:, PILOT_GROUPS:].reshape(-1)
+        pilots = self._bands.pilots
+        c = lay.group_bits(0)[:, pilots:].reshape(-1)
         masks = np.zeros(c.size, dtype=np.uint32)
         for i in range(PAYLOAD_BITS):
-            flips = lay.group_bits(1 << i)[:, PILOT_GROUPS:].reshape(-1) ^ c
+            flips = lay.group_bits(1 << i)[:, pilots:].reshape(-1) ^ c
             masks |= flips.astype(np.uint32) << np.uint32(i)
         return masks, c.astype(bool)
 
@@ -1320,7 +1336,8 @@ class KeyedWatermarker:
         """
         if not aligned:
             return None
-        data = np.stack([soft[0, :, PILOT_GROUPS:] for _, soft in aligned]).reshape(len(aligned), -1)
+        pilots = self._bands.pilots
+        data = np.stack([soft[0, :, pilots:] for _, soft in aligned]).reshape(len(aligned), -1)
         data = np.sign(data) * np.sqrt(np.abs(data))  # a few loud groups must not outweigh the rest
         data = (data / (np.linalg.norm(data, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
         best_z, best = -math.inf, (0, 0)
@@ -1337,8 +1354,9 @@ class KeyedWatermarker:
     def _decode(self, soft: Floats) -> tuple[int | None, int]:
         """Viterbi-decode folded soft values: (payload if the CRC holds, coded-bit disagreements)."""
         lay = self._layout
-        data = soft[0, :, PILOT_GROUPS:] * lay.data_sign  # [COLUMNS, data groups]
-        coded = _sum_by(lay.slot_bit[:, PILOT_GROUPS:].reshape(-1), data.reshape(-1), CODED_BITS)
+        pilots = self._bands.pilots
+        data = soft[0, :, pilots:] * lay.data_sign  # [COLUMNS, data groups]
+        coded = _sum_by(lay.slot_bit[:, pilots:].reshape(-1), data.reshape(-1), CODED_BITS)
         info = _CODE.decode(coded)
         errors = int(np.sum((coded < 0) != (_CODE.encode(info) == 1)))
         return lay.check(info), errors

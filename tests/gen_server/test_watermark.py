@@ -270,10 +270,11 @@ DECOYS = np.random.default_rng(5).integers(0, 2**32, 5000).tolist()
 def test_data_signs_follow_the_layout(marker: KeyedWatermarker) -> None:
     """The affine shortcut that patterns payloads in bulk gives every payload's own group bits."""
     payloads = np.array([0, 1, 0xFFFFFFFF, *DECOYS[:40]], dtype=np.uint32)
-    signs = marker._data_signs(payloads)
-    for payload, row in zip(payloads.tolist(), signs, strict=True):
-        bits = marker._layout.group_bits(payload)[:, wm.PILOT_GROUPS :].reshape(-1)
-        assert np.array_equal(row, 1.0 - 2.0 * bits)
+    for reader in marker._readers:  # both band plans (one and two pilot groups a column)
+        signs = reader._data_signs(payloads)
+        for payload, row in zip(payloads.tolist(), signs, strict=True):
+            bits = reader._layout.group_bits(payload)[:, reader._layout.bands.pilots :].reshape(-1)
+            assert np.array_equal(row, 1.0 - 2.0 * bits)
 
 
 def test_threshold_grows_with_the_payloads_tested() -> None:
