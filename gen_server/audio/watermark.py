@@ -53,7 +53,7 @@ benchmarks/results/watermark.md); one claimed job is a single test, with a lower
 Located detection (:meth:`KeyedWatermarker.locate`) runs that search on half-overlapping 6 s and 3 s
 windows, then follows each payload found along the whole input, 64 ms column by column, against the
 payload's full pattern, and reports the maximum-sum segments (a clip inside a podcast; two clips in
-sequence).
+sequence), grown across silences over events that agree with the payload on their own.
 
 Hand-written because no maintained library offers a weight-free DSP watermark usable here (see
 notes/FINDINGS.md: AudioSeal needs hub weights; the pip DSP marks tried failed their own detection or
@@ -145,6 +145,14 @@ LOCATE_INFORMED_TESTS: Final[int] = 2_000_000
 """Most payload-window pairs :meth:`KeyedWatermarker.locate` tests (~2 s on 2 cores; 60 windows of a
 60 s file against 100,000 payloads took 5.4 s): beyond it (a long file, a large index) its windows are
 searched blind; the whole file is still matched against every payload."""
+LOCATE_EXTEND_Z: Final[float] = 3.0
+LOCATE_EXTEND_PENALTY: Final[float] = 0.1
+LOCATE_GAP_COLUMNS: Final[int] = 4
+LOCATE_EXTEND_COLUMNS: Final[int] = 64
+"""A stretch grows across a silence of at least 4 columns (0.26 s) over at most 64 columns (4.1 s,
+silence included) of sound whose agreement has z >= 3 on its own (:func:`_extend_across_silence`)."""
+LOCATE_SILENT: Final[float] = 0.01
+"""A column is silent when its soft magnitude is under this share of one per group."""
 LOCATE_TRIM: Final[float] = 1.0
 """A stretch's ends are trimmed until they add this many mean live columns' worth of agreement."""
 
@@ -439,6 +447,38 @@ def _max_segment(gain: FloatArray) -> tuple[int, int]:
         if g == -math.inf:
             total, lo = 0.0, i + 1
     return best_lo, best_hi
+
+
+def _extend_across_silence(
+    agree: FloatArray, size: FloatArray, power: FloatArray, lo: int, hi: int, silent: float
+) -> tuple[int, int]:
+    """``[lo, hi)`` grown over sound beyond a silence next to either end that agrees with the payload
+    on its own (z >= :data:`LOCATE_EXTEND_Z`): sparse effects whose first or last events carry too
+    little mark to pay the segment's penalty. Only across :data:`LOCATE_GAP_COLUMNS` or more silent
+    columns (``size < silent``; the columns on a silence's edges, half in it, are skipped), so a
+    marked stretch that runs straight into unmarked sound keeps its end."""
+
+    def reach(a: FloatArray, s: FloatArray, p: FloatArray) -> int:
+        """Columns to take from the start of the reversed/forward views ``a, s, p`` (0: none)."""
+        j = 0
+        while j < min(2, s.size) and s[j] >= silent:  # edge columns half in the silence
+            j += 1
+        g = j
+        while g < s.size and s[g] < silent:
+            g += 1
+        if g - j < LOCATE_GAP_COLUMNS or g >= s.size:
+            return 0
+        end = min(s.size, g + LOCATE_EXTEND_COLUMNS)
+        gain = np.cumsum(a[:end] - LOCATE_EXTEND_PENALTY * s[:end])
+        z = np.cumsum(a[:end]) / (np.sqrt(np.cumsum(p[:end])) + 1e-12)
+        ok = np.flatnonzero((z[g:] >= LOCATE_EXTEND_Z) & (gain[g:] > 0)) + g
+        return int(ok[np.argmax(gain[ok])]) + 1 if ok.size else 0
+
+    while lo > 0 and (step := reach(agree[:lo][::-1], size[:lo][::-1], power[:lo][::-1])):
+        lo -= step
+    while hi < agree.size and (step := reach(agree[hi:], size[hi:], power[hi:])):
+        hi += step
+    return lo, hi
 
 
 def _trim_segment(gain: FloatArray, lo: int, hi: int) -> tuple[int, int]:
@@ -1104,7 +1144,8 @@ class KeyedWatermarker:
         and data groups) inside a marked stretch and is zero-mean outside. The stretches are the
         maximum-sum segments of the agreement minus a fixed share of its magnitude
         (:data:`LOCATE_PENALTY`), ends trimmed of near-silence, kept when their z-score reaches
-        :data:`LOCATE_THRESHOLD`.
+        :data:`LOCATE_THRESHOLD`, then grown across silences over sound that agrees with the payload
+        on its own (the faint first or last events of sparse effects).
 
         Args:
             audio: ``[channels, frames]`` audio at any rate, e.g. a podcast with a Soundry clip inside.
@@ -1177,15 +1218,21 @@ class KeyedWatermarker:
         gain = agree - LOCATE_PENALTY * size
         spans: list[Span] = []
         taken = np.zeros(times.size, dtype=bool)
+
+        def z_of(lo: int, hi: int) -> float:
+            return float(np.sum(agree[lo:hi]) / (math.sqrt(float(np.sum(power[lo:hi]))) + 1e-12))
+
         for _ in range(LOCATE_MAX_SPANS):
             lo, hi = _max_segment(np.where(taken, -np.inf, gain))
             if hi <= lo:
                 break
             taken[lo:hi] = True
             lo, hi = _trim_segment(gain, lo, hi)
-            z = float(np.sum(agree[lo:hi]) / (math.sqrt(float(np.sum(power[lo:hi]))) + 1e-12))
-            if z < (LOCATE_THRESHOLD if spans else LOCATE_FIRST_THRESHOLD):
+            if z_of(lo, hi) < (LOCATE_THRESHOLD if spans else LOCATE_FIRST_THRESHOLD):
                 break
+            lo, hi = _extend_across_silence(agree, size, power, lo, hi, LOCATE_SILENT * self._bands.groups)
+            taken[lo:hi] = True
+            z = z_of(lo, hi)
             end = min(int(times[hi - 1]) + 2 * TILE_SAMPLES, host.size)
             spans.append(Span(int(times[lo]) / FS, end / FS, payload, z, start / FS))
         return spans

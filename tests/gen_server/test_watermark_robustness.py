@@ -16,9 +16,10 @@ payloads in its watermark index: the clip's own and ``ISSUED`` others, 100,000 a
 
 * decoded, speech-like, noise-like, real speech, real music: >= 95 % after resample/gain, >= 90 %
   after crop/MP3/Opus/noise (>= 95 % after crops for the synthetic ones); tonal music-like: >= 80 %;
-* sparse effects: the measured floors in ``REQUIRED`` (decoded), ``REQUIRED_MATCHED`` (the server's
-  detection) and ``REQUIRED_CLAIMED`` (against the claimed job); #23's targets (>= 95 % after
-  MP3/Opus/noise, >= 90 % after crops, ``EFFECTS_TARGET``) are printed under each table;
+* sparse effects, the server's detection at full size: #23's targets (>= 95 % after resample, gain,
+  MP3/Opus/noise, >= 90 % after crops, ``EFFECTS_TARGET``, printed under each table); otherwise the
+  measured floors in ``REQUIRED`` (decoded), ``REQUIRED_MATCHED`` (quick size) and
+  ``REQUIRED_CLAIMED`` (against the claimed job);
 * SNR of marked vs original >= 25 dB on every clip;
 * false detections on unmarked 3 s excerpts (half real recordings), decoded or matched among the
   issued payloads, <= 1 in 1,000; claims of a random job confirmed, <= 1 in 1,000.
@@ -76,38 +77,33 @@ ATTACKS = (
     "noise_25dB",
 )
 LOSSY = ("mp3_64k", "opus_64k", "noise_25dB")
+EFFECTS_TARGET = {a: (0.90 if a == "crop_3s" else 0.95) for a in ATTACKS}
 REQUIRED = {
     "speech": {a: (0.90 if a in LOSSY else 0.95) for a in ATTACKS},
     "noise": {a: (0.90 if a in LOSSY else 0.95) for a in ATTACKS},
     "music": dict.fromkeys(ATTACKS, 0.80),
     "real_speech": {a: (0.90 if a in (*LOSSY, "crop_3s") else 0.95) for a in ATTACKS},
     "real_music": {a: (0.90 if a in (*LOSSY, "crop_3s") else 0.95) for a in ATTACKS},
-    # measured floors (full size, 125 Hz band plan: 95 % resample/gain/Opus, 90 % MP3, 79 % crops,
-    # 77.5 % noise; quick size: crops 67 %)
+    # measured floors (full size, 125 Hz plan with two pilots: 97.5-100 % resample/gain, 95 % MP3 and
+    # Opus, 88.9 % crops, 85 % noise; quick size: crops 81 %)
     "effects": {
-        a: {"crop_3s": 0.60, "noise_25dB": 0.70, "mp3_64k": 0.85, "opus_64k": 0.85}.get(a, 0.90)
+        a: {"crop_3s": 0.75, "noise_25dB": 0.80, "mp3_64k": 0.90, "opus_64k": 0.90}.get(a, 0.95)
         for a in ATTACKS
     },
 }
 REQUIRED_MATCHED = {
     # the server's detection, full size: #23's targets (measured 100 % resample/gain/MP3, 97.5 % Opus,
-    # 91.4 % crops) except noise (measured 90 %, floor 87.5 %: 3 of the 4 clips missed hold under 2 s
-    # of sound, the 4th has two thirds of its power outside 125-6125 Hz); quick size: fewer clips
-    "effects": (
-        {a: (0.875 if a == "noise_25dB" else (0.90 if a == "crop_3s" else 0.95)) for a in ATTACKS}
-        if FULL
-        else {a: (0.80 if a == "crop_3s" else 0.90) for a in ATTACKS}
-    ),
+    # 94.4 % crops, 95.0 % noise: on the target; 92.5-100 % over eight keys, key-dependent by one or two
+    # of the 40 clips, benchmarks/results/watermark_effects.md); quick size: fewer clips
+    "effects": (EFFECTS_TARGET if FULL else {a: (0.85 if a == "crop_3s" else 0.90) for a in ATTACKS}),
 }
 REQUIRED_CLAIMED = {
-    # measured floors against a claimed job (full size: 100 % resample/gain/MP3, 97.5 % Opus, 94.3 %
-    # crops, 92.5 % noise; quick size: fewer clips, lower floors)
+    # measured floors against a claimed job (full size: 100 % but Opus 97.5 % and crops 95.4 %; quick
+    # size: fewer clips, lower floors)
     "effects": {
-        a: (0.90 if a in ("noise_25dB", "crop_3s") else 0.95) if FULL else (0.80 if a == "crop_3s" else 0.90)
-        for a in ATTACKS
+        a: (0.90 if a == "crop_3s" else 0.95) if FULL else (0.80 if a == "crop_3s" else 0.90) for a in ATTACKS
     }
 }
-EFFECTS_TARGET = {a: (0.90 if a == "crop_3s" else 0.95) for a in ATTACKS}
 """#23's targets for sparse effects (printed under each table)."""
 
 pytestmark = [pytest.mark.timeout(3600 if FULL else 900), pytest.mark.slow]

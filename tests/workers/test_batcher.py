@@ -13,6 +13,7 @@ Nothing here depends on how fast this machine decodes:
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -286,6 +287,12 @@ def test_a_steady_stream_is_cut_at_max_wait(
             done_at = time.monotonic()
         others.append(batcher.submit(entry, music(PROMPTS[len(others) % len(PROMPTS)], seed=2 + len(others))))
     served = first.result(120)
+    arrivals = [first.submitted_at, *(o.submitted_at for o in others)]
+    served_by = done_at if done_at is not None else cap_at
+    if any(b - a >= window_s for a, b in itertools.pairwise(arrivals) if b <= served_by):
+        # a 0.15 s sleep that overran the window (a machine saturated by other work) closed the window
+        # before the cap, as it should: the stream was not steady, so the cap is not what this shows
+        pytest.skip("the stream paused for a whole window (machine overloaded)")
     assert done_at is None or done_at >= cap_at, "served before the cap"
     in_first_window = sum(o.submitted_at <= first.submitted_at + window_s for o in others)
     assert served.batch_size > 1 + in_first_window  # held past one window...
