@@ -207,7 +207,7 @@ FINE_BANDS: Final[Bands] = Bands(lo=2, bins=2, count=48, label=b"v3:", pilots=2,
 (``bands_for("sfx")``). Twice the groups a second of sound spreads over and the 125-250 Hz band: sparse
 effects whose sound is a few narrow low bands carry about twice the live chips. The second pilot and
 ``noise_db2`` 10 (not 5) found the alignment and the payload of 1-2 s of sound after noise at 25 dB SNR
-(server row 90-95 -> 92.5-100 % over four keys, benchmarks/results/watermark_effects.md); on dense noisy
+(server row 90-95 -> 92.5-100 %, 95 % or more for seven keys of eight, watermark_effects.md); on dense noisy
 music ``noise_db2`` 10 lowers the pilot score (7.1 -> 5.7 on the round-trip test's clip), so the wide
 plan keeps 5. Label ``v3:``: sound effects marked with the one-pilot fine plan (``v2:``, on main for
 one day, 2026-12-04, no release) are no longer read. On dense sound (speech, music) under a crop

@@ -263,6 +263,29 @@ def test_max_segment() -> None:
     assert wm._max_segment(blocked) == (2, 3)
 
 
+def _columns(*runs: tuple[int, float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Agreement, size and power of columns from runs ``(count, agreement, size)`` (power: size^2 / 12)."""
+    agree = np.concatenate([np.full(n, a) for n, a, _ in runs])
+    size = np.concatenate([np.full(n, z) for n, _, z in runs])
+    return agree, size, size**2 / 12
+
+
+def test_a_stretch_grows_across_silence_over_sound_that_agrees() -> None:
+    silent = 0.12
+    # a faint event (agreement 0.5 of size 0.8 a column), 10 silent columns, a noisy edge column, the
+    # marked stretch at [19, 39), silence, then a faint event that does not agree
+    agree, size, power = _columns(
+        (8, 0.5, 0.8), (10, 0.0, 0.0), (1, 0.1, 4.0), (20, 8.0, 9.0), (6, 0.0, 0.0), (8, -0.3, 0.8)
+    )
+    assert wm._extend_across_silence(agree, size, power, 19, 39, silent) == (0, 39)
+    # no silence between the stretch and the faint sound (a clip running into other audio): kept
+    agree, size, power = _columns((8, 0.5, 0.8), (20, 8.0, 9.0))
+    assert wm._extend_across_silence(agree, size, power, 8, 28, silent) == (8, 28)
+    # a silence shorter than LOCATE_GAP_COLUMNS is not one
+    agree, size, power = _columns((8, 0.5, 0.8), (2, 0.0, 0.0), (20, 8.0, 9.0))
+    assert wm._extend_across_silence(agree, size, power, 10, 30, silent) == (10, 30)
+
+
 DECOYS = np.random.default_rng(5).integers(0, 2**32, 5000).tolist()
 """Payloads another 5,000 jobs were issued: informed detection tests them all."""
 
